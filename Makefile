@@ -1,0 +1,53 @@
+# paygo — entry points. `make run` and `make test` install whatever is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CONFIG ?=
+PORT ?= 4000
+HOST ?= 127.0.0.1
+NODE_MODULES_STAMP := node_modules/.paygo-installed
+
+.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+# --- installation -----------------------------------------------------------------------------
+$(NODE_MODULES_STAMP): package.json package-lock.json
+	@command -v node >/dev/null || { echo "paygo: Node.js >= 20.18 is required but 'node' is not on PATH" >&2; exit 1; }
+	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (!(a>20||(a===20&&b>=18))) { console.error("paygo: Node.js >= 20.18 is required; found " + process.version); process.exit(1) }'
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: $(NODE_MODULES_STAMP) ## install npm dependencies (npm ci)
+
+tools: ## install system tools the tests use (promtool from Debian's prometheus package)
+	@test/support/install-tools.sh
+
+# --- build and run ------------------------------------------------------------------------------
+build: deps ## compile TypeScript to dist/
+	npx tsc -p tsconfig.json
+
+run: build ## start the sidecar standalone (CONFIG=file PORT=n; default: examples/standalone.yaml on 127.0.0.1:4000)
+	node dist/sidecar/main.js $(if $(CONFIG),--config $(CONFIG)) --port $(PORT) --host $(HOST)
+
+# --- tests --------------------------------------------------------------------------------------
+typecheck: deps
+	npx tsc -p tsconfig.json --noEmit
+
+test: build tools ## every test tier: unit, integration (real sidecar processes), e2e (real kube-apiserver)
+	npx vitest run --project unit
+	npx vitest run --project integration
+	$(MAKE) test-e2e
+
+test-unit: deps ## unit tests only
+	npx vitest run --project unit
+
+test-integration: build tools ## the built sidecar against fake upstreams and real clients
+	npx vitest run --project integration
+
+test-e2e: build ## control-plane tests on a real kube-apiserver + etcd (built from Go modules, cached)
+	npx vitest run --project e2e
+
+clean: ## remove build output
+	rm -rf dist

@@ -1,0 +1,68 @@
+import { z } from 'zod';
+import { API_VERSION, ConditionSchema, LabelSelectorSchema, ObjectMetaSchema, usdAmount } from './meta.js';
+
+export const BudgetSpecSchema = z
+  .object({
+    scope: z
+      .object({
+        podSelector: LabelSelectorSchema.optional().describe('Only spend by these pods counts; default all pods of the namespace.'),
+        routes: z.array(z.string().min(1)).max(64).optional().describe('Only spend on these ModelRoutes (by name) counts.'),
+        models: z.array(z.string().min(1)).max(64).optional().describe('Only spend on these model names (as apps send them) counts.'),
+      })
+      .default({})
+      .describe('What spend the budget covers; by default all spend in its namespace.'),
+    period: z.enum(['daily', 'weekly', 'monthly']).describe('Calendar period after which spend resets.'),
+    timeZone: z
+      .string()
+      .min(1)
+      .max(64)
+      .default('UTC')
+      .describe('IANA time zone of the period boundaries, e.g. Europe/Berlin; default UTC.'),
+    limit: usdAmount('spec.limit').describe('Spending limit per period in USD, as a decimal string such as "250.00".'),
+    action: z
+      .enum(['block', 'downgrade', 'alert'])
+      .default('block')
+      .describe('What happens when the limit is reached: block (HTTP 429), downgrade (serve downgradeTo), alert (Events and metrics only).'),
+    downgradeTo: z.string().min(1).optional().describe('Model name of the cheaper route used when action is downgrade.'),
+    alertThresholds: z
+      .array(z.number().int().min(1).max(100))
+      .max(10)
+      .default([80, 100])
+      .describe('Percentages of the limit at which an Event is emitted and the state turns Warning.'),
+    maxOutputTokensPerRequest: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('Cap on max_tokens of each covered request, injected when the client sends none.'),
+  })
+  .superRefine((spec, ctx) => {
+    if (spec.action === 'downgrade' && !spec.downgradeTo) {
+      ctx.addIssue({ code: 'custom', path: ['downgradeTo'], message: 'spec.downgradeTo is required when action is downgrade' });
+    }
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: spec.timeZone });
+    } catch {
+      ctx.addIssue({ code: 'custom', path: ['timeZone'], message: `spec.timeZone "${spec.timeZone}" is not an IANA time zone` });
+    }
+  });
+export type BudgetSpec = z.infer<typeof BudgetSpecSchema>;
+
+export const BudgetStatusSchema = z.object({
+  observedGeneration: z.number().int().optional(),
+  periodStart: z.string().optional(),
+  spent: z.string().optional(),
+  reserved: z.string().optional(),
+  remaining: z.string().optional(),
+  state: z.enum(['Ok', 'Warning', 'Exceeded']).optional(),
+  conditions: z.array(ConditionSchema).optional(),
+});
+
+export const BudgetSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Budget'),
+  metadata: ObjectMetaSchema,
+  spec: BudgetSpecSchema,
+  status: BudgetStatusSchema.optional(),
+});
+export type Budget = z.infer<typeof BudgetSchema>;

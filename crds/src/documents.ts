@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import { parseAllDocuments } from 'yaml';
+import { z } from 'zod';
+import { BudgetSchema, type Budget } from './budget.js';
+import { API_VERSION } from './meta.js';
+import { ModelRouteSchema, targetName, type ModelRoute } from './modelroute.js';
+import { SecretSchema, secretValues, type Secret } from './secret.js';
+import type { Snapshot, SnapshotRoute } from './snapshot.js';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** "spec.targets[0].provider" from a zod issue path. */
+export function issuePath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out;
+}
+
+/** One line per issue, each naming the field: `spec.targets[0].model: Too small ...`. */
+export function formatIssues(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .map((i) => {
+      const path = issuePath(i.path);
+      const where = [prefix, path].filter(Boolean).join(path && prefix ? ' ' : '');
+      return where ? `${where}: ${i.message}` : i.message;
+    })
+    .join('; ');
+}
+
+export interface ConfigDocuments {
+  routes: ModelRoute[];
+  budgets: Budget[];
+  secrets: Secret[];
+}
+
+const KINDS = {
+  [`${API_VERSION}/ModelRoute`]: ModelRouteSchema,
+  [`${API_VERSION}/Budget`]: BudgetSchema,
+  ['v1/Secret']: SecretSchema,
+} as const;
+
+/**
+ * Parses a multi-document YAML config (the very objects a user applies to a cluster) and
+ * validates every document. Throws ConfigError naming the document and field on any problem.
+ */
+export function parseConfigDocuments(text: string, defaultNamespace = 'default'): ConfigDocuments {
+  const out: ConfigDocuments = { routes: [], budgets: [], secrets: [] };
+  const docs = parseAllDocuments(text);
+  const seen = new Set<string>();
+  docs.forEach((doc, index) => {
+    if (doc.errors.length > 0) throw new ConfigError(`document ${index + 1}: YAML error: ${doc.errors[0]!.message}`);
+    const value: unknown = doc.toJS();
+    if (value === null || value === undefined) return; // empty document (e.g. trailing ---)
+    if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`document ${index + 1}: expected a Kubernetes object`);
+    const obj = value as { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown } };
+    const key = `${String(obj.apiVersion)}/${String(obj.kind)}`;
+    const schema = KINDS[key as keyof typeof KINDS];
+    const label = `document ${index + 1} (${String(obj.kind)} ${JSON.stringify(obj.metadata?.name ?? '?')})`;
+    if (!schema) {
+      throw new ConfigError(
+        `${label}: unsupported apiVersion/kind "${key}"; expected ${API_VERSION} ModelRoute or Budget, or v1 Secret`,
+      );
+    }
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) throw new ConfigError(`${label}: ${formatIssues(parsed.error)}`);
+    const object = parsed.data;
+    object.metadata.namespace ??= defaultNamespace;
+    const id = `${object.kind}/${object.metadata.namespace}/${object.metadata.name}`;
+    if (seen.has(id)) throw new ConfigError(`${label}: duplicate ${object.kind} ${object.metadata.namespace}/${object.metadata.name}`);
+    seen.add(id);
+    if (object.kind === 'ModelRoute') out.routes.push(object);
+    else if (object.kind === 'Budget') out.budgets.push(object);
+    else out.secrets.push(object);
+  });
+  return out;
+}
+
+/**
+ * The environment variable a missing secretRef falls back to: `<NAME>_<KEY>` upper-cased with
+ * every other character than A-Z and 0-9 turned into `_`. Secret "openai", key "api-key"
+ * → OPENAI_API_KEY.
+ */
+export function secretEnvName(name: string, key: string): string {
+  return `${name}_${key}`.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+}
+
+export interface SnapshotInput {
+  routes: ModelRoute[];
+  budgets: Budget[];
+  /** Secrets visible to the routes (same namespace). */
+  secrets: Secret[];
+  /** Fallback for secretRefs with no Secret (standalone mode); omit in a cluster. */
+  env?: Record<string, string | undefined>;
+}
+
+/** Resolves credentials and builds the versioned snapshot a sidecar runs on. */
+export function buildSnapshot(input: SnapshotInput): Snapshot {
+  const secretsById = new Map(input.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, secretValues(s)]));
+  const routes: SnapshotRoute[] = input.routes.map((route) => {
+    const namespace = route.metadata.namespace ?? 'default';
+    const credentials: Record<string, string> = {};
+    const unresolved: Record<string, string> = {};
+    route.spec.targets.forEach((target, i) => {
+      const ref = target.credentials?.secretRef;
+      if (!ref) return;
+      const name = targetName(target, i);
+      const fromSecret = secretsById.get(`${namespace}/${ref.name}`);
+      const envName = secretEnvName(ref.name, ref.key);
+      const value = fromSecret?.[ref.key] ?? (fromSecret ? undefined : input.env?.[envName]);
+      if (value) credentials[name] = value;
+      else if (fromSecret) unresolved[name] = `Secret ${namespace}/${ref.name} has no key "${ref.key}"`;
+      else if (input.env) unresolved[name] = `Secret ${namespace}/${ref.name} not found and environment variable ${envName} is not set`;
+      else unresolved[name] = `Secret ${namespace}/${ref.name} not found`;
+    });
+    return {
+      name: route.metadata.name,
+      namespace,
+      generation: route.metadata.generation,
+      spec: route.spec,
+      credentials,
+      unresolved,
+    };
+  });
+  const budgets = input.budgets.map((b) => ({
+    name: b.metadata.name,
+    namespace: b.metadata.namespace ?? 'default',
+    generation: b.metadata.generation,
+    spec: b.spec,
+  }));
+  const body = { routes, budgets };
+  // Content-addressed version: the same objects always give the same version.
+  const version = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
+  return { version, ...body };
+}

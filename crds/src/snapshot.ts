@@ -1,0 +1,35 @@
+import { z } from 'zod';
+import { BudgetSpecSchema } from './budget.js';
+import { ModelRouteSpecSchema } from './modelroute.js';
+
+/**
+ * The sidecar configuration snapshot: the versioned data-plane contract between the operator
+ * (or a standalone file) and a sidecar. It is not tied to Kubernetes: routes and budgets carry
+ * their spec plus identity, and credentials are already resolved to key material.
+ */
+export const SnapshotRouteSchema = z.object({
+  name: z.string().min(1),
+  namespace: z.string().min(1),
+  generation: z.number().int().optional(),
+  spec: ModelRouteSpecSchema,
+  /** API key per target name; absent when the target needs none or it could not be resolved. */
+  credentials: z.record(z.string(), z.string()).default({}),
+  /** Why a target's credentials are missing (names the Secret and key, never a value). */
+  unresolved: z.record(z.string(), z.string()).default({}),
+});
+export type SnapshotRoute = z.infer<typeof SnapshotRouteSchema>;
+
+export const SnapshotBudgetSchema = z.object({
+  name: z.string().min(1),
+  namespace: z.string().min(1),
+  generation: z.number().int().optional(),
+  spec: BudgetSpecSchema,
+});
+export type SnapshotBudget = z.infer<typeof SnapshotBudgetSchema>;
+
+export const SnapshotSchema = z.object({
+  version: z.string().min(1),
+  routes: z.array(SnapshotRouteSchema),
+  budgets: z.array(SnapshotBudgetSchema).default([]),
+});
+export type Snapshot = z.infer<typeof SnapshotSchema>;

@@ -1,0 +1,396 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './openai-schema.js';
+import { ApiError, invalidRequest } from './errors.js';
+import { formatUsd } from './metering/money.js';
+import type { Meter, Outcome, RequestRecord } from './metering/record.js';
+import { countPromptTokens, countTextTokens } from './metering/tokens.js';
+import type { StreamTranslator, TargetContext } from './providers/types.js';
+import { UpstreamProtocolError, UpstreamStreamError } from './providers/types.js';
+import { dispatch, UpstreamHttpError, type DispatchOptions } from './router/dispatch.js';
+import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
+import { parseRetryAfter } from './router/strategy.js';
+import { SseParser, sseData } from './sse.js';
+import { readAll, readBody, TransportError, type UpstreamResponse } from './transport.js';
+import { usageToOpenAI, type Usage } from './usage.js';
+
+export interface ChatContext {
+  requestId: string;
+  route: RuntimeRoute;
+  req: ChatRequest;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+  raw: { req: IncomingMessage; res: ServerResponse };
+  startedAt: number;
+}
+
+export interface ChatDeps extends Omit<DispatchOptions, 'signal'> {
+  meter: Meter;
+}
+
+/** Applies the route's per-request limits: clamps or injects max_tokens, refuses oversized prompts. */
+export async function applyLimits(route: RuntimeRoute, req: ChatRequest): Promise<void> {
+  const cap = route.limits?.maxOutputTokens;
+  if (cap !== undefined) {
+    const asked = req.max_completion_tokens ?? req.max_tokens;
+    const effective = asked == null ? cap : Math.min(asked, cap);
+    if (req.max_completion_tokens != null) req.max_completion_tokens = effective;
+    else req.max_tokens = effective;
+  }
+  const maxInput = route.limits?.maxInputTokens;
+  if (maxInput !== undefined) {
+    const tokens = await countPromptTokens(req);
+    if (tokens > maxInput) {
+      throw invalidRequest(
+        `This request has ${tokens} input tokens; route "${route.name}" allows at most ${maxInput}.`,
+        'messages',
+        'context_length_exceeded',
+      );
+    }
+  }
+}
+
+function deadlineController(parent: AbortSignal, deadline: number, now: number): { signal: AbortSignal; commit(): void; dispose(): void } {
+  const ac = new AbortController();
+  const onAbort = () => ac.abort(parent.reason);
+  parent.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => ac.abort(new TransportError('timeout', 'total deadline exceeded')), Math.max(0, deadline - now));
+  return {
+    signal: ac.signal,
+    commit: () => clearTimeout(timer),
+    dispose: () => {
+      clearTimeout(timer);
+      parent.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, now: number): Promise<void> {
+  if (res.status >= 200 && res.status < 300) return;
+  let text = '';
+  try {
+    text = await readAll(res.body, 1024 * 1024);
+  } catch {
+    /* the status alone says enough */
+  }
+  const message = target.adapter.errorMessage(text) ?? `HTTP ${res.status}`;
+  throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${message}`, parseRetryAfter(res.headers['retry-after'], now));
+}
+
+function targetContext(target: RuntimeTarget, requestId: string, now: number): TargetContext {
+  return { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now / 1000), responseId: `chatcmpl-${requestId}` };
+}
+
+interface Committed {
+  target: RuntimeTarget;
+  attempts: number;
+}
+
+function baseRecord(ctx: ChatContext, stream: boolean): RequestRecord {
+  return {
+    requestId: ctx.requestId,
+    operation: 'chat',
+    namespace: ctx.route.namespace,
+    route: ctx.route.name,
+    requestModel: ctx.req.model,
+    target: undefined,
+    provider: undefined,
+    providerModel: undefined,
+    responseModel: undefined,
+    stream,
+    outcome: 'success',
+    status: 200,
+    errorType: undefined,
+    usage: undefined,
+    estimated: false,
+    attempts: 0,
+    durationMs: 0,
+    ttftMs: undefined,
+    pricingOverride: undefined,
+  };
+}
+
+function withTarget(rec: RequestRecord, c: Committed): void {
+  rec.target = c.target.name;
+  rec.provider = c.target.provider;
+  rec.providerModel = c.target.model;
+  rec.attempts = c.attempts;
+  rec.pricingOverride = c.target.pricing;
+}
+
+export function routingHeaders(route: RuntimeRoute, c: Committed): Record<string, string> {
+  return {
+    'x-paygo-route': route.name,
+    'x-paygo-target': c.target.name,
+    'x-paygo-provider': c.target.provider,
+    'x-paygo-attempts': String(c.attempts),
+  };
+}
+
+/** Estimated usage from paygo's tokenizer, for when the provider reported none. */
+async function estimateUsage(req: ChatRequest, outputText: string): Promise<Usage> {
+  return {
+    inputTokens: await countPromptTokens(req),
+    outputTokens: await countTextTokens(outputText),
+    cacheReadTokens: 0,
+    cacheWriteTokens: 0,
+    reasoningTokens: 0,
+  };
+}
+
+export function recordError(rec: RequestRecord, err: unknown): ApiError {
+  if (err instanceof ApiError) {
+    rec.status = err.status;
+    rec.errorType = err.code;
+    rec.outcome = err.status < 500 && err.status !== 429 ? 'client_error' : 'upstream_error';
+    return err;
+  }
+  if (err instanceof TransportError && err.failure === 'aborted') {
+    rec.outcome = 'client_aborted';
+    rec.status = 499;
+    rec.errorType = 'client_aborted';
+    return new ApiError(499, 'invalid_request_error', 'client_aborted', 'client went away');
+  }
+  if (err instanceof UpstreamHttpError) {
+    // A 4xx the provider says is the request's fault: pass its status through.
+    rec.status = err.status;
+    rec.errorType = `upstream_${err.status}`;
+    rec.outcome = 'client_error';
+    return new ApiError(err.status, 'invalid_request_error', 'upstream_rejected_request', err.message);
+  }
+  rec.status = 500;
+  rec.outcome = 'upstream_error';
+  rec.errorType = 'internal';
+  return new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
+}
+
+/** Non-stream chat completion: returns the body and headers to send. */
+export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ status: number; headers: Record<string, string>; body: unknown; record: RequestRecord }> {
+  const rec = baseRecord(ctx, false);
+  try {
+    const result = await dispatch(
+      ctx.route,
+      async (target, signal, deadline) => {
+        const now = deps.now();
+        const dc = deadlineController(signal, deadline, now);
+        try {
+          const tctx = targetContext(target, ctx.requestId, now);
+          const upstream = target.adapter.chatRequest(ctx.req, tctx, false);
+          const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+          await failIfNotOk(res, target, deps.now());
+          const text = await readAll(res.body);
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            throw new UpstreamProtocolError(`${target.name} (${target.provider}) sent a response that is not JSON`);
+          }
+          return target.adapter.chatResponse(json, tctx);
+        } finally {
+          dc.dispose();
+        }
+      },
+      { ...deps, signal: ctx.signal },
+    );
+    withTarget(rec, result);
+    const { completion, usage } = result.value;
+    rec.responseModel = completion.model;
+    if (usage) rec.usage = usage;
+    else {
+      rec.usage = await estimateUsage(ctx.req, completionText(completion));
+      rec.estimated = true;
+      completion.usage = usageToOpenAI(rec.usage);
+    }
+    rec.durationMs = deps.now() - ctx.startedAt;
+    rec.ttftMs = rec.durationMs;
+    const cost = deps.meter.record(rec);
+    const headers = routingHeaders(ctx.route, result);
+    if (cost.priced) headers['x-paygo-cost-usd'] = formatUsd(cost.costNano);
+    if (rec.estimated) headers['x-paygo-usage-estimated'] = 'true';
+    return { status: 200, headers, body: completion, record: rec };
+  } catch (err) {
+    const apiError = recordError(rec, err);
+    rec.durationMs = deps.now() - ctx.startedAt;
+    deps.meter.record(rec);
+    throw apiError;
+  }
+}
+
+function completionText(c: ChatCompletion): string {
+  let text = '';
+  for (const choice of c.choices ?? []) {
+    text += choice.message?.content ?? '';
+    for (const call of choice.message?.tool_calls ?? []) text += call.function.name + call.function.arguments;
+  }
+  return text;
+}
+
+interface OpenStream {
+  iterator: AsyncIterator<Uint8Array>;
+  parser: SseParser;
+  translator: StreamTranslator;
+  pending: ChatCompletionChunk[];
+  dc: { commit(): void; dispose(): void };
+  upstreamDone: boolean;
+}
+
+function openStream(target: RuntimeTarget, tctx: TargetContext, res: UpstreamResponse, dc: OpenStream['dc']): OpenStream {
+  return {
+    iterator: readBody(res.body)[Symbol.asyncIterator](),
+    parser: new SseParser(),
+    translator: target.adapter.chatStream(tctx),
+    pending: [],
+    dc,
+    upstreamDone: false,
+  };
+}
+
+function translateEvents(s: OpenStream, bytes: Uint8Array): ChatCompletionChunk[] {
+  const out: ChatCompletionChunk[] = [];
+  for (const ev of s.parser.push(bytes)) out.push(...s.translator.push(ev));
+  return out;
+}
+
+/** Streams a chat completion to the client as SSE, committing to a target only once it produced a first chunk. */
+export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<RequestRecord> {
+  const rec = baseRecord(ctx, true);
+  const includeUsage = ctx.req.stream_options?.include_usage === true;
+  let open: OpenStream;
+  let committed: Committed;
+  try {
+    const result = await dispatch(
+      ctx.route,
+      async (target, signal, deadline) => {
+        const now = deps.now();
+        const dc = deadlineController(signal, deadline, now);
+        try {
+          const tctx = targetContext(target, ctx.requestId, now);
+          const upstream = target.adapter.chatRequest(ctx.req, tctx, true);
+          const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+          await failIfNotOk(res, target, deps.now());
+          const s = openStream(target, tctx, res, dc);
+          // Nothing has reached the client yet: any failure until the first chunk can still fail over.
+          while (s.pending.length === 0 && !s.translator.finished) {
+            const next = await s.iterator.next();
+            if (next.done) {
+              s.upstreamDone = true;
+              break;
+            }
+            s.pending.push(...translateEvents(s, next.value));
+          }
+          if (s.pending.length === 0 && !s.translator.finished) {
+            throw new UpstreamProtocolError(`${target.name} (${target.provider}) closed the stream before sending anything`);
+          }
+          return s;
+        } catch (err) {
+          dc.dispose();
+          throw err;
+        }
+      },
+      { ...deps, signal: ctx.signal },
+    );
+    open = result.value;
+    committed = result;
+    withTarget(rec, committed);
+  } catch (err) {
+    const apiError = recordError(rec, err);
+    rec.durationMs = deps.now() - ctx.startedAt;
+    deps.meter.record(rec);
+    throw apiError;
+  }
+
+  // Committed: from here on bytes reach the client, so there is no failover, only an error event.
+  open.dc.commit();
+  const res = ctx.raw.res;
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-request-id': ctx.requestId,
+    ...routingHeaders(ctx.route, committed),
+  });
+  rec.ttftMs = deps.now() - ctx.startedAt;
+  let outputText = '';
+  let meta: Pick<ChatCompletionChunk, 'id' | 'created' | 'model'> | undefined;
+  const write = async (chunks: ChatCompletionChunk[]) => {
+    for (const chunk of chunks) {
+      meta ??= { id: chunk.id, created: chunk.created, model: chunk.model };
+      for (const choice of chunk.choices) {
+        if (choice.delta.content) outputText += choice.delta.content;
+        for (const call of choice.delta.tool_calls ?? []) outputText += (call.function?.name ?? '') + (call.function?.arguments ?? '');
+      }
+      if (!res.write(sseData(JSON.stringify(chunk)))) await drained(res, ctx.signal);
+    }
+  };
+  let outcome: Outcome = 'success';
+  let failure: { message: string; type: string } | undefined;
+  try {
+    await write(open.pending);
+    while (!open.upstreamDone && !open.translator.finished) {
+      const next = await open.iterator.next();
+      if (next.done) break;
+      await write(translateEvents(open, next.value));
+    }
+    if (!open.translator.finished) {
+      throw new UpstreamProtocolError(`${committed.target.name} (${committed.target.provider}) ended the stream early`);
+    }
+  } catch (err) {
+    if (ctx.signal.aborted || (err instanceof TransportError && err.failure === 'aborted')) {
+      outcome = 'client_aborted';
+    } else {
+      outcome = 'stream_error';
+      const type = err instanceof UpstreamStreamError ? err.errorType : 'upstream_error';
+      failure = { message: err instanceof Error ? err.message : 'stream failed', type };
+    }
+  } finally {
+    open.dc.dispose();
+    // Stops reading upstream: also cancels generation when the client left.
+    void open.iterator.return?.(undefined).catch(() => {});
+  }
+
+  const reported = open.translator.usage;
+  // A provider's usage is trusted only from a complete stream; a cut stream is estimated.
+  if (reported && outcome === 'success') rec.usage = reported;
+  else {
+    const estimate = await estimateUsage(ctx.req, outputText);
+    rec.usage = reported ? { ...reported, outputTokens: Math.max(reported.outputTokens, estimate.outputTokens), inputTokens: reported.inputTokens || estimate.inputTokens } : estimate;
+    rec.estimated = true;
+  }
+  rec.responseModel = open.translator.responseModel ?? meta?.model;
+  rec.outcome = outcome;
+  rec.status = outcome === 'client_aborted' ? 499 : 200;
+  rec.errorType = outcome === 'success' ? undefined : outcome === 'client_aborted' ? 'client_aborted' : failure?.type;
+  if (!res.destroyed) {
+    if (failure) {
+      res.write(sseData(JSON.stringify({ error: { message: failure.message, type: failure.type, param: null, code: 'upstream_stream_error' } })));
+    } else if (outcome === 'success') {
+      if (includeUsage && meta) {
+        const usageChunk: ChatCompletionChunk = { id: meta.id, object: 'chat.completion.chunk', created: meta.created, model: meta.model, choices: [], usage: usageToOpenAI(rec.usage) };
+        res.write(sseData(JSON.stringify(usageChunk)));
+      }
+      res.write(sseData('[DONE]'));
+    }
+    res.end();
+  }
+  rec.durationMs = deps.now() - ctx.startedAt;
+  deps.meter.record(rec);
+  return rec;
+}
+
+function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      signal.removeEventListener('abort', fail);
+      resolve();
+    };
+    const fail = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      reject(new TransportError('aborted', 'client went away'));
+    };
+    res.once('drain', done);
+    res.once('close', done);
+    signal.addEventListener('abort', fail, { once: true });
+  });
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+import { createServer } from 'node:http';
+import { pino } from 'pino';
+import type { Snapshot } from '../crds/src/index.js';
+import { FileConfigSource } from './config/file-source.js';
+import { UsageMeter } from './metering/meter.js';
+import { createMetrics } from './metering/metrics.js';
+import { createPricer } from './metering/pricing.js';
+import { parseOptions, USAGE } from './options.js';
+import { ConfigCompiler, type RuntimeConfig } from './router/runtime.js';
+import { buildApp } from './server.js';
+import { createHttpTransport } from './transport.js';
+
+async function main(): Promise<void> {
+  let options;
+  try {
+    options = parseOptions(process.argv.slice(2), process.env);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (options === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const logger = pino({ level: options.logLevel, base: { component: 'paygo-sidecar' } });
+  const usageLog = logger.child({ component: 'paygo-usage' });
+  const metrics = createMetrics();
+  const pricer = createPricer();
+  const meter = new UsageMeter(metrics, (p, m, u, o, at) => pricer.price(p, m, u, o, at), usageLog);
+  const transport = createHttpTransport();
+  const compiler = new ConfigCompiler(transport);
+  let config: RuntimeConfig | undefined;
+
+  const apply = (snapshot: Snapshot) => {
+    config = compiler.compile(snapshot);
+    metrics.configInfo.reset();
+    metrics.configInfo.set({ version: snapshot.version, source: 'file' }, 1);
+  };
+  (metrics.circuitOpen as unknown as { collect?: () => void }).collect = () => {
+    metrics.circuitOpen.reset();
+    const seen = new Set<string>();
+    for (const route of config?.byModel.values() ?? []) {
+      if (seen.has(route.id)) continue;
+      seen.add(route.id);
+      for (const t of route.targets) {
+        metrics.circuitOpen.set({ namespace: route.namespace, route: route.name, target: t.name, provider: t.provider }, t.health.breaker.state === 'closed' ? 0 : 1);
+      }
+    }
+  };
+
+  const source = new FileConfigSource({ path: options.config, env: process.env, logger, apply });
+  try {
+    const snapshot = source.start();
+    logger.info({ config: options.config, version: snapshot.version, routes: snapshot.routes.map((r) => r.name) }, 'config loaded');
+  } catch (err) {
+    logger.fatal({ config: options.config, error: (err as Error).message }, 'cannot load config');
+    process.exit(1);
+  }
+
+  const app = buildApp({
+    getConfig: () => config,
+    meter,
+    logger,
+    bodyLimit: options.bodyLimit,
+    unitPrice: (t) => pricer.unitPrice(t.provider, t.model, t.pricing),
+    hooks: {
+      onRetry: (route, target, kind) => metrics.retries.inc({ namespace: route.namespace, route: route.name, target: target.name, provider: target.provider, reason: kind }),
+      onFailover: (route, target, kind) => metrics.failovers.inc({ namespace: route.namespace, route: route.name, target: target.name, provider: target.provider, reason: kind }),
+      onAttemptFailed: (route, target, kind, error) =>
+        logger.warn({ route: `${route.namespace}/${route.name}`, target: target.name, provider: target.provider, kind, error: error.message }, 'upstream attempt failed'),
+      onCircuitOpen: (route, target) => logger.warn({ route: `${route.namespace}/${route.name}`, target: target.name }, 'circuit opened'),
+    },
+  });
+  await app.listen({ host: options.host, port: options.port });
+
+  const metricsServer = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      metrics.registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(body);
+        },
+        () => {
+          res.writeHead(500);
+          res.end();
+        },
+      );
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  if (options.metricsPort !== 0) {
+    await new Promise<void>((resolve) => metricsServer.listen(options.metricsPort, options.metricsHost, resolve));
+    const address = metricsServer.address();
+    logger.info({ metrics: typeof address === 'object' && address ? `${address.address}:${address.port}` : address }, 'metrics listening');
+  }
+
+  process.on('SIGHUP', () => source.reload('SIGHUP'));
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining in-flight requests');
+    const force = setTimeout(() => {
+      logger.warn('shutdown grace period over; exiting');
+      process.exit(0);
+    }, options.shutdownGraceMs);
+    force.unref();
+    source.stop();
+    Promise.allSettled([app.close(), new Promise((r) => metricsServer.close(r)), transport.close()]).then(() => {
+      logger.info('stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`paygo-sidecar: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

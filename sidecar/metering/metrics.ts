@@ -1,0 +1,89 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The sidecar's Prometheus metrics, on a private Registry. Names follow the OpenTelemetry GenAI
+ * semantic conventions where one exists (gen_ai_*), paygo_* otherwise. Every label is bounded
+ * by configuration (namespace, route, target, provider, model) or by an enum — never user content.
+ */
+const ROUTE_LABELS = ['namespace', 'route', 'target', 'provider', 'model'] as const;
+const GENAI_LABELS = ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'gen_ai_response_model', 'namespace', 'route'] as const;
+
+export type SidecarMetrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    tokenUsage: new Histogram({
+      name: 'gen_ai_client_token_usage',
+      help: 'Number of input and output tokens used per operation.',
+      labelNames: [...GENAI_LABELS, 'gen_ai_token_type'],
+      // OTel GenAI advisory buckets.
+      buckets: [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864],
+      registers: [registry],
+    }),
+    operationDuration: new Histogram({
+      name: 'gen_ai_client_operation_duration_seconds',
+      help: 'GenAI operation duration, as seen by the sidecar (request in to last byte out).',
+      labelNames: [...GENAI_LABELS, 'error_type'],
+      buckets: [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92],
+      registers: [registry],
+    }),
+    timeToFirstToken: new Histogram({
+      name: 'gen_ai_server_time_to_first_token_seconds',
+      help: 'Time from request to the first response chunk reaching the client (streams).',
+      labelNames: [...GENAI_LABELS],
+      buckets: [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+      registers: [registry],
+    }),
+    requests: new Counter({
+      name: 'paygo_requests_total',
+      help: 'Requests by route, target and outcome; priced="false" marks models with no known price.',
+      labelNames: [...ROUTE_LABELS, 'outcome', 'estimated', 'priced'],
+      registers: [registry],
+    }),
+    cost: new Counter({
+      name: 'paygo_cost_usd_total',
+      help: 'Money spent in US dollars (exact: kept in integer nano-dollars and exported as their decimal value).',
+      labelNames: [...ROUTE_LABELS],
+      registers: [registry],
+    }),
+    tokens: new Counter({
+      name: 'paygo_tokens_total',
+      help: 'Tokens by type: input (all prompt tokens), output (all completion tokens), cache_read, cache_write and reasoning (parts of input / output).',
+      labelNames: [...ROUTE_LABELS, 'type'],
+      registers: [registry],
+    }),
+    failovers: new Counter({
+      name: 'paygo_failovers_total',
+      help: 'Times a request moved on from a failing target to the next one.',
+      labelNames: ['namespace', 'route', 'target', 'provider', 'reason'],
+      registers: [registry],
+    }),
+    retries: new Counter({
+      name: 'paygo_retries_total',
+      help: 'Retries of the same target after a retryable failure.',
+      labelNames: ['namespace', 'route', 'target', 'provider', 'reason'],
+      registers: [registry],
+    }),
+    circuitOpen: new Gauge({
+      name: 'paygo_circuit_open',
+      help: '1 while the circuit breaker of a target is open or half-open, else 0.',
+      labelNames: ['namespace', 'route', 'target', 'provider'],
+      registers: [registry],
+    }),
+    costPerSuccess: new Gauge({
+      name: 'paygo_target_cost_per_success_usd',
+      help: 'Average cost of a successful response per target (for A/B comparison).',
+      labelNames: ['namespace', 'route', 'target', 'provider'],
+      registers: [registry],
+    }),
+    configInfo: new Gauge({
+      name: 'paygo_config_info',
+      help: 'The configuration version the sidecar serves (value 1).',
+      labelNames: ['version', 'source'],
+      registers: [registry],
+    }),
+  };
+}

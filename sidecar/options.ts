@@ -1,0 +1,62 @@
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { formatIssues } from '../crds/src/index.js';
+
+/** The embedded default config: the standalone example (simulate provider, works offline). */
+export const DEFAULT_CONFIG = fileURLToPath(new URL('../../examples/standalone.yaml', import.meta.url));
+
+const OptionsSchema = z.object({
+  config: z.string().min(1),
+  host: z.string().min(1),
+  port: z.coerce.number().int().min(0).max(65535),
+  metricsHost: z.string().min(1),
+  metricsPort: z.coerce.number().int().min(0).max(65535),
+  bodyLimit: z.coerce.number().int().min(1024).max(100 * 1024 * 1024),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  shutdownGraceMs: z.coerce.number().int().min(0).max(600_000),
+});
+export type SidecarOptions = z.infer<typeof OptionsSchema>;
+
+export const USAGE = `Usage: paygo-sidecar [options]
+  --config FILE          standalone config (multi-document YAML); default: the embedded examples/standalone.yaml
+  --host HOST            listen address (default 127.0.0.1; env PAYGO_HOST)
+  --port N               listen port (default 4000; env PAYGO_PORT)
+  --metrics-host HOST    Prometheus listener address (default 0.0.0.0; env PAYGO_METRICS_HOST)
+  --metrics-port N       Prometheus listener port, 0 = off (default 9464; env PAYGO_METRICS_PORT)
+  --max-body-bytes N     request body limit (default 10485760; env PAYGO_MAX_BODY_BYTES)
+  --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info; env PAYGO_LOG_LEVEL)
+  --shutdown-grace-ms N  how long SIGTERM waits for in-flight requests (default 25000)
+  --help                 this text`;
+
+/** Parses argv and env once into validated options; throws an Error with a readable message. */
+export function parseOptions(argv: string[], env: Record<string, string | undefined>): SidecarOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'metrics-host': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'max-body-bytes': { type: 'string' },
+      'log-level': { type: 'string' },
+      'shutdown-grace-ms': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  const parsed = OptionsSchema.safeParse({
+    config: values.config ?? env.PAYGO_CONFIG ?? DEFAULT_CONFIG,
+    host: values.host ?? env.PAYGO_HOST ?? '127.0.0.1',
+    port: values.port ?? env.PAYGO_PORT ?? 4000,
+    metricsHost: values['metrics-host'] ?? env.PAYGO_METRICS_HOST ?? '0.0.0.0',
+    metricsPort: values['metrics-port'] ?? env.PAYGO_METRICS_PORT ?? 9464,
+    bodyLimit: values['max-body-bytes'] ?? env.PAYGO_MAX_BODY_BYTES ?? 10 * 1024 * 1024,
+    logLevel: values['log-level'] ?? env.PAYGO_LOG_LEVEL ?? 'info',
+    shutdownGraceMs: values['shutdown-grace-ms'] ?? 25_000,
+  });
+  if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
+  return parsed.data;
+}

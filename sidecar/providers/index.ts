@@ -1,0 +1,18 @@
+import type { ProviderName } from '../../crds/src/index.js';
+import { anthropicAdapter } from './anthropic.js';
+import { geminiAdapter } from './gemini.js';
+import { createOpenAIAdapter } from './openai.js';
+import type { ProviderAdapter } from './types.js';
+
+/** Every provider's adapter, by provider name. */
+export const ADAPTERS: Readonly<Record<ProviderName, ProviderAdapter>> = {
+  openai: createOpenAIAdapter('openai'),
+  deepseek: createOpenAIAdapter('deepseek'),
+  qwen: createOpenAIAdapter('qwen'),
+  mistral: createOpenAIAdapter('mistral'),
+  openrouter: createOpenAIAdapter('openrouter'),
+  'openai-compatible': createOpenAIAdapter('openai-compatible'),
+  simulate: createOpenAIAdapter('simulate'),
+  anthropic: anthropicAdapter,
+  gemini: geminiAdapter,
+};

@@ -1,0 +1,75 @@
+import type { ProviderName } from '../../crds/src/index.js';
+import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest } from '../openai-schema.js';
+import type { SseEvent } from '../sse.js';
+import type { Usage } from '../usage.js';
+
+/** A native HTTP request to a provider, ready to send. */
+export interface UpstreamRequest {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** What an adapter knows about the target it is talking to. */
+export interface TargetContext {
+  /** The provider's model id (target.model). */
+  model: string;
+  /** Base URL: the target override or the provider default (no trailing slash). */
+  baseURL: string;
+  apiKey: string | undefined;
+  /** Unix seconds, used for `created` in translated responses. */
+  created: number;
+  /** Id for translated responses when the provider gives none. */
+  responseId: string;
+}
+
+/**
+ * Translates one upstream SSE stream into OpenAI chat.completion.chunk objects, event by event.
+ * Usage chunks are never returned: usage is captured in `usage` and the caller decides whether
+ * the client gets a usage chunk (stream_options.include_usage).
+ */
+export interface StreamTranslator {
+  /** One upstream event → zero or more OpenAI chunks. Throws UpstreamStreamError on an error event. */
+  push(event: SseEvent): ChatCompletionChunk[];
+  /** True once the provider signalled a complete, successful end of the stream. */
+  readonly finished: boolean;
+  /** Usage reported by the provider so far (cumulative), if any. */
+  readonly usage: Usage | undefined;
+  /** The provider's response model id, once known. */
+  readonly responseModel: string | undefined;
+}
+
+export interface ProviderAdapter {
+  readonly provider: ProviderName;
+  /** Default base URL; undefined when the target must give one. */
+  readonly defaultBaseURL: string | undefined;
+  /** Native request for a chat completion. Throws ApiError(400) for what the provider cannot take. */
+  chatRequest(req: ChatRequest, ctx: TargetContext, stream: boolean): UpstreamRequest;
+  /** Native non-stream success body → OpenAI chat.completion (usage in OpenAI form) + normalised usage. */
+  chatResponse(body: unknown, ctx: TargetContext): { completion: ChatCompletion; usage: Usage | undefined };
+  chatStream(ctx: TargetContext): StreamTranslator;
+  /** The human-readable message in a native error body (never echoes headers or keys). */
+  errorMessage(body: string): string | undefined;
+  /** Native request for embeddings; absent when the provider has no OpenAI-compatible embeddings API. */
+  embeddingsRequest?(req: EmbeddingsRequest, ctx: TargetContext): UpstreamRequest;
+}
+
+/** An error event inside an upstream stream (e.g. Anthropic `event: error`, overloaded). */
+export class UpstreamStreamError extends Error {
+  override readonly name = 'UpstreamStreamError';
+  constructor(
+    message: string,
+    readonly errorType: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The body of an upstream response could not be understood. */
+export class UpstreamProtocolError extends Error {
+  override readonly name = 'UpstreamProtocolError';
+}
+
+export function joinURL(base: string, path: string): string {
+  return base.replace(/\/+$/, '') + path;
+}

@@ -1,0 +1,198 @@
+import { ApiError } from '../errors.js';
+import { UpstreamProtocolError, UpstreamStreamError } from '../providers/types.js';
+import { TransportError } from '../transport.js';
+import type { RuntimeRoute, RuntimeTarget } from './runtime.js';
+import { backoffMs, ewma, orderTargets, type Candidate } from './strategy.js';
+
+/** A non-2xx answer from a provider, already reduced to a safe message. */
+export class UpstreamHttpError extends Error {
+  override readonly name = 'UpstreamHttpError';
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+export type FailureKind = '429' | '5xx' | 'timeout' | 'connect' | 'protocol' | 'auth' | 'translate' | 'client';
+
+export interface DispatchHooks {
+  onRetry?(route: RuntimeRoute, target: RuntimeTarget, kind: FailureKind): void;
+  onFailover?(route: RuntimeRoute, from: RuntimeTarget, kind: FailureKind): void;
+  onCircuitOpen?(route: RuntimeRoute, target: RuntimeTarget): void;
+  onAttemptFailed?(route: RuntimeRoute, target: RuntimeTarget, kind: FailureKind, error: Error): void;
+}
+
+export interface DispatchOptions {
+  signal: AbortSignal;
+  now: () => number;
+  random: () => number;
+  sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** Comparable unit price for the cheapest strategy. */
+  unitPrice: (t: RuntimeTarget) => bigint | undefined;
+  hooks?: DispatchHooks;
+}
+
+export interface Dispatched<T> {
+  value: T;
+  target: RuntimeTarget;
+  attempts: number;
+}
+
+/** One attempt against one target: sends, and checks the answer enough to commit to it. */
+export type Attempt<T> = (target: RuntimeTarget, signal: AbortSignal, deadlineMs: number) => Promise<T>;
+
+function classify(err: unknown): { kind: FailureKind; retryAfterMs?: number } {
+  if (err instanceof UpstreamHttpError) {
+    if (err.status === 429) return { kind: '429', retryAfterMs: err.retryAfterMs };
+    if (err.status >= 500) return { kind: '5xx', retryAfterMs: err.retryAfterMs };
+    if (err.status === 401 || err.status === 403 || err.status === 404) return { kind: 'auth' };
+    return { kind: 'client' };
+  }
+  if (err instanceof TransportError) {
+    if (err.failure === 'timeout') return { kind: 'timeout' };
+    return { kind: 'connect' };
+  }
+  if (err instanceof UpstreamStreamError || err instanceof UpstreamProtocolError) return { kind: 'protocol' };
+  if (err instanceof ApiError) return { kind: 'translate' };
+  return { kind: 'protocol' };
+}
+
+/** Which failure kinds the route's retryOn list covers. Protocol garbage counts as a 5xx. */
+function retryable(route: RuntimeRoute, kind: FailureKind): boolean {
+  const on = route.retry.retryOn;
+  switch (kind) {
+    case '429':
+      return on.includes('429');
+    case '5xx':
+    case 'protocol':
+      return on.includes('5xx');
+    case 'timeout':
+      return on.includes('timeout');
+    case 'connect':
+      return on.includes('connect');
+    default:
+      return false;
+  }
+}
+
+/**
+ * Runs attempts over the route's targets in strategy order: retries a target with backoff
+ * (honouring Retry-After) while the failure is retryable, then fails over to the next one,
+ * skipping targets whose circuit is open, all within the route's total deadline.
+ */
+export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: DispatchOptions): Promise<Dispatched<T>> {
+  const start = o.now();
+  const deadline = start + route.retry.totalTimeoutMs;
+  const candidates: Candidate[] = route.targets.map((t, index) => ({
+    index,
+    weight: t.weight,
+    unitPrice: route.strategy === 'cheapest' ? o.unitPrice(t) : undefined,
+    latencyMs: t.health.latencyMs,
+  }));
+  const order = orderTargets(route.strategy, candidates, o.random).map((c) => route.targets[c.index]!);
+  let attempts = 0;
+  let lastError: Error | undefined;
+  let lastKind: FailureKind | undefined;
+  let translateError: ApiError | undefined;
+  const skipped: string[] = [];
+
+  for (let ti = 0; ti < order.length; ti++) {
+    const target = order[ti]!;
+    if (target.unavailableReason) {
+      skipped.push(`${target.name}: ${target.unavailableReason}`);
+      continue;
+    }
+    for (let retry = 0; retry < route.retry.attempts; retry++) {
+      if (o.signal.aborted) throw new TransportError('aborted', 'client went away');
+      const now = o.now();
+      if (now >= deadline) break;
+      if (!target.health.breaker.tryAcquire(now)) {
+        skipped.push(`${target.name}: circuit open`);
+        break;
+      }
+      attempts++;
+      const started = now;
+      try {
+        const value = await attempt(target, o.signal, deadline);
+        target.health.breaker.onSuccess();
+        // Only successes feed the latency average (time until the attempt committed).
+        target.health.latencyMs = ewma(target.health.latencyMs, o.now() - started);
+        return { value, target, attempts };
+      } catch (err) {
+        const error = err instanceof Error ? err : new Error(String(err));
+        if (o.signal.aborted || (err instanceof TransportError && err.failure === 'aborted')) {
+          target.health.breaker.release();
+          throw new TransportError('aborted', 'client went away', { cause: err });
+        }
+        const { kind, retryAfterMs } = classify(err);
+        o.hooks?.onAttemptFailed?.(route, target, kind, error);
+        if (kind === 'client') {
+          target.health.breaker.release();
+          throw err; // the request itself is wrong: no other target will like it better
+        }
+        if (kind === 'translate') {
+          target.health.breaker.release();
+          translateError ??= err as ApiError;
+          break; // this provider cannot take the request; another may
+        }
+        lastError = error;
+        lastKind = kind;
+        if (kind === 'auth' || !retryable(route, kind)) {
+          if (target.health.breaker.onFailure(o.now())) o.hooks?.onCircuitOpen?.(route, target);
+          break;
+        }
+        if (target.health.breaker.onFailure(o.now())) {
+          o.hooks?.onCircuitOpen?.(route, target);
+          break;
+        }
+        if (retry + 1 >= route.retry.attempts) break;
+        const wait = Math.max(
+          retryAfterMs ?? 0,
+          backoffMs(retry, route.retry.initialBackoffMs, route.retry.maxBackoffMs, o.random),
+        );
+        // A Retry-After beyond the deadline or the backoff cap means: fail over now instead.
+        if (o.now() + wait >= deadline || wait > route.retry.maxBackoffMs) break;
+        o.hooks?.onRetry?.(route, target, kind);
+        await o.sleep(wait, o.signal);
+      }
+    }
+    if (ti + 1 < order.length && lastKind && lastError) o.hooks?.onFailover?.(route, target, lastKind);
+  }
+  throw finalError(route, lastError, lastKind, translateError, skipped, attempts);
+}
+
+function finalError(
+  route: RuntimeRoute,
+  lastError: Error | undefined,
+  lastKind: FailureKind | undefined,
+  translateError: ApiError | undefined,
+  skipped: string[],
+  attempts: number,
+): ApiError {
+  const tried = `after ${attempts} attempt${attempts === 1 ? '' : 's'}`;
+  if (!lastError) {
+    if (translateError) return translateError;
+    return new ApiError(
+      503,
+      'upstream_error',
+      'no_available_target',
+      `No target of route "${route.name}" is available: ${skipped.join('; ') || 'deadline exceeded'}.`,
+    );
+  }
+  const detail = lastError.message;
+  switch (lastKind) {
+    case '429': {
+      const retryAfter = lastError instanceof UpstreamHttpError && lastError.retryAfterMs ? String(Math.ceil(lastError.retryAfterMs / 1000)) : undefined;
+      return new ApiError(429, 'rate_limit_error', 'upstream_rate_limited', `Every target of route "${route.name}" is rate limited ${tried}: ${detail}`, null, retryAfter ? { 'retry-after': retryAfter } : {});
+    }
+    case 'timeout':
+      return new ApiError(504, 'timeout_error', 'upstream_timeout', `Every target of route "${route.name}" timed out ${tried}.`);
+    case 'auth':
+      return new ApiError(502, 'upstream_error', 'upstream_auth_failed', `The provider refused the request ${tried}: ${detail}`);
+    default:
+      return new ApiError(502, 'upstream_error', 'upstream_failed', `Every target of route "${route.name}" failed ${tried}: ${detail}`);
+  }
+}

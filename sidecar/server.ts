@@ -1,0 +1,214 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { formatIssues } from '../crds/src/index.js';
+import { completeChat, recordError, routingHeaders, streamChat, applyLimits, type ChatDeps } from './chat.js';
+import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
+import { formatUsd } from './metering/money.js';
+import type { Meter, RequestRecord } from './metering/record.js';
+import { ChatRequestSchema, EmbeddingsRequestSchema } from './openai-schema.js';
+import { UpstreamProtocolError } from './providers/types.js';
+import { dispatch, UpstreamHttpError } from './router/dispatch.js';
+import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from './router/runtime.js';
+import { parseRetryAfter } from './router/strategy.js';
+import { readAll } from './transport.js';
+import { usageFromOpenAI } from './usage.js';
+
+export interface AppOptions {
+  /** The live config; undefined until the first one is loaded (then /readyz is 503). */
+  getConfig(): RuntimeConfig | undefined;
+  meter: Meter;
+  logger: Logger;
+  /** Default body limit in bytes (a route's limits.maxRequestBytes may lower it). */
+  bodyLimit: number;
+  now?: () => number;
+  random?: () => number;
+  unitPrice?: ChatDeps['unitPrice'];
+  hooks?: ChatDeps['hooks'];
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    bodyBytes: number;
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+function sendError(reply: FastifyReply, err: ApiError): FastifyReply {
+  return reply.code(err.status).headers(err.headers).send(err.toJSON());
+}
+
+function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw invalidRequest('The request body must be a JSON object.');
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    const param = first ? first.path.map(String).join('.') || null : null;
+    throw invalidRequest(`Invalid request: ${formatIssues(parsed.error)}`, param);
+  }
+  return parsed.data;
+}
+
+/** Builds the OpenAI-compatible data-plane app (not listening: call listen() or use inject()). */
+export function buildApp(o: AppOptions): FastifyInstance {
+  const now = o.now ?? Date.now;
+  const deps: ChatDeps = {
+    meter: o.meter,
+    now,
+    random: o.random ?? Math.random,
+    sleep,
+    unitPrice: o.unitPrice ?? (() => undefined),
+    hooks: o.hooks,
+  };
+  const app: FastifyInstance = Fastify({ loggerInstance: o.logger as FastifyBaseLogger, bodyLimit: o.bodyLimit, disableRequestLogging: true, genReqId: (req) => (req.headers['x-request-id'] as string) || randomUUID() });
+  app.decorateRequest('bodyBytes', 0);
+
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    req.bodyBytes = Buffer.byteLength(body as string);
+    try {
+      done(null, JSON.parse(body as string));
+    } catch (e) {
+      done(invalidRequest(`We could not parse the JSON body of your request: ${(e as Error).message}`, null, 'invalid_json') as unknown as FastifyError, undefined);
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
+    if (err instanceof ApiError) return sendError(reply, err);
+    const fe = err as FastifyError;
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, bodyTooLarge(o.bodyLimit));
+    if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return sendError(reply, new ApiError(415, 'invalid_request_error', 'unsupported_media_type', 'The request body must be application/json.'));
+    }
+    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+      return sendError(reply, new ApiError(fe.statusCode, 'invalid_request_error', 'invalid_request', fe.message));
+    }
+    request.log.error({ err }, 'unhandled error');
+    return sendError(reply, new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar'));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new ApiError(404, 'invalid_request_error', 'unknown_url', `Unknown request URL: ${request.method} ${request.url.split('?')[0]}.`)),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const cfg = o.getConfig();
+    if (!cfg) return reply.code(503).send({ status: 'no configuration loaded' });
+    return { status: 'ok', configVersion: cfg.version };
+  });
+
+  app.get('/v1/models', async () => {
+    const cfg = o.getConfig();
+    const data = [...(cfg?.byModel.entries() ?? [])].map(([id, route]) => ({ id, object: 'model', created: 0, owned_by: `paygo:${route.namespace}/${route.name}` }));
+    return { object: 'list', data };
+  });
+
+  const resolve = (model: string, request: FastifyRequest): RuntimeRoute => {
+    const cfg = o.getConfig();
+    if (!cfg) throw new ApiError(503, 'server_error', 'not_ready', 'The sidecar has no configuration yet.');
+    const route = cfg.byModel.get(model);
+    if (!route) throw modelNotFound(model);
+    const max = route.limits?.maxRequestBytes;
+    if (max !== undefined && request.bodyBytes > max) throw bodyTooLarge(max);
+    return route;
+  };
+
+  const clientSignal = (request: FastifyRequest, reply: FastifyReply): AbortSignal => {
+    const ac = new AbortController();
+    // 'close' on the response before it finished means the client went away.
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) ac.abort();
+    });
+    return ac.signal;
+  };
+
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const req = parseBody(ChatRequestSchema, request.body);
+    const route = resolve(req.model, request);
+    await applyLimits(route, req);
+    const ctx = { requestId: String(request.id), route, req, signal: clientSignal(request, reply), raw: { req: request.raw, res: reply.raw }, startedAt: now() };
+    if (req.stream) {
+      try {
+        reply.hijack();
+        await streamChat(ctx, deps);
+      } catch (err) {
+        // Nothing was written yet (streamChat writes headers only once committed).
+        const apiError = err instanceof ApiError ? err : new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
+        if (!reply.raw.headersSent && !reply.raw.destroyed) {
+          reply.raw.writeHead(apiError.status, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': ctx.requestId, ...apiError.headers });
+          reply.raw.end(JSON.stringify(apiError.toJSON()));
+        }
+      }
+      return reply;
+    }
+    const out = await completeChat(ctx, deps);
+    return reply.code(out.status).headers({ 'x-request-id': ctx.requestId, ...out.headers }).send(out.body);
+  });
+
+  app.post('/v1/embeddings', async (request, reply) => {
+    const req = parseBody(EmbeddingsRequestSchema, request.body);
+    const route = resolve(req.model, request);
+    const startedAt = now();
+    const signal = clientSignal(request, reply);
+    const rec: RequestRecord = {
+      requestId: String(request.id), operation: 'embeddings', namespace: route.namespace, route: route.name, requestModel: req.model,
+      target: undefined, provider: undefined, providerModel: undefined, responseModel: undefined, stream: false, outcome: 'success',
+      status: 200, errorType: undefined, usage: undefined, estimated: false, attempts: 0, durationMs: 0, ttftMs: undefined, pricingOverride: undefined,
+    };
+    try {
+      const result = await dispatch(
+        route,
+        async (target: RuntimeTarget, sig: AbortSignal) => {
+          if (!target.adapter.embeddingsRequest) {
+            throw invalidRequest(`Provider ${target.provider} (target ${target.name}) has no embeddings API.`, 'model', 'unsupported_operation');
+          }
+          const tctx = { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now() / 1000), responseId: String(request.id) };
+          const res = await target.transport.send(target.adapter.embeddingsRequest(req, tctx), { signal: sig, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+          const text = await readAll(res.body);
+          if (res.status < 200 || res.status >= 300) {
+            throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${target.adapter.errorMessage(text) ?? `HTTP ${res.status}`}`, parseRetryAfter(res.headers['retry-after'], now()));
+          }
+          try {
+            return JSON.parse(text) as { model?: string; usage?: unknown };
+          } catch {
+            throw new UpstreamProtocolError(`${target.name} (${target.provider}) sent a response that is not JSON`);
+          }
+        },
+        { ...deps, signal },
+      );
+      rec.target = result.target.name;
+      rec.provider = result.target.provider;
+      rec.providerModel = result.target.model;
+      rec.pricingOverride = result.target.pricing;
+      rec.attempts = result.attempts;
+      rec.responseModel = result.value.model;
+      const usage = usageFromOpenAI(result.value.usage);
+      rec.usage = usage ?? { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 };
+      rec.estimated = usage === undefined;
+      rec.durationMs = now() - startedAt;
+      const cost = o.meter.record(rec);
+      const headers = routingHeaders(route, result);
+      if (cost.priced) headers['x-paygo-cost-usd'] = formatUsd(cost.costNano);
+      return reply.headers({ 'x-request-id': String(request.id), ...headers }).send(result.value);
+    } catch (err) {
+      const apiError = recordError(rec, err);
+      rec.durationMs = now() - startedAt;
+      o.meter.record(rec);
+      return sendError(reply, apiError);
+    }
+  });
+
+  return app;
+}

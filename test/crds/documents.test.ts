@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { buildSnapshot, ConfigError, parseConfigDocuments, secretEnvName, selectorMatches } from '../../crds/src/index.js';
+
+const route = (spec: string, name = 'r') => `apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: ${name} }
+spec:
+${spec}`;
+
+describe('parseConfigDocuments', () => {
+  it('parses the shipped standalone example', () => {
+    const docs = parseConfigDocuments(readFileSync(new URL('../../examples/standalone.yaml', import.meta.url), 'utf8'));
+    expect(docs.routes.map((r) => r.metadata.name)).toEqual(['demo', 'support-bot', 'cheap-chat', 'local-llm']);
+    expect(docs.routes[0]!.spec.targets[0]!.simulate?.outputTokens).toBe(24);
+    expect(docs.routes[0]!.metadata.namespace).toBe('default');
+  });
+
+  it.each([
+    [route('  model: m\n  targets: []'), /document 1 \(ModelRoute "r"\): spec\.targets: .*at least 1|spec\.targets/],
+    [route('  model: m\n  targets: [{ provider: nope, model: x }]'), /spec\.targets\[0\]\.provider/],
+    [route('  model: m\n  strategy: weighted\n  targets: [{ provider: simulate, model: x }]'), /spec\.targets\[0\]\.weight is required when strategy is weighted/],
+    [route('  model: m\n  targets: [{ provider: openai-compatible, model: x }]'), /spec\.targets\[0\]\.baseURL is required/],
+    [route('  model: m\n  targets: [{ name: a, provider: simulate, model: x }, { name: a, provider: simulate, model: y }]'), /spec\.targets\[1\]\.name "a" is not unique/],
+    [route('  model: m\n  targets: [{ provider: simulate, model: x, pricing: { input: "1.5e3", output: "1" } }]'), /spec\.targets\[0\]\.pricing\.input: .*decimal string/],
+    ['apiVersion: v1\nkind: ConfigMap\nmetadata: { name: x }\n', /unsupported apiVersion\/kind "v1\/ConfigMap"/],
+    ['key: [unclosed', /YAML error/],
+  ])('rejects invalid document %#, naming the field', (text, message) => {
+    expect(() => parseConfigDocuments(text)).toThrow(ConfigError);
+    expect(() => parseConfigDocuments(text)).toThrow(message);
+  });
+
+  it('rejects a duplicate object', () => {
+    const one = route('  model: m\n  targets: [{ provider: simulate, model: x }]');
+    expect(() => parseConfigDocuments(`${one}\n---\n${one}`)).toThrow(/duplicate ModelRoute default\/r/);
+  });
+
+  it('ignores empty documents', () => {
+    expect(parseConfigDocuments(`---\n${route('  model: m\n  targets: [{ provider: simulate, model: x }]')}\n---\n`).routes).toHaveLength(1);
+  });
+});
+
+describe('buildSnapshot credentials', () => {
+  const text = `${route(`  model: m
+  targets:
+    - { name: a, provider: openai, model: gpt-4o-mini, credentials: { secretRef: { name: openai, key: api-key } } }
+    - { name: b, provider: anthropic, model: claude, credentials: { secretRef: { name: anthropic, key: api-key } } }
+    - { name: c, provider: gemini, model: g, credentials: { secretRef: { name: keys, key: missing } } }`)}
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: keys }
+data: { other: c2VjcmV0 }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: anthropic }
+stringData: { api-key: sk-ant-from-file }
+`;
+
+  it('resolves Secrets in the file, then the <NAME>_<KEY> environment variable', () => {
+    const docs = parseConfigDocuments(text);
+    const snap = buildSnapshot({ ...docs, env: { OPENAI_API_KEY: 'sk-from-env', ANTHROPIC_API_KEY: 'ignored' } });
+    expect(snap.routes[0]!.credentials).toEqual({ a: 'sk-from-env', b: 'sk-ant-from-file' });
+    expect(snap.routes[0]!.unresolved).toEqual({ c: 'Secret default/keys has no key "missing"' });
+  });
+
+  it('names the missing Secret and variable, never a value', () => {
+    const snap = buildSnapshot({ ...parseConfigDocuments(text), env: {} });
+    expect(snap.routes[0]!.unresolved.a).toBe('Secret default/openai not found and environment variable OPENAI_API_KEY is not set');
+    expect(JSON.stringify(snap.routes[0]!.unresolved)).not.toContain('sk-ant-from-file');
+  });
+
+  it('gives the same version for the same objects and a new one on change', () => {
+    const docs = parseConfigDocuments(text);
+    const a = buildSnapshot({ ...docs, env: {} });
+    const b = buildSnapshot({ ...parseConfigDocuments(text), env: {} });
+    const c = buildSnapshot({ ...parseConfigDocuments(text.replace('gpt-4o-mini', 'gpt-4o')), env: {} });
+    expect(a.version).toBe(b.version);
+    expect(c.version).not.toBe(a.version);
+  });
+
+  it('maps secret names to environment variables', () => {
+    expect(secretEnvName('openai', 'api-key')).toBe('OPENAI_API_KEY');
+    expect(secretEnvName('my.team-keys', 'token')).toBe('MY_TEAM_KEYS_TOKEN');
+  });
+});
+
+describe('selectorMatches', () => {
+  it('follows Kubernetes label selector semantics', () => {
+    const labels = { app: 'web', tier: 'prod' };
+    expect(selectorMatches(undefined, labels)).toBe(true);
+    expect(selectorMatches({}, labels)).toBe(true);
+    expect(selectorMatches({ matchLabels: { app: 'web' } }, labels)).toBe(true);
+    expect(selectorMatches({ matchLabels: { app: 'api' } }, labels)).toBe(false);
+    expect(selectorMatches({ matchExpressions: [{ key: 'tier', operator: 'In', values: ['prod', 'stage'] }] }, labels)).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['prod'] }] }, labels)).toBe(false);
+    expect(selectorMatches({ matchExpressions: [{ key: 'x', operator: 'DoesNotExist' }] }, labels)).toBe(true);
+    expect(selectorMatches({ matchExpressions: [{ key: 'x', operator: 'Exists' }] }, labels)).toBe(false);
+  });
+});

@@ -1,0 +1,206 @@
+import { describe, expect, it } from 'vitest';
+import { RetrySchema } from '../../../crds/src/index.js';
+import { ApiError, invalidRequest } from '../../../sidecar/errors.js';
+import { CircuitBreaker } from '../../../sidecar/router/breaker.js';
+import { dispatch, UpstreamHttpError, type DispatchOptions } from '../../../sidecar/router/dispatch.js';
+import type { RuntimeRoute, RuntimeTarget } from '../../../sidecar/router/runtime.js';
+import { TransportError } from '../../../sidecar/transport.js';
+
+function target(name: string, over: Partial<RuntimeTarget> = {}): RuntimeTarget {
+  return {
+    name,
+    provider: 'simulate',
+    model: name,
+    baseURL: 'simulate://local',
+    apiKey: undefined,
+    unavailableReason: undefined,
+    adapter: {} as RuntimeTarget['adapter'],
+    transport: {} as RuntimeTarget['transport'],
+    timeoutMs: 1000,
+    weight: 1,
+    pricing: undefined,
+    health: { breaker: new CircuitBreaker(3, 10_000), latencyMs: undefined },
+    ...over,
+  };
+}
+
+function route(targets: RuntimeTarget[], retry: Partial<ReturnType<typeof RetrySchema.parse>> = {}): RuntimeRoute {
+  return {
+    id: 'default/r',
+    name: 'r',
+    namespace: 'default',
+    strategy: 'fallback',
+    targets,
+    retry: { ...RetrySchema.parse({}), initialBackoffMs: 10, maxBackoffMs: 100, ...retry },
+    limits: undefined,
+    requirePricing: false,
+  };
+}
+
+/** A virtual clock: sleeps advance time instantly, so tests are exact and fast. */
+function harness() {
+  let now = 0;
+  const sleeps: number[] = [];
+  const events: string[] = [];
+  const o: DispatchOptions = {
+    signal: new AbortController().signal,
+    now: () => now,
+    random: () => 0.5,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      now += ms;
+    },
+    unitPrice: () => undefined,
+    hooks: {
+      onRetry: (_r, t, k) => events.push(`retry ${t.name} ${k}`),
+      onFailover: (_r, t, k) => events.push(`failover ${t.name} ${k}`),
+      onCircuitOpen: (_r, t) => events.push(`open ${t.name}`),
+    },
+  };
+  return { o, sleeps, events, advance: (ms: number) => (now += ms) };
+}
+
+describe('dispatch', () => {
+  it('returns the first success with the attempt count', async () => {
+    const h = harness();
+    const r = route([target('a'), target('b')]);
+    const out = await dispatch(r, async (t) => t.name, h.o);
+    expect(out).toMatchObject({ value: 'a', attempts: 1 });
+    expect(out.target.name).toBe('a');
+  });
+
+  it('retries a 5xx with backoff, then fails over to the next target', async () => {
+    const h = harness();
+    const r = route([target('a'), target('b')], { attempts: 2 });
+    const calls: string[] = [];
+    const out = await dispatch(
+      r,
+      async (t) => {
+        calls.push(t.name);
+        if (t.name === 'a') throw new UpstreamHttpError(503, 'down', undefined);
+        return 'ok';
+      },
+      h.o,
+    );
+    expect(calls).toEqual(['a', 'a', 'b']);
+    expect(out.attempts).toBe(3);
+    expect(h.events).toEqual(['retry a 5xx', 'failover a 5xx']);
+    expect(h.sleeps).toEqual([5]); // full jitter: 0.5 × 10 ms
+  });
+
+  it('honours Retry-After when it fits under the backoff cap, fails over when it does not', async () => {
+    const h = harness();
+    const r = route([target('a'), target('b')], { attempts: 3, maxBackoffMs: 1000 });
+    const seen: string[] = [];
+    let n = 0;
+    await dispatch(
+      r,
+      async (t) => {
+        seen.push(t.name);
+        if (t.name === 'a') throw new UpstreamHttpError(429, 'slow down', n++ === 0 ? 700 : 5000);
+        return 'ok';
+      },
+      h.o,
+    );
+    expect(h.sleeps).toEqual([700]);
+    expect(seen).toEqual(['a', 'a', 'b']);
+  });
+
+  it('does not retry what retryOn leaves out', async () => {
+    const h = harness();
+    const r = route([target('a'), target('b')], { attempts: 3, retryOn: ['5xx'] });
+    const seen: string[] = [];
+    await dispatch(
+      r,
+      async (t) => {
+        seen.push(t.name);
+        if (t.name === 'a') throw new TransportError('timeout', 'slow');
+        return 'ok';
+      },
+      h.o,
+    );
+    expect(seen).toEqual(['a', 'b']);
+  });
+
+  it('passes a 4xx the provider blames on the request straight back, without failover', async () => {
+    const h = harness();
+    const r = route([target('a'), target('b')]);
+    await expect(dispatch(r, async () => Promise.reject(new UpstreamHttpError(400, 'bad param', undefined)), h.o)).rejects.toMatchObject({ status: 400 });
+    expect(r.targets[1]!.health.breaker.state).toBe('closed');
+  });
+
+  it('fails over when a provider cannot take the request, and reports that 400 if none can', async () => {
+    const h = harness();
+    const r = route([target('a'), target('b')]);
+    const out = await dispatch(r, async (t) => (t.name === 'a' ? Promise.reject(invalidRequest('n>1 unsupported', 'n')) : 'b'), h.o);
+    expect(out.value).toBe('b');
+    await expect(dispatch(r, async () => Promise.reject(invalidRequest('n>1 unsupported', 'n')), h.o)).rejects.toMatchObject({ status: 400, param: 'n' });
+  });
+
+  it('opens the circuit after consecutive failures and then skips the target', async () => {
+    const h = harness();
+    const a = target('a');
+    const r = route([a, target('b')], { attempts: 1 });
+    for (let i = 0; i < 3; i++) await dispatch(r, async (t) => (t.name === 'a' ? Promise.reject(new UpstreamHttpError(500, 'x', undefined)) : 'b'), h.o);
+    expect(a.health.breaker.state).toBe('open');
+    expect(h.events).toContain('open a');
+    const seen: string[] = [];
+    await dispatch(r, async (t) => (seen.push(t.name), 'ok'), h.o);
+    expect(seen).toEqual(['b']);
+    h.advance(10_000); // cooldown over: one probe reaches a and closes the circuit
+    await dispatch(r, async (t) => (seen.push(t.name), 'ok'), h.o);
+    expect(seen).toEqual(['b', 'a']);
+    expect(a.health.breaker.state).toBe('closed');
+  });
+
+  it('a single-target route cools down too: 503 while its circuit is open', async () => {
+    const h = harness();
+    const r = route([target('only')], { attempts: 1 });
+    for (let i = 0; i < 3; i++) await dispatch(r, async () => Promise.reject(new UpstreamHttpError(502, 'x', undefined)), h.o).catch(() => {});
+    const err = await dispatch(r, async () => 'never', h.o).catch((e: ApiError) => e);
+    expect(err).toMatchObject({ status: 503, code: 'no_available_target' });
+    expect((err as ApiError).message).toContain('only: circuit open');
+  });
+
+  it('maps the last failure to a clean final error', async () => {
+    const h = harness();
+    const r = route([target('a'), target('b')], { attempts: 1 });
+    await expect(dispatch(r, async () => Promise.reject(new TransportError('timeout', 't')), h.o)).rejects.toMatchObject({ status: 504, code: 'upstream_timeout' });
+    await expect(dispatch(r, async () => Promise.reject(new UpstreamHttpError(429, 'rl', 3000)), h.o)).rejects.toMatchObject({ status: 429, headers: { 'retry-after': '3' } });
+    await expect(dispatch(r, async () => Promise.reject(new TransportError('connect', 'refused')), h.o)).rejects.toMatchObject({ status: 502, code: 'upstream_failed' });
+  });
+
+  it('skips targets without credentials and says why', async () => {
+    const h = harness();
+    const r = route([target('a', { unavailableReason: 'credentials unavailable: Secret default/openai not found' })]);
+    await expect(dispatch(r, async () => 'x', h.o)).rejects.toThrow(/a: credentials unavailable: Secret default\/openai not found/);
+  });
+
+  it('stops at the total deadline', async () => {
+    const h = harness();
+    const r = route([target('a'), target('b')], { attempts: 5, totalTimeoutMs: 100, initialBackoffMs: 40, maxBackoffMs: 40 });
+    let calls = 0;
+    await expect(
+      dispatch(r, async () => {
+        calls++;
+        h.advance(30);
+        throw new UpstreamHttpError(503, 'x', undefined);
+      }, h.o),
+    ).rejects.toMatchObject({ status: 502 });
+    expect(calls).toBeLessThanOrEqual(3);
+  });
+
+  it('does not count a client abort against the target', async () => {
+    const h = harness();
+    const ac = new AbortController();
+    const a = target('a');
+    const r = route([a]);
+    await expect(
+      dispatch(r, async () => {
+        ac.abort();
+        throw new TransportError('aborted', 'gone');
+      }, { ...h.o, signal: ac.signal }),
+    ).rejects.toMatchObject({ failure: 'aborted' });
+    expect(a.health.breaker.state).toBe('closed');
+  });
+});

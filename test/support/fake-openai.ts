@@ -1,0 +1,87 @@
+import type { RecordedRequest, Reply, Responder } from './fake-upstream.js';
+import { sseFrame } from './fake-upstream.js';
+
+/**
+ * A fake OpenAI Chat Completions server (also DeepSeek/Mistral/OpenRouter-shaped): the reply
+ * text is "echo: <last user message>" split in words, usage is deterministic and reported the
+ * way OpenAI does (final usage chunk only when stream_options.include_usage is set).
+ */
+export const FAKE_CREATED = 1727000000;
+
+interface ChatBody {
+  model: string;
+  messages: Array<{ role: string; content: unknown }>;
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  tools?: Array<{ function: { name: string } }>;
+  tool_choice?: unknown;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+}
+
+export function fakeReplyWords(body: ChatBody): string[] {
+  const last = [...body.messages].reverse().find((m) => m.role === 'user');
+  const text = typeof last?.content === 'string' ? last.content : 'hello';
+  return ['echo:', ...text.split(/\s+/).filter(Boolean)].map((w, i) => (i === 0 ? w : ` ${w}`));
+}
+
+export function fakePromptTokens(body: ChatBody): number {
+  return body.messages.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.split(/\s+/).length : 1) + 3, 3);
+}
+
+export function openaiResponder(opts: { usageInStream?: 'when-asked' | 'always' | 'never'; cachedTokens?: number } = {}): Responder {
+  let n = 0;
+  return (req: RecordedRequest): Reply => {
+    const body = req.body as ChatBody;
+    if (req.url.endsWith('/embeddings')) {
+      const input = (req.body as { input: string | string[] }).input;
+      const list = Array.isArray(input) ? input : [input];
+      return {
+        kind: 'json',
+        body: { object: 'list', data: list.map((_, index) => ({ object: 'embedding', index, embedding: [0.1, 0.2, 0.3] })), model: body.model, usage: { prompt_tokens: list.length * 2, total_tokens: list.length * 2 } },
+      };
+    }
+    const id = `chatcmpl-fake${++n}`;
+    const base = { id, created: FAKE_CREATED, model: `${body.model}-2024-07-18`, system_fingerprint: 'fp_fake' };
+    const words = fakeReplyWords(body);
+    const limit = body.max_completion_tokens ?? body.max_tokens ?? Infinity;
+    const out = words.slice(0, limit);
+    const finish = out.length < words.length ? 'length' : 'stop';
+    const prompt = fakePromptTokens(body);
+    const usage = {
+      prompt_tokens: prompt,
+      completion_tokens: out.length,
+      total_tokens: prompt + out.length,
+      prompt_tokens_details: { cached_tokens: opts.cachedTokens ?? 0, audio_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    };
+    const forcedTool = body.tools?.length && body.tool_choice === 'required' ? body.tools[0]!.function.name : undefined;
+    if (!body.stream) {
+      const message = forcedTool
+        ? { role: 'assistant', content: null, tool_calls: [{ id: 'call_fake1', type: 'function', function: { name: forcedTool, arguments: '{"location":"Paris"}' } }], refusal: null }
+        : { role: 'assistant', content: out.join(''), refusal: null };
+      return {
+        kind: 'json',
+        body: { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs: null, finish_reason: forcedTool ? 'tool_calls' : finish }], usage },
+      };
+    }
+    const mode = opts.usageInStream ?? 'when-asked';
+    const withUsage = mode === 'always' || (mode === 'when-asked' && body.stream_options?.include_usage === true);
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      sseFrame({ ...base, object: 'chat.completion.chunk', choices, ...(withUsage ? { usage: null } : {}), ...extra });
+    const frames: string[] = [];
+    if (forcedTool) {
+      frames.push(chunk([{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [{ index: 0, id: 'call_fake1', type: 'function', function: { name: forcedTool, arguments: '' } }] }, logprobs: null, finish_reason: null }]));
+      frames.push(chunk([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"location":' } }] }, logprobs: null, finish_reason: null }]));
+      frames.push(chunk([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }, logprobs: null, finish_reason: null }]));
+      frames.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'tool_calls' }]));
+    } else {
+      frames.push(chunk([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]));
+      for (const w of out) frames.push(chunk([{ index: 0, delta: { content: w }, logprobs: null, finish_reason: null }]));
+      frames.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finish }]));
+    }
+    if (withUsage) frames.push(sseFrame({ ...base, object: 'chat.completion.chunk', choices: [], usage }));
+    frames.push('data: [DONE]\n\n');
+    return { kind: 'sse', frames };
+  };
+}

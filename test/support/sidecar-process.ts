@@ -1,0 +1,127 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** Repository root (this file is test/support/sidecar-process.ts). */
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const SIDECAR_BIN = join(ROOT, 'dist/sidecar/main.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolvePort(port));
+    });
+  });
+}
+
+export interface SidecarProcess {
+  url: string;
+  metricsUrl: string;
+  port: number;
+  configPath: string;
+  child: ChildProcess;
+  /** Every stdout line (pino JSON) so far. */
+  lines: string[];
+  /** Parsed usage log records so far. */
+  usage(): Array<Record<string, unknown>>;
+  /** Waits until a log line (from line index `since` on) matches. */
+  waitForLog(pred: (rec: Record<string, unknown>) => boolean, opts?: { timeoutMs?: number; since?: number }): Promise<Record<string, unknown>>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts the built sidecar (dist/) as a real process on free 127.0.0.1 ports with the given config YAML. */
+export async function startSidecar(configYaml: string, opts: { env?: Record<string, string>; args?: string[] } = {}): Promise<SidecarProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'paygo-sidecar-'));
+  const configPath = join(dir, 'config.yaml');
+  writeFileSync(configPath, configYaml);
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const child = spawn(
+    process.execPath,
+    [SIDECAR_BIN, '--config', configPath, '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', ...(opts.args ?? [])],
+    { env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const lines: string[] = [];
+  const waiters = new Set<() => void>();
+  let buf = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+    for (const w of waiters) w();
+  });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+
+  const parsed = (since = 0) =>
+    lines.slice(since).flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  const waitForLog = (pred: (rec: Record<string, unknown>) => boolean, { timeoutMs = 10_000, since = 0 } = {}) =>
+    new Promise<Record<string, unknown>>((resolveLog, reject) => {
+      const check = () => {
+        const hit = parsed(since).find(pred);
+        if (hit) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolveLog(hit);
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${stderr}\nlast lines:\n${lines.slice(-5).join('\n')}`));
+      }, timeoutMs);
+      waiters.add(check);
+      check();
+    });
+
+  const url = `http://127.0.0.1:${port}`;
+  // Ready when /readyz answers 200 (bounded).
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode}: ${stderr}\n${lines.join('\n')}`);
+    try {
+      const r = await fetch(`${url}/readyz`);
+      if (r.ok) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`sidecar not ready after 15 s: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    port,
+    configPath,
+    child,
+    lines,
+    usage: () => parsed().filter((r) => r.msg === 'usage'),
+    waitForLog,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null) child.kill(signal);
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(killer);
+      return code;
+    },
+  };
+}
