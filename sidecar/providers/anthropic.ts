@@ -50,8 +50,10 @@ import {
  *     reasoning_effort none|minimal, audio output, web_search_options, legacy functions,
  *     verbosity other than medium, and content parts other than text and images.
  * - Stream: the first chunk is {role:'assistant', content:''}, as OpenAI's, but it is sent only
- *   with the first real output (text, tool call or finish). Anthropic reports overload as an
- *   `error` event right after message_start; until a chunk exists the router can still fail over.
+ *   with the first real output (text, tool call or finish). Anthropic can report overload as an
+ *   `error` event inside a 200 stream (streaming guide, "Error events"); while no chunk exists the
+ *   router can still fail over, so an error between message_start and the first text fails over.
+ * - Tool call ids from other providers are mapped onto Anthropic's id alphabet (nativeToolId).
  */
 
 export const ANTHROPIC_VERSION = '2023-06-01';

@@ -105,6 +105,10 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
       skipped.push(`${target.name}: ${target.unavailableReason}`);
       continue;
     }
+    if (route.requirePricing && o.unitPrice(target) === undefined) {
+      skipped.push(`${target.name}: no known price for ${target.provider} model "${target.model}" and the route sets requirePricing (add spec.targets[].pricing)`);
+      continue;
+    }
     for (let retry = 0; retry < route.retry.attempts; retry++) {
       if (o.signal.aborted) throw new TransportError('aborted', 'client went away');
       const now = o.now();
