@@ -7,6 +7,7 @@ import { UsageMeter } from './metering/meter.js';
 import { createMetrics } from './metering/metrics.js';
 import { createPricer } from './metering/pricing.js';
 import { parseOptions, USAGE } from './options.js';
+import { seededRandom } from './random.js';
 import { ConfigCompiler, type RuntimeConfig } from './router/runtime.js';
 import { buildApp } from './server.js';
 import { createHttpTransport } from './transport.js';
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
     meter,
     logger,
     bodyLimit: options.bodyLimit,
+    random: options.seed === undefined ? Math.random : seededRandom(options.seed),
     unitPrice: (t) => pricer.unitPrice(t.provider, t.model, t.pricing),
     hooks: {
       onRetry: (route, target, kind) => metrics.retries.inc({ namespace: route.namespace, route: route.name, target: target.name, provider: target.provider, reason: kind }),

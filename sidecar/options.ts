@@ -15,6 +15,7 @@ const OptionsSchema = z.object({
   bodyLimit: z.coerce.number().int().min(1024).max(100 * 1024 * 1024),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   shutdownGraceMs: z.coerce.number().int().min(0).max(600_000),
+  seed: z.coerce.number().int().optional(),
 });
 export type SidecarOptions = z.infer<typeof OptionsSchema>;
 
@@ -27,6 +28,7 @@ export const USAGE = `Usage: paygo-sidecar [options]
   --max-body-bytes N     request body limit (default 10485760; env PAYGO_MAX_BODY_BYTES)
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info; env PAYGO_LOG_LEVEL)
   --shutdown-grace-ms N  how long SIGTERM waits for in-flight requests (default 25000)
+  --seed N               seed the routing draws (weighted split, backoff jitter) for reproducible runs
   --help                 this text`;
 
 /** Parses argv and env once into validated options; throws an Error with a readable message. */
@@ -42,6 +44,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       'max-body-bytes': { type: 'string' },
       'log-level': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
+      seed: { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -56,6 +59,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     bodyLimit: values['max-body-bytes'] ?? env.PAYGO_MAX_BODY_BYTES ?? 10 * 1024 * 1024,
     logLevel: values['log-level'] ?? env.PAYGO_LOG_LEVEL ?? 'info',
     shutdownGraceMs: values['shutdown-grace-ms'] ?? 25_000,
+    seed: values.seed ?? env.PAYGO_SEED,
   });
   if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
   return parsed.data;

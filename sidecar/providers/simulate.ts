@@ -4,6 +4,7 @@ import type { ChatRequest } from '../openai-schema.js';
 import { contentText } from '../openai-schema.js';
 import type { SendOptions, Transport, UpstreamResponse } from '../transport.js';
 import { TransportError } from '../transport.js';
+import { seededRandom } from '../random.js';
 import type { UpstreamRequest } from './types.js';
 
 /**
@@ -13,18 +14,6 @@ import type { UpstreamRequest } from './types.js';
  */
 const WORDS = ['The', ' quick', ' brown', ' fox', ' jumps', ' over', ' the', ' lazy', ' dog', '.'];
 const DEFAULT_OUTPUT_TOKENS = 16;
-
-/** mulberry32: a tiny seeded PRNG, so error draws are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Simulated prompt size: one token per 4 characters of message text, at least 1 per message. */
 export function simulatedPromptTokens(req: Pick<ChatRequest, 'messages'>): number {
@@ -49,7 +38,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 export function createSimulateTransport(options: SimulateOptions = {}): Transport {
-  const random = prng(options.seed ?? 1);
+  const random = seededRandom(options.seed ?? 1);
   let counter = 0;
   return {
     async send(req: UpstreamRequest, opts: SendOptions): Promise<UpstreamResponse> {
@@ -109,7 +98,7 @@ function embeddings(body: { model: string; input?: unknown }): UpstreamResponse 
     const text = typeof input === 'string' ? input : JSON.stringify(input);
     let h = 2166136261;
     for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
-    const r = prng(h);
+    const r = seededRandom(h);
     return { object: 'embedding', index, embedding: Array.from({ length: 8 }, () => Number((r() * 2 - 1).toFixed(6))) };
   });
   const tokens = inputs.reduce<number>((s, i) => s + Math.max(1, Math.ceil(String(i).length / 4)), 0);
