@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import { pino } from 'pino';
 import type { Snapshot } from '../crds/src/index.js';
 import { FileConfigSource } from './config/file-source.js';
+import { OperatorConfigSource } from './config/operator-source.js';
 import { UsageMeter } from './metering/meter.js';
 import { createMetrics } from './metering/metrics.js';
 import { createPricer } from './metering/pricing.js';
@@ -33,10 +34,10 @@ async function main(): Promise<void> {
   const compiler = new ConfigCompiler(transport);
   let config: RuntimeConfig | undefined;
 
-  const apply = (snapshot: Snapshot) => {
+  const apply = (snapshot: Snapshot, source: string) => {
     config = compiler.compile(snapshot);
     metrics.configInfo.reset();
-    metrics.configInfo.set({ version: snapshot.version, source: 'file' }, 1);
+    metrics.configInfo.set({ version: snapshot.version, source }, 1);
   };
   (metrics.circuitOpen as unknown as { collect?: () => void }).collect = () => {
     metrics.circuitOpen.reset();
@@ -50,13 +51,22 @@ async function main(): Promise<void> {
     }
   };
 
-  const source = new FileConfigSource({ path: options.config, env: process.env, logger, apply });
-  try {
-    const snapshot = source.start();
-    logger.info({ config: options.config, version: snapshot.version, routes: snapshot.routes.map((r) => r.name) }, 'config loaded');
-  } catch (err) {
-    logger.fatal({ config: options.config, error: (err as Error).message }, 'cannot load config');
-    process.exit(1);
+  let source: { stop(): void | Promise<void>; reload?(reason: string): boolean };
+  if (options.operator) {
+    // Operator mode: not ready until a snapshot arrives (or the last good one is on disk).
+    const op = new OperatorConfigSource({ url: options.operator, tokenFile: options.tokenFile, caFile: options.operatorCa, stateDir: options.stateDir, logger, apply });
+    op.start();
+    source = op;
+  } else {
+    const file = new FileConfigSource({ path: options.config, env: process.env, logger, apply: (s) => apply(s, 'file') });
+    try {
+      const snapshot = file.start();
+      logger.info({ config: options.config, version: snapshot.version, routes: snapshot.routes.map((r) => r.name) }, 'config loaded');
+    } catch (err) {
+      logger.fatal({ config: options.config, error: (err as Error).message }, 'cannot load config');
+      process.exit(1);
+    }
+    source = file;
   }
 
   const app = buildApp({
@@ -99,7 +109,7 @@ async function main(): Promise<void> {
     logger.info({ metrics: typeof address === 'object' && address ? `${address.address}:${address.port}` : address }, 'metrics listening');
   }
 
-  process.on('SIGHUP', () => source.reload('SIGHUP'));
+  process.on('SIGHUP', () => source.reload?.('SIGHUP'));
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -110,8 +120,7 @@ async function main(): Promise<void> {
       process.exit(0);
     }, options.shutdownGraceMs);
     force.unref();
-    source.stop();
-    Promise.allSettled([app.close(), new Promise((r) => metricsServer.close(r)), transport.close()]).then(() => {
+    Promise.allSettled([source.stop(), app.close(), new Promise((r) => metricsServer.close(r)), transport.close()]).then(() => {
       logger.info('stopped');
       process.exit(0);
     });

@@ -16,6 +16,10 @@ const OptionsSchema = z.object({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   shutdownGraceMs: z.coerce.number().int().min(0).max(600_000),
   seed: z.coerce.number().int().optional(),
+  operator: z.url().optional(),
+  tokenFile: z.string().min(1),
+  operatorCa: z.string().min(1).optional(),
+  stateDir: z.string().min(1),
 });
 export type SidecarOptions = z.infer<typeof OptionsSchema>;
 
@@ -29,6 +33,11 @@ export const USAGE = `Usage: paygo-sidecar [options]
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info; env PAYGO_LOG_LEVEL)
   --shutdown-grace-ms N  how long SIGTERM waits for in-flight requests (default 25000)
   --seed N               seed the routing draws (weighted split, backoff jitter) for reproducible runs
+  --operator URL         operator mode: stream config from the operator (https://...) instead of --config
+                         (env PAYGO_OPERATOR_URL)
+  --token-file FILE      projected ServiceAccount token, audience paygo (default /var/run/secrets/paygo/token)
+  --operator-ca FILE     CA bundle of the operator's certificate (env PAYGO_OPERATOR_CA)
+  --state-dir DIR        where the last good snapshot is kept (default /var/lib/paygo; env PAYGO_STATE_DIR)
   --help                 this text`;
 
 /** Parses argv and env once into validated options; throws an Error with a readable message. */
@@ -45,6 +54,10 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       'log-level': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
       seed: { type: 'string' },
+      operator: { type: 'string' },
+      'token-file': { type: 'string' },
+      'operator-ca': { type: 'string' },
+      'state-dir': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -60,7 +73,12 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     logLevel: values['log-level'] ?? env.PAYGO_LOG_LEVEL ?? 'info',
     shutdownGraceMs: values['shutdown-grace-ms'] ?? 25_000,
     seed: values.seed ?? env.PAYGO_SEED,
+    operator: values.operator ?? env.PAYGO_OPERATOR_URL,
+    tokenFile: values['token-file'] ?? env.PAYGO_TOKEN_FILE ?? '/var/run/secrets/paygo/token',
+    operatorCa: values['operator-ca'] ?? env.PAYGO_OPERATOR_CA,
+    stateDir: values['state-dir'] ?? env.PAYGO_STATE_DIR ?? '/var/lib/paygo',
   });
   if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
+  if (parsed.data.operator && values.config) throw new Error('--config and --operator exclude each other');
   return parsed.data;
 }

@@ -4,3 +4,4 @@ export * from './budget.js';
 export * from './secret.js';
 export * from './snapshot.js';
 export * from './documents.js';
+export * from './protocol.js';

@@ -248,6 +248,7 @@ export const ModelRouteStatusSchema = z.object({
     .object({ desired: z.number().int(), synced: z.number().int(), rejected: z.number().int() })
     .optional(),
   targets: z.array(TargetStatusSchema).optional(),
+  targetCount: z.number().int().optional().describe('Number of entries in spec.targets (the TARGETS column of kubectl get).'),
 });
 
 export const ModelRouteSchema = z.object({

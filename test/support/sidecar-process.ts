@@ -36,16 +36,22 @@ export interface SidecarProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the built sidecar (dist/) as a real process on free 127.0.0.1 ports with the given config YAML. */
-export async function startSidecar(configYaml: string, opts: { env?: Record<string, string>; args?: string[] } = {}): Promise<SidecarProcess> {
+/**
+ * Starts the built sidecar (dist/) as a real process on free 127.0.0.1 ports with the given
+ * config YAML, or, with configYaml null, in operator mode (pass --operator … in args).
+ */
+export async function startSidecar(
+  configYaml: string | null,
+  opts: { env?: Record<string, string>; args?: string[]; waitReady?: boolean } = {},
+): Promise<SidecarProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'paygo-sidecar-'));
   const configPath = join(dir, 'config.yaml');
-  writeFileSync(configPath, configYaml);
+  if (configYaml !== null) writeFileSync(configPath, configYaml);
   const port = await freePort();
   const metricsPort = await freePort();
   const child = spawn(
     process.execPath,
-    [SIDECAR_BIN, '--config', configPath, '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', ...(opts.args ?? [])],
+    [SIDECAR_BIN, ...(configYaml !== null ? ['--config', configPath] : []), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', ...(opts.args ?? [])],
     { env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const lines: string[] = [];
@@ -91,9 +97,10 @@ export async function startSidecar(configYaml: string, opts: { env?: Record<stri
     });
 
   const url = `http://127.0.0.1:${port}`;
-  // Ready when /readyz answers 200 (bounded).
+  // Ready when /readyz answers 200 (bounded); in operator mode optionally only listening.
   const deadline = Date.now() + 15_000;
   for (;;) {
+    if (opts.waitReady === false && lines.some((l) => l.includes('Server listening'))) break;
     if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode}: ${stderr}\n${lines.join('\n')}`);
     try {
       const r = await fetch(`${url}/readyz`);

@@ -1,0 +1,155 @@
+import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { ACK_PATH, AckMessageSchema, STREAM_PATH, formatIssues, type Snapshot } from '../crds/src/index.js';
+import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
+
+/** One connected sidecar stream. */
+export interface SidecarConnection {
+  id: string;
+  identity: PodIdentity;
+  res: ServerResponse;
+  /** The snapshot last sent (undefined before the first). */
+  sent: Snapshot | undefined;
+  /** The sidecar's answer to a snapshot version. */
+  ack: { version: string; accepted: boolean; reason?: string } | undefined;
+}
+
+export interface RouteSync {
+  desired: number;
+  synced: number;
+  rejected: number;
+  /** A NACK reason, when some sidecar rejected the snapshot carrying this route. */
+  rejectReason: string | undefined;
+}
+
+export interface DistributorOptions {
+  authenticator: TokenAuthenticator;
+  /** The snapshot for a pod, computed from the cache. */
+  snapshotFor(identity: PodIdentity): Snapshot;
+  /** Only the leader serves streams: ACKs feed status, which only the leader writes. */
+  isLeader(): boolean;
+  /** Called when connections or ACKs change what a namespace's status should say. */
+  onNamespaceSyncChanged(namespace: string): void;
+  logger: Logger;
+  keepaliveMs?: number;
+}
+
+/**
+ * Config distribution: each sidecar holds one authenticated SSE stream; it is sent its pod's
+ * snapshot on connect and whenever that snapshot changes, and answers each version with an
+ * ACK or NACK (POST /v1/ack).
+ */
+export class Distributor {
+  readonly connections = new Map<string, SidecarConnection>();
+  private readonly keepalive: NodeJS.Timeout;
+
+  constructor(private readonly o: DistributorOptions) {
+    this.keepalive = setInterval(() => {
+      for (const c of this.connections.values()) c.res.write(': keepalive\n\n');
+    }, o.keepaliveMs ?? 15_000);
+    this.keepalive.unref();
+  }
+
+  register(app: FastifyInstance): void {
+    app.get(STREAM_PATH, (req, reply) => this.stream(req, reply));
+    app.post(ACK_PATH, (req, reply) => this.ack(req, reply));
+  }
+
+  private async identify(req: FastifyRequest, reply: FastifyReply): Promise<PodIdentity | undefined> {
+    if (!this.o.isLeader()) {
+      await reply.code(503).header('retry-after', '1').send({ error: { message: 'not the leader; retry', code: 'not_leader' } });
+      return undefined;
+    }
+    try {
+      return await this.o.authenticator.authenticate(req.headers.authorization);
+    } catch (err) {
+      if (err instanceof AuthError) {
+        this.o.logger.warn({ status: err.status, reason: err.message, remote: req.ip }, 'sidecar refused');
+        await reply.code(err.status).send({ error: { message: err.message, code: err.status === 401 ? 'unauthenticated' : 'forbidden' } });
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  private async stream(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const identity = await this.identify(req, reply);
+    if (!identity) return;
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    const conn: SidecarConnection = { id: randomUUID(), identity, res, sent: undefined, ack: undefined };
+    this.connections.set(conn.id, conn);
+    this.o.logger.info({ pod: `${identity.namespace}/${identity.podName}` }, 'sidecar connected');
+    res.on('close', () => {
+      this.connections.delete(conn.id);
+      this.o.logger.info({ pod: `${identity.namespace}/${identity.podName}` }, 'sidecar disconnected');
+      this.o.onNamespaceSyncChanged(identity.namespace);
+    });
+    this.push(conn);
+    this.o.onNamespaceSyncChanged(identity.namespace);
+  }
+
+  private async ack(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const identity = await this.identify(req, reply);
+    if (!identity) return;
+    const parsed = AckMessageSchema.safeParse(req.body);
+    if (!parsed.success) {
+      await reply.code(400).send({ error: { message: formatIssues(parsed.error), code: 'invalid_ack' } });
+      return;
+    }
+    let matched = false;
+    for (const c of this.connections.values()) {
+      if (c.identity.podUid !== identity.podUid || c.sent?.version !== parsed.data.version) continue;
+      c.ack = parsed.data;
+      matched = true;
+    }
+    if (!parsed.data.accepted) {
+      this.o.logger.warn({ pod: `${identity.namespace}/${identity.podName}`, version: parsed.data.version, reason: parsed.data.reason }, 'sidecar rejected a snapshot');
+    }
+    if (matched) this.o.onNamespaceSyncChanged(identity.namespace);
+    await reply.code(matched ? 204 : 409).send();
+  }
+
+  /** Sends a connection its current snapshot if it changed. */
+  private push(conn: SidecarConnection): void {
+    const snapshot = this.o.snapshotFor(conn.identity);
+    if (conn.sent?.version === snapshot.version) return;
+    conn.sent = snapshot;
+    conn.ack = undefined;
+    conn.res.write(`event: snapshot\ndata: ${JSON.stringify({ snapshot })}\n\n`);
+  }
+
+  /** Recomputes and pushes the snapshots of every sidecar in a namespace. */
+  refresh(namespace: string): void {
+    for (const c of this.connections.values()) if (c.identity.namespace === namespace) this.push(c);
+  }
+
+  /** How the sidecars that a route reaches stand with it. */
+  routeSync(namespace: string, name: string): RouteSync {
+    const out: RouteSync = { desired: 0, synced: 0, rejected: 0, rejectReason: undefined };
+    for (const c of this.connections.values()) {
+      if (c.identity.namespace !== namespace || !c.sent?.routes.some((r) => r.name === name)) continue;
+      out.desired++;
+      if (c.ack?.version !== c.sent.version) continue;
+      if (c.ack.accepted) out.synced++;
+      else {
+        out.rejected++;
+        out.rejectReason ??= `pod ${c.identity.podName}: ${c.ack.reason ?? 'rejected'}`;
+      }
+    }
+    return out;
+  }
+
+  /** Closes every stream (sidecars reconnect, e.g. to the new leader). */
+  closeAll(): void {
+    for (const c of this.connections.values()) c.res.end();
+  }
+
+  stop(): void {
+    clearInterval(this.keepalive);
+    this.closeAll();
+  }
+}

@@ -1,0 +1,128 @@
+import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+
+export interface LeaderOptions {
+  api: CoordinationV1Api;
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationMs?: number;
+  retryPeriodMs?: number;
+  now?: () => Date;
+  logger: Logger;
+  onChange(leader: boolean): void;
+}
+
+/**
+ * Leader election on a coordination.k8s.io/v1 Lease (the client-go algorithm): acquire when the
+ * lease is free or expired, renew while held, step down when renewal keeps failing past the
+ * lease duration. Updates use resourceVersion, so two candidates never both win.
+ */
+export class LeaderElector {
+  private leader = false;
+  private timer: NodeJS.Timeout | undefined;
+  private lastRenew = 0;
+  private stopped = false;
+  private readonly duration: number;
+  private readonly period: number;
+  private readonly now: () => Date;
+
+  constructor(private readonly o: LeaderOptions) {
+    this.duration = o.leaseDurationMs ?? 15_000;
+    this.period = o.retryPeriodMs ?? 2_000;
+    this.now = o.now ?? (() => new Date());
+  }
+
+  isLeader(): boolean {
+    return this.leader;
+  }
+
+  start(): void {
+    void this.tick();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.tick(), this.period);
+  }
+
+  private setLeader(leader: boolean): void {
+    if (leader === this.leader) return;
+    this.leader = leader;
+    this.o.logger.info({ identity: this.o.identity, lease: `${this.o.namespace}/${this.o.name}` }, leader ? 'became leader' : 'lost leadership');
+    this.o.onChange(leader);
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const ok = await this.tryAcquireOrRenew();
+      if (ok) this.lastRenew = this.now().getTime();
+      this.setLeader(ok || (this.leader && this.now().getTime() - this.lastRenew < this.duration));
+    } catch (err) {
+      this.o.logger.warn({ error: (err as Error).message }, 'lease update failed');
+      if (this.leader && this.now().getTime() - this.lastRenew >= this.duration) this.setLeader(false);
+    }
+    this.schedule();
+  }
+
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const { api, namespace, name, identity } = this.o;
+    const now = this.now();
+    let lease: V1Lease;
+    try {
+      lease = await api.readNamespacedLease({ name, namespace });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+      try {
+        await api.createNamespacedLease({
+          namespace,
+          body: {
+            metadata: { name, namespace },
+            spec: { holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.duration / 1000), acquireTime: now, renewTime: now, leaseTransitions: 0 },
+          },
+        });
+        return true;
+      } catch (e) {
+        if ((e as { code?: number }).code === 409) return false;
+        throw e;
+      }
+    }
+    const spec = lease.spec ?? {};
+    const holder = spec.holderIdentity ?? '';
+    const renewed = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
+    const expired = renewed + (spec.leaseDurationSeconds ?? 0) * 1000 < now.getTime();
+    if (holder !== identity && holder !== '' && !expired) return false;
+    const taking = holder !== identity;
+    lease.spec = {
+      ...spec,
+      holderIdentity: identity,
+      leaseDurationSeconds: Math.ceil(this.duration / 1000),
+      renewTime: now,
+      ...(taking ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
+    };
+    try {
+      await api.replaceNamespacedLease({ name, namespace, body: lease });
+      return true;
+    } catch (err) {
+      if ((err as { code?: number }).code === 409) return false;
+      throw err;
+    }
+  }
+
+  /** Stops campaigning and releases the lease if held, so a successor takes over at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (!this.leader) return;
+    this.setLeader(false);
+    try {
+      const lease = await this.o.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
+      if (lease.spec?.holderIdentity === this.o.identity) {
+        lease.spec.holderIdentity = '';
+        await this.o.api.replaceNamespacedLease({ name: this.o.name, namespace: this.o.namespace, body: lease });
+      }
+    } catch {
+      /* the lease expires on its own */
+    }
+  }
+}

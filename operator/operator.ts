@@ -1,0 +1,143 @@
+import { isIP } from 'node:net';
+import { AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { TokenAuthenticator } from './auth.js';
+import { ClusterCache } from './cache.js';
+import { Distributor } from './distribution.js';
+import { LeaderElector } from './leader.js';
+import type { OperatorOptions } from './options.js';
+import { WorkQueue } from './queue.js';
+import { RouteStatusWriter } from './route-status.js';
+import { snapshotForPod } from './snapshots.js';
+import { TlsManager, type ServingTls } from './tls.js';
+
+/** The control plane process: caches, config distribution, status, leader election, health. */
+export class Operator {
+  readonly cache: ClusterCache;
+  readonly distributor: Distributor;
+  private readonly queue: WorkQueue;
+  private readonly leader: LeaderElector | undefined;
+  private readonly registry = new Registry();
+  private server: FastifyInstance | undefined;
+  private health: FastifyInstance | undefined;
+  tls: ServingTls | undefined;
+
+  constructor(
+    private readonly o: OperatorOptions,
+    private readonly kc: KubeConfig,
+    private readonly logger: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    const core = kc.makeApiClient(CoreV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    this.cache = new ClusterCache(kc, logger);
+    collectDefaultMetrics({ register: this.registry });
+    const connected = new Gauge({ name: 'paygo_operator_connected_sidecars', help: 'Sidecar config streams connected to this replica.', registers: [this.registry] });
+    const isLeaderGauge = new Gauge({ name: 'paygo_operator_leader', help: '1 while this replica is the leader.', registers: [this.registry] });
+    const reconcileErrors = new Counter({ name: 'paygo_operator_reconcile_errors_total', help: 'Failed reconciles (retried with backoff).', registers: [this.registry] });
+    this.distributor = new Distributor({
+      authenticator: new TokenAuthenticator(kc.makeApiClient(AuthenticationV1Api), core, { now: Date.now }),
+      snapshotFor: (id) => snapshotForPod(this.cache, id.namespace, id.labels),
+      isLeader: () => this.isLeader(),
+      onNamespaceSyncChanged: (ns) => {
+        connected.set(this.distributor.connections.size);
+        this.enqueueNamespace(ns);
+      },
+      logger,
+    });
+    const writer = new RouteStatusWriter({
+      cache: this.cache,
+      custom,
+      core,
+      routeSync: (ns, name) => this.distributor.routeSync(ns, name),
+      now,
+      logger,
+      fieldManager: `paygo-operator-${o.identity}`.slice(0, 128),
+    });
+    this.queue = new WorkQueue(
+      async (key) => {
+        if (!this.isLeader()) return;
+        const [ns, name] = key.split('/') as [string, string];
+        await writer.reconcile(ns, name);
+      },
+      (key, err) => {
+        reconcileErrors.inc();
+        logger.warn({ route: key, error: (err as Error).message }, 'status reconcile failed; retrying');
+      },
+    );
+    if (o.leaderElect) {
+      this.leader = new LeaderElector({
+        api: kc.makeApiClient(CoordinationV1Api),
+        namespace: o.namespace,
+        name: o.leaseName,
+        identity: o.identity,
+        logger,
+        onChange: (leader) => {
+          isLeaderGauge.set(leader ? 1 : 0);
+          if (leader) for (const r of this.cache.routes.list()) this.queue.add(`${r.metadata?.namespace}/${r.metadata?.name}`);
+          else this.distributor.closeAll(); // sidecars reconnect to the new leader
+        },
+      });
+    } else {
+      isLeaderGauge.set(1);
+    }
+    this.cache.onNamespaceChanged((ns) => {
+      this.distributor.refresh(ns);
+      this.enqueueNamespace(ns);
+    });
+    this.tlsManager = new TlsManager({
+      core,
+      namespace: o.namespace,
+      secretName: o.tlsSecret,
+      dnsNames: ['localhost', o.serviceName, `${o.serviceName}.${o.namespace}`, `${o.serviceName}.${o.namespace}.svc`, `${o.serviceName}.${o.namespace}.svc.cluster.local`, ...o.tlsSans.filter((s) => !isIP(s))],
+      ips: ['127.0.0.1', ...o.tlsSans.filter((s) => isIP(s))],
+      now,
+      logger,
+      certFile: o.tlsCertFile,
+      keyFile: o.tlsKeyFile,
+      caFile: o.tlsCaFile,
+    });
+  }
+  private readonly tlsManager: TlsManager;
+
+  isLeader(): boolean {
+    return this.leader ? this.leader.isLeader() : true;
+  }
+
+  private enqueueNamespace(ns: string): void {
+    for (const r of this.cache.routes.list(ns)) this.queue.add(`${ns}/${r.metadata?.name}`);
+  }
+
+  async start(): Promise<{ url: string; healthUrl: string }> {
+    this.tls = await this.tlsManager.load();
+    await this.cache.start();
+    this.leader?.start();
+    const log = this.logger as unknown as FastifyBaseLogger;
+    this.server = Fastify({ loggerInstance: log, disableRequestLogging: true, https: { cert: this.tls.certPem, key: this.tls.keyPem } });
+    this.distributor.register(this.server);
+    await this.server.listen({ host: this.o.listenHost, port: this.o.listenPort });
+    this.health = Fastify({ loggerInstance: log, disableRequestLogging: true });
+    this.health.get('/healthz', async () => ({ status: 'ok' }));
+    this.health.get('/readyz', async (_req, reply) => (this.cache.synced() ? { status: 'ok', leader: this.isLeader() } : reply.code(503).send({ status: 'caches not synced' })));
+    this.health.get('/metrics', async (_req, reply) => reply.type(this.registry.contentType).send(await this.registry.metrics()));
+    await this.health.listen({ host: this.o.healthHost, port: this.o.healthPort });
+    const addr = (s: FastifyInstance) => {
+      const a = s.server.address();
+      return typeof a === 'object' && a ? a.port : 0;
+    };
+    const url = `https://127.0.0.1:${addr(this.server)}`;
+    const healthUrl = `http://127.0.0.1:${addr(this.health)}`;
+    this.logger.info({ url, healthUrl, identity: this.o.identity }, 'operator started');
+    return { url, healthUrl };
+  }
+
+  /** Graceful stop: release the lease first so another replica takes over at once. */
+  async stop(): Promise<void> {
+    await this.leader?.stop();
+    this.queue.stop();
+    this.distributor.stop();
+    await Promise.allSettled([this.server?.close(), this.health?.close(), this.cache.stop()]);
+  }
+}

@@ -1,0 +1,94 @@
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { formatIssues } from '../crds/src/index.js';
+
+const OptionsSchema = z.object({
+  kubeconfig: z.string().optional(),
+  namespace: z.string().min(1),
+  listenHost: z.string().min(1),
+  listenPort: z.coerce.number().int().min(0).max(65535),
+  healthHost: z.string().min(1),
+  healthPort: z.coerce.number().int().min(0).max(65535),
+  identity: z.string().min(1),
+  leaderElect: z.boolean(),
+  leaseName: z.string().min(1),
+  tlsSecret: z.string().min(1),
+  tlsCertFile: z.string().optional(),
+  tlsKeyFile: z.string().optional(),
+  tlsCaFile: z.string().optional(),
+  serviceName: z.string().min(1),
+  tlsSans: z.array(z.string().min(1)),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+});
+export type OperatorOptions = z.infer<typeof OptionsSchema>;
+
+export const USAGE = `Usage: paygo-operator [options]
+  --kubeconfig FILE       kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)
+  --namespace NS          the operator's own namespace: Lease and TLS Secret (default: POD_NAMESPACE or paygo-system)
+  --listen HOST:PORT      config distribution (HTTPS) listener (default 0.0.0.0:8443)
+  --health HOST:PORT      /healthz, /readyz, /metrics listener (default 0.0.0.0:8081)
+  --identity ID           leader election identity (default: POD_NAME or hostname)
+  --leader-elect BOOL     elect a leader with a Lease (default true)
+  --lease-name NAME       Lease name (default paygo-operator)
+  --tls-secret NAME       Secret holding the self-managed CA and serving certificate (default paygo-operator-tls)
+  --tls-cert-file FILE    serving certificate to use instead (with --tls-key-file, optional --tls-ca-file)
+  --service-name NAME     Service name the certificate covers (default paygo-operator)
+  --tls-san NAME          extra certificate name or IP (repeatable; 127.0.0.1 and localhost always)
+  --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)`;
+
+function hostPort(v: string, what: string): [string, string] {
+  const i = v.lastIndexOf(':');
+  if (i <= 0) throw new Error(`${what} must be HOST:PORT, got "${v}"`);
+  return [v.slice(0, i), v.slice(i + 1)];
+}
+
+export function parseOptions(argv: string[], env: Record<string, string | undefined>): OperatorOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string' },
+      listen: { type: 'string' },
+      health: { type: 'string' },
+      identity: { type: 'string' },
+      'leader-elect': { type: 'string' },
+      'lease-name': { type: 'string' },
+      'tls-secret': { type: 'string' },
+      'tls-cert-file': { type: 'string' },
+      'tls-key-file': { type: 'string' },
+      'tls-ca-file': { type: 'string' },
+      'service-name': { type: 'string' },
+      'tls-san': { type: 'string', multiple: true },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  const [listenHost, listenPort] = hostPort(values.listen ?? '0.0.0.0:8443', '--listen');
+  const [healthHost, healthPort] = hostPort(values.health ?? '0.0.0.0:8081', '--health');
+  const leaderElect = (values['leader-elect'] ?? 'true').toLowerCase();
+  if (leaderElect !== 'true' && leaderElect !== 'false') throw new Error('--leader-elect must be true or false');
+  const parsed = OptionsSchema.safeParse({
+    kubeconfig: values.kubeconfig ?? env.KUBECONFIG,
+    namespace: values.namespace ?? env.POD_NAMESPACE ?? 'paygo-system',
+    listenHost,
+    listenPort,
+    healthHost,
+    healthPort,
+    identity: values.identity ?? env.POD_NAME ?? hostname(),
+    leaderElect: leaderElect === 'true',
+    leaseName: values['lease-name'] ?? 'paygo-operator',
+    tlsSecret: values['tls-secret'] ?? 'paygo-operator-tls',
+    tlsCertFile: values['tls-cert-file'],
+    tlsKeyFile: values['tls-key-file'],
+    tlsCaFile: values['tls-ca-file'],
+    serviceName: values['service-name'] ?? 'paygo-operator',
+    tlsSans: values['tls-san'] ?? [],
+    logLevel: values['log-level'] ?? env.PAYGO_LOG_LEVEL ?? 'info',
+  });
+  if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
+  if ((parsed.data.tlsCertFile === undefined) !== (parsed.data.tlsKeyFile === undefined)) throw new Error('--tls-cert-file and --tls-key-file go together');
+  return parsed.data;
+}

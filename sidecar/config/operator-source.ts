@@ -1,0 +1,174 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { Agent } from 'undici';
+import { ACK_PATH, STREAM_PATH, SnapshotMessageSchema, SnapshotSchema, formatIssues, type Snapshot } from '../../crds/src/index.js';
+import { SseParser } from '../sse.js';
+
+export interface OperatorSourceOptions {
+  /** https://operator:8443 */
+  url: string;
+  /** The pod's projected ServiceAccount token (audience paygo); re-read on every connect as it rotates. */
+  tokenFile: string;
+  /** CA bundle that signed the operator's serving certificate. */
+  caFile: string | undefined;
+  /** Where the last good snapshot is kept, so the sidecar serves when the operator is away. */
+  stateDir: string;
+  logger: Logger;
+  /** Applies a snapshot; throws (with a reason) when it cannot be served. */
+  apply(snapshot: Snapshot, source: 'operator' | 'disk'): void;
+  random?: () => number;
+  maxBackoffMs?: number;
+}
+
+const SNAPSHOT_FILE = 'snapshot.json';
+
+/**
+ * Operator mode: one long-lived authenticated SSE stream to the operator. Each snapshot is
+ * validated, applied atomically and ACKed (or NACKed with the reason, keeping the previous
+ * one); the last good snapshot is persisted and served at start when the operator is away.
+ * Reconnects with exponential backoff and jitter.
+ */
+export class OperatorConfigSource {
+  private readonly agent: Agent;
+  private abort: AbortController | undefined;
+  private stopped = false;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  connected = false;
+
+  constructor(private readonly o: OperatorSourceOptions) {
+    this.agent = new Agent({
+      connect: o.caFile ? { ca: readFileSync(o.caFile, 'utf8') } : {},
+      bodyTimeout: 45_000, // the operator sends a keepalive every 15 s
+      headersTimeout: 15_000,
+    });
+  }
+
+  /** Loads the persisted snapshot (if any) and starts streaming. Returns whether one was loaded. */
+  start(): boolean {
+    const loaded = this.loadFromDisk();
+    void this.connect();
+    return loaded;
+  }
+
+  private loadFromDisk(): boolean {
+    let text: string;
+    try {
+      text = readFileSync(join(this.o.stateDir, SNAPSHOT_FILE), 'utf8');
+    } catch {
+      return false;
+    }
+    try {
+      const snapshot = SnapshotSchema.parse(JSON.parse(text));
+      this.o.apply(snapshot, 'disk');
+      this.o.logger.info({ version: snapshot.version }, 'serving the last good snapshot from disk until the operator answers');
+      return true;
+    } catch (err) {
+      this.o.logger.warn({ error: (err as Error).message }, 'ignoring an unreadable persisted snapshot');
+      return false;
+    }
+  }
+
+  private persist(snapshot: Snapshot): void {
+    mkdirSync(this.o.stateDir, { recursive: true, mode: 0o700 });
+    const tmp = join(this.o.stateDir, `${SNAPSHOT_FILE}.tmp`);
+    writeFileSync(tmp, JSON.stringify(snapshot), { mode: 0o600 });
+    renameSync(tmp, join(this.o.stateDir, SNAPSHOT_FILE));
+  }
+
+  private token(): string {
+    return readFileSync(this.o.tokenFile, 'utf8').trim();
+  }
+
+  private scheduleReconnect(minMs = 0): void {
+    if (this.stopped) return;
+    const random = this.o.random ?? Math.random;
+    const cap = Math.min(this.o.maxBackoffMs ?? 30_000, 500 * 2 ** Math.min(this.attempt, 10));
+    const delay = Math.max(minMs, Math.floor(cap / 2 + random() * (cap / 2)));
+    this.attempt++;
+    this.timer = setTimeout(() => void this.connect(), delay);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    this.abort = new AbortController();
+    let retryAfterMs = 0;
+    try {
+      const res = await this.agent.request({
+        origin: new URL(this.o.url).origin,
+        path: STREAM_PATH,
+        method: 'GET',
+        headers: { authorization: `Bearer ${this.token()}`, accept: 'text/event-stream' },
+        signal: this.abort.signal,
+      });
+      if (res.statusCode !== 200) {
+        const body = await res.body.text().catch(() => '');
+        retryAfterMs = Number(res.headers['retry-after'] ?? 0) * 1000;
+        throw new Error(`operator answered ${res.statusCode}: ${body.slice(0, 300)}`);
+      }
+      this.connected = true;
+      this.o.logger.info({ operator: this.o.url }, 'connected to the operator');
+      const parser = new SseParser();
+      for await (const chunk of res.body) {
+        for (const ev of parser.push(chunk as Uint8Array)) {
+          if (ev.event === 'snapshot') await this.onSnapshot(ev.data);
+        }
+      }
+      throw new Error('operator closed the stream');
+    } catch (err) {
+      this.connected = false;
+      if (this.stopped) return;
+      this.o.logger.warn({ operator: this.o.url, error: (err as Error).message }, 'operator stream lost; reconnecting with backoff');
+      this.scheduleReconnect(retryAfterMs);
+    }
+  }
+
+  private async onSnapshot(data: string): Promise<void> {
+    let version = 'unknown';
+    let snapshot: Snapshot;
+    try {
+      const raw = JSON.parse(data) as { snapshot?: { version?: unknown } };
+      if (typeof raw?.snapshot?.version === 'string') version = raw.snapshot.version;
+      const parsed = SnapshotMessageSchema.safeParse(raw);
+      if (!parsed.success) throw new Error(`invalid snapshot: ${formatIssues(parsed.error)}`);
+      snapshot = parsed.data.snapshot;
+      this.o.apply(snapshot, 'operator');
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.o.logger.error({ version, reason }, 'snapshot rejected; still serving the previous config');
+      await this.ack({ version, accepted: false, reason });
+      return;
+    }
+    this.attempt = 0;
+    try {
+      this.persist(snapshot);
+    } catch (err) {
+      this.o.logger.warn({ error: (err as Error).message }, 'could not persist the snapshot');
+    }
+    this.o.logger.info({ version: snapshot.version, routes: snapshot.routes.map((r) => r.name) }, 'snapshot applied');
+    await this.ack({ version: snapshot.version, accepted: true });
+  }
+
+  private async ack(body: { version: string; accepted: boolean; reason?: string }): Promise<void> {
+    try {
+      const res = await this.agent.request({
+        origin: new URL(this.o.url).origin,
+        path: ACK_PATH,
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.token()}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      await res.body.dump();
+    } catch (err) {
+      this.o.logger.warn({ error: (err as Error).message }, 'could not send the ACK');
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.abort?.abort();
+    await this.agent.close().catch(() => {});
+  }
+}
