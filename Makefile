@@ -7,7 +7,7 @@ PORT ?= 4000
 HOST ?= 127.0.0.1
 NODE_MODULES_STAMP := node_modules/.paygo-installed
 
-.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools clean
+.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools clean crds crds-check
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ build: deps ## compile TypeScript to dist/
 
 run: build ## start the sidecar standalone (CONFIG=file PORT=n; default: examples/standalone.yaml on 127.0.0.1:4000)
 	node dist/sidecar/main.js $(if $(CONFIG),--config $(CONFIG)) --port $(PORT) --host $(HOST)
+
+crds: build ## regenerate the CRD manifests crds/*.yaml from the zod schemas in crds/src
+	node dist/crds/src/crd-gen-cli.js
+
+crds-check: build ## fail if the checked-in crds/*.yaml are stale
+	node dist/crds/src/crd-gen-cli.js --check
 
 # --- tests --------------------------------------------------------------------------------------
 typecheck: deps

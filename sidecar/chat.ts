@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './openai-schema.js';
 import { ApiError, invalidRequest } from './errors.js';
 import { formatUsd } from './metering/money.js';
-import type { Meter, Outcome, RequestRecord } from './metering/record.js';
+import type { Meter, MeterResult, Outcome, RequestRecord } from './metering/record.js';
 import { countPromptTokens, countTextTokens } from './metering/tokens.js';
 import type { StreamTranslator, TargetContext } from './providers/types.js';
 import { UpstreamProtocolError, UpstreamStreamError } from './providers/types.js';
@@ -21,6 +21,17 @@ export interface ChatContext {
   signal: AbortSignal;
   raw: { req: IncomingMessage; res: ServerResponse };
   startedAt: number;
+  /** Response headers decided before dispatch (e.g. x-paygo-downgraded). */
+  extraHeaders?: Record<string, string>;
+  /** Called once with the metered cost when the request is over (budget settlement). */
+  onMetered?: (result: MeterResult) => void;
+}
+
+/** Meters a finished request and tells the caller its cost. */
+function meter(ctx: ChatContext, deps: ChatDeps, rec: RequestRecord): MeterResult {
+  const result = deps.meter.record(rec);
+  ctx.onMetered?.(result);
+  return result;
 }
 
 export interface ChatDeps extends Omit<DispatchOptions, 'signal'> {
@@ -202,7 +213,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
     }
     rec.durationMs = deps.now() - ctx.startedAt;
     rec.ttftMs = rec.durationMs;
-    const cost = deps.meter.record(rec);
+    const cost = meter(ctx, deps, rec);
     const headers = routingHeaders(ctx.route, result);
     if (cost.priced) headers['x-paygo-cost-usd'] = formatUsd(cost.costNano);
     if (rec.estimated) headers['x-paygo-usage-estimated'] = 'true';
@@ -210,7 +221,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
   } catch (err) {
     const apiError = recordError(rec, err);
     rec.durationMs = deps.now() - ctx.startedAt;
-    deps.meter.record(rec);
+    meter(ctx, deps, rec);
     throw apiError;
   }
 }
@@ -294,7 +305,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
   } catch (err) {
     const apiError = recordError(rec, err);
     rec.durationMs = deps.now() - ctx.startedAt;
-    deps.meter.record(rec);
+    meter(ctx, deps, rec);
     throw apiError;
   }
 
@@ -306,6 +317,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     'cache-control': 'no-cache',
     connection: 'keep-alive',
     'x-request-id': ctx.requestId,
+    ...ctx.extraHeaders,
     ...routingHeaders(ctx.route, committed),
   });
   rec.ttftMs = deps.now() - ctx.startedAt;
@@ -372,7 +384,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     res.end();
   }
   rec.durationMs = deps.now() - ctx.startedAt;
-  deps.meter.record(rec);
+  meter(ctx, deps, rec);
   return rec;
 }
 

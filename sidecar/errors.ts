@@ -6,7 +6,7 @@ export type ErrorType =
   | 'invalid_request_error'
   | 'not_found_error'
   | 'rate_limit_error'
-  | 'budget_exceeded'
+  | 'insufficient_quota'
   | 'upstream_error'
   | 'timeout_error'
   | 'server_error';

@@ -2,6 +2,10 @@
 import { createServer } from 'node:http';
 import { pino } from 'pino';
 import type { Snapshot } from '../crds/src/index.js';
+import { join } from 'node:path';
+import { collectBudgetGauges } from './budget/gauges.js';
+import { BudgetEnforcer } from './budget/enforcer.js';
+import { LocalFunds } from './budget/local-funds.js';
 import { FileConfigSource } from './config/file-source.js';
 import { OperatorConfigSource } from './config/operator-source.js';
 import { UsageMeter } from './metering/meter.js';
@@ -30,12 +34,23 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   const pricer = createPricer();
   const meter = new UsageMeter(metrics, (p, m, u, o, at) => pricer.price(p, m, u, o, at), usageLog);
+  const funds = new LocalFunds(join(options.stateDir, 'budgets.json'), logger);
+  const enforcer = new BudgetEnforcer(funds, {
+    now: () => new Date(),
+    logger,
+    events: {
+      onRefused: (b, action) => metrics.budgetRefused.inc({ namespace: b.namespace, budget: b.name, action }),
+      onOverLimit: (b) => metrics.budgetOverLimit.inc({ namespace: b.namespace, budget: b.name }),
+    },
+  });
+  collectBudgetGauges(metrics, enforcer, funds);
   const transport = createHttpTransport();
   const compiler = new ConfigCompiler(transport);
   let config: RuntimeConfig | undefined;
 
   const apply = (snapshot: Snapshot, source: string) => {
     config = compiler.compile(snapshot);
+    enforcer.setBudgets(snapshot.budgets);
     metrics.configInfo.reset();
     metrics.configInfo.set({ version: snapshot.version, source }, 1);
   };
@@ -54,7 +69,7 @@ async function main(): Promise<void> {
   let source: { stop(): void | Promise<void>; reload?(reason: string): boolean };
   if (options.operator) {
     // Operator mode: not ready until a snapshot arrives (or the last good one is on disk).
-    const op = new OperatorConfigSource({ url: options.operator, tokenFile: options.tokenFile, caFile: options.operatorCa, stateDir: options.stateDir, logger, apply });
+    const op = new OperatorConfigSource({ url: options.operator, tokenFile: options.tokenFile, caFile: options.operatorCa, caPem: options.operatorCaPem, stateDir: options.stateDir, logger, apply });
     op.start();
     source = op;
   } else {
@@ -76,6 +91,13 @@ async function main(): Promise<void> {
     bodyLimit: options.bodyLimit,
     random: options.seed === undefined ? Math.random : seededRandom(options.seed),
     unitPrice: (t) => pricer.unitPrice(t.provider, t.model, t.pricing),
+    budgets: {
+      enforcer,
+      worstCase: (t, input, maxOut) => {
+        const q = pricer.worstCaseCost(t.provider, t.model, input, maxOut, t.pricing);
+        return q.known ? q.costNano : undefined;
+      },
+    },
     hooks: {
       onRetry: (route, target, kind) => metrics.retries.inc({ namespace: route.namespace, route: route.name, target: target.name, provider: target.provider, reason: kind }),
       onFailover: (route, target, kind) => metrics.failovers.inc({ namespace: route.namespace, route: route.name, target: target.name, provider: target.provider, reason: kind }),
@@ -86,7 +108,15 @@ async function main(): Promise<void> {
   });
   await app.listen({ host: options.host, port: options.port });
 
+  // The metrics listener also answers /healthz and /readyz: the API listens on loopback only,
+  // so kubelet probes (which come from outside the pod's network namespace) use this port.
   const metricsServer = createServer((req, res) => {
+    if (req.url === '/healthz' || req.url === '/readyz') {
+      const ok = req.url === '/healthz' || config !== undefined;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(ok ? { status: 'ok', ...(config ? { configVersion: config.version } : {}) } : { status: 'no configuration loaded' }));
+      return;
+    }
     if (req.url === '/metrics') {
       metrics.registry.metrics().then(
         (body) => {
@@ -120,7 +150,7 @@ async function main(): Promise<void> {
       process.exit(0);
     }, options.shutdownGraceMs);
     force.unref();
-    Promise.allSettled([source.stop(), app.close(), new Promise((r) => metricsServer.close(r)), transport.close()]).then(() => {
+    Promise.allSettled([source.stop(), funds.close(), app.close(), new Promise((r) => metricsServer.close(r)), transport.close()]).then(() => {
       logger.info('stopped');
       process.exit(0);
     });

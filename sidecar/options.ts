@@ -1,3 +1,5 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -19,6 +21,7 @@ const OptionsSchema = z.object({
   operator: z.url().optional(),
   tokenFile: z.string().min(1),
   operatorCa: z.string().min(1).optional(),
+  operatorCaPem: z.string().includes('BEGIN CERTIFICATE').optional(),
   stateDir: z.string().min(1),
 });
 export type SidecarOptions = z.infer<typeof OptionsSchema>;
@@ -36,8 +39,10 @@ export const USAGE = `Usage: paygo-sidecar [options]
   --operator URL         operator mode: stream config from the operator (https://...) instead of --config
                          (env PAYGO_OPERATOR_URL)
   --token-file FILE      projected ServiceAccount token, audience paygo (default /var/run/secrets/paygo/token)
-  --operator-ca FILE     CA bundle of the operator's certificate (env PAYGO_OPERATOR_CA)
-  --state-dir DIR        where the last good snapshot is kept (default /var/lib/paygo; env PAYGO_STATE_DIR)
+  --operator-ca FILE     CA bundle of the operator's certificate (env PAYGO_OPERATOR_CA, or the PEM itself
+                         in PAYGO_OPERATOR_CA_PEM as the injection webhook sets it)
+  --state-dir DIR        state: the last good snapshot (operator mode), budget spend (file mode)
+                         (default /var/lib/paygo in operator mode, ~/.local/state/paygo otherwise; env PAYGO_STATE_DIR)
   --help                 this text`;
 
 /** Parses argv and env once into validated options; throws an Error with a readable message. */
@@ -76,7 +81,11 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     operator: values.operator ?? env.PAYGO_OPERATOR_URL,
     tokenFile: values['token-file'] ?? env.PAYGO_TOKEN_FILE ?? '/var/run/secrets/paygo/token',
     operatorCa: values['operator-ca'] ?? env.PAYGO_OPERATOR_CA,
-    stateDir: values['state-dir'] ?? env.PAYGO_STATE_DIR ?? '/var/lib/paygo',
+    operatorCaPem: env.PAYGO_OPERATOR_CA_PEM || undefined,
+    stateDir:
+      values['state-dir'] ??
+      env.PAYGO_STATE_DIR ??
+      (values.operator ?? env.PAYGO_OPERATOR_URL ? '/var/lib/paygo' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'paygo')),
   });
   if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
   if (parsed.data.operator && values.config) throw new Error('--config and --operator exclude each other');

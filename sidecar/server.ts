@@ -6,7 +6,8 @@ import { formatIssues } from '../crds/src/index.js';
 import { completeChat, recordError, routingHeaders, streamChat, applyLimits, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
 import { formatUsd } from './metering/money.js';
-import type { Meter, RequestRecord } from './metering/record.js';
+import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
+import { admitChat, type BudgetGate } from './budget/admission.js';
 import { ChatRequestSchema, EmbeddingsRequestSchema } from './openai-schema.js';
 import { UpstreamProtocolError } from './providers/types.js';
 import { dispatch, UpstreamHttpError } from './router/dispatch.js';
@@ -26,6 +27,8 @@ export interface AppOptions {
   random?: () => number;
   unitPrice?: ChatDeps['unitPrice'];
   hooks?: ChatDeps['hooks'];
+  /** Budget admission; absent: no budgets are enforced. */
+  budgets?: BudgetGate;
 }
 
 declare module 'fastify' {
@@ -135,10 +138,23 @@ export function buildApp(o: AppOptions): FastifyInstance {
   };
 
   app.post('/v1/chat/completions', async (request, reply) => {
-    const req = parseBody(ChatRequestSchema, request.body);
-    const route = resolve(req.model, request);
-    await applyLimits(route, req);
-    const ctx = { requestId: String(request.id), route, req, signal: clientSignal(request, reply), raw: { req: request.raw, res: reply.raw }, startedAt: now() };
+    const asked = parseBody(ChatRequestSchema, request.body);
+    const requested = resolve(asked.model, request);
+    await applyLimits(requested, asked);
+    const { route, req, hold, downgradedFrom } = o.budgets
+      ? await admitChat(o.budgets, o.getConfig()!, requested, asked)
+      : { route: requested, req: asked, hold: undefined, downgradedFrom: undefined };
+    const extraHeaders: Record<string, string> = downgradedFrom ? { 'x-paygo-downgraded': downgradedFrom } : {};
+    const ctx = {
+      extraHeaders,
+      requestId: String(request.id),
+      route,
+      req,
+      signal: clientSignal(request, reply),
+      raw: { req: request.raw, res: reply.raw },
+      startedAt: now(),
+      onMetered: hold ? (m: MeterResult) => o.budgets!.enforcer.settle(hold, m.costNano) : undefined,
+    };
     if (req.stream) {
       try {
         reply.hijack();
@@ -154,7 +170,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
       return reply;
     }
     const out = await completeChat(ctx, deps);
-    return reply.code(out.status).headers({ 'x-request-id': ctx.requestId, ...out.headers }).send(out.body);
+    return reply.code(out.status).headers({ 'x-request-id': ctx.requestId, ...extraHeaders, ...out.headers }).send(out.body);
   });
 
   app.post('/v1/embeddings', async (request, reply) => {

@@ -510,20 +510,20 @@ const MODELROUTE_TARGET_RULES: CelRule[] = [
 
 function modelRouteSpecRules(maxTargets: number): CelRule[] {
   const weighted = "has(self.strategy) && self.strategy == 'weighted'";
-  const indexes = Array.from({ length: maxTargets }, (_, i) => i).join(', ');
+  // Indexes as string literals: CEL's cost estimator cannot bound string(int), so the rule
+  // converts the other way (int(i)) and concatenates only strings of known size.
+  const indexes = Array.from({ length: maxTargets }, (_, i) => `'${i}'`).join(', ');
   return [
     {
       rule: 'self.targets.all(t, !has(t.name) || self.targets.exists_one(u, has(u.name) && u.name == t.name))',
       message: 'spec.targets[].name must be unique within the route',
       fieldPath: '.targets',
-      reason: 'FieldValueDuplicate',
     },
     {
       // An unnamed target i is called "<provider>-<i>"; no explicit name may take that name.
-      rule: `[${indexes}].all(i, i >= size(self.targets) || has(self.targets[i].name) || self.targets.all(t, !has(t.name) || t.name != self.targets[i].provider + '-' + string(i)))`,
+      rule: `[${indexes}].all(i, int(i) >= size(self.targets) || has(self.targets[int(i)].name) || self.targets.all(t, !has(t.name) || t.name != self.targets[int(i)].provider + '-' + i))`,
       message: 'spec.targets[].name must differ from the default name "<provider>-<index>" of every unnamed target',
       fieldPath: '.targets',
-      reason: 'FieldValueDuplicate',
     },
     {
       rule: `!(${weighted}) || self.targets.all(t, has(t.weight))`,
@@ -533,7 +533,7 @@ function modelRouteSpecRules(maxTargets: number): CelRule[] {
     },
     {
       rule: `!(${weighted}) || self.targets.exists(t, has(t.weight) && t.weight > 0)`,
-      message: 'spec.targets[].weight: at least one weight must be positive when spec.strategy is weighted',
+      message: 'spec.targets[].weight must be positive for at least one target when spec.strategy is weighted',
       fieldPath: '.targets',
     },
   ];
@@ -560,7 +560,7 @@ const BUDGET_DESCRIPTIONS: DescriptionOverrides = {
     ...conditionDescriptions('status.conditions'),
   },
   append: {
-    'spec.timeZone': 'Whether the name is a valid IANA zone is checked by the operator (condition Accepted=False), not by the API server.',
+    'spec.timeZone': 'The API server cannot check that this names a real IANA zone (CEL has no zone database); the operator validates it and does not enforce a Budget whose zone is unknown.',
   },
 };
 

@@ -10,8 +10,9 @@ export interface OperatorSourceOptions {
   url: string;
   /** The pod's projected ServiceAccount token (audience paygo); re-read on every connect as it rotates. */
   tokenFile: string;
-  /** CA bundle that signed the operator's serving certificate. */
+  /** CA bundle that signed the operator's serving certificate: a file, or the PEM itself. */
   caFile: string | undefined;
+  caPem?: string | undefined;
   /** Where the last good snapshot is kept, so the sidecar serves when the operator is away. */
   stateDir: string;
   logger: Logger;
@@ -39,7 +40,7 @@ export class OperatorConfigSource {
 
   constructor(private readonly o: OperatorSourceOptions) {
     this.agent = new Agent({
-      connect: o.caFile ? { ca: readFileSync(o.caFile, 'utf8') } : {},
+      connect: o.caPem ? { ca: o.caPem } : o.caFile ? { ca: readFileSync(o.caFile, 'utf8') } : {},
       bodyTimeout: 45_000, // the operator sends a keepalive every 15 s
       headersTimeout: 15_000,
     });

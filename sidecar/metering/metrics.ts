@@ -84,6 +84,22 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['namespace', 'route', 'target', 'provider'],
       registers: [registry],
     }),
+    budgetLimit: new Gauge({ name: 'paygo_budget_limit_usd', help: 'Budget limit per period in USD.', labelNames: ['namespace', 'budget', 'period'], registers: [registry] }),
+    budgetSpent: new Gauge({ name: 'paygo_budget_spent_usd', help: 'Spend in the current budget period in USD, as this process knows it.', labelNames: ['namespace', 'budget', 'period'], registers: [registry] }),
+    budgetReserved: new Gauge({ name: 'paygo_budget_reserved_usd', help: 'Worst-case cost reserved by in-flight requests in USD.', labelNames: ['namespace', 'budget', 'period'], registers: [registry] }),
+    budgetRemaining: new Gauge({ name: 'paygo_budget_remaining_ratio', help: 'Share of the budget limit not yet spent or reserved (0-1).', labelNames: ['namespace', 'budget', 'period'], registers: [registry] }),
+    budgetRefused: new Counter({
+      name: 'paygo_budget_refused_requests_total',
+      help: 'Requests a budget refused (action block) or moved to the cheaper route (action downgrade).',
+      labelNames: ['namespace', 'budget', 'action'],
+      registers: [registry],
+    }),
+    budgetOverLimit: new Counter({
+      name: 'paygo_budget_over_limit_requests_total',
+      help: 'Requests served while an alert-only budget was over its limit.',
+      labelNames: ['namespace', 'budget'],
+      registers: [registry],
+    }),
     configInfo: new Gauge({
       name: 'paygo_config_info',
       help: 'The configuration version the sidecar serves (value 1).',

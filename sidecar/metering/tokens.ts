@@ -18,6 +18,12 @@ export async function loadTokenizer(): Promise<CountTokens> {
   return loading;
 }
 
+/**
+ * Upper bound of the tokens one image part costs on any provider paygo speaks (OpenAI high
+ * detail and Anthropic both stay below ~1,600 per image; Gemini uses 258).
+ */
+export const IMAGE_TOKEN_BOUND = 3000;
+
 /** Per-message framing overhead of the chat format (OpenAI cookbook: 3 per message, 3 to prime the reply). */
 const PER_MESSAGE = 3;
 const REPLY_PRIMING = 3;
@@ -49,6 +55,7 @@ export function promptTokenUpperBound(req: Pick<ChatRequest, 'messages' | 'tools
   let bytes = 0;
   for (const m of req.messages) {
     bytes += Buffer.byteLength(contentText(m.content as never)) + PER_MESSAGE + 8;
+    if (Array.isArray(m.content)) for (const part of m.content) if (part.type !== 'text') bytes += IMAGE_TOKEN_BOUND;
     const calls = (m as { tool_calls?: unknown[] }).tool_calls;
     if (calls) bytes += Buffer.byteLength(JSON.stringify(calls));
   }

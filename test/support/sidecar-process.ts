@@ -51,7 +51,7 @@ export async function startSidecar(
   const metricsPort = await freePort();
   const child = spawn(
     process.execPath,
-    [SIDECAR_BIN, ...(configYaml !== null ? ['--config', configPath] : []), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', ...(opts.args ?? [])],
+    [SIDECAR_BIN, ...(configYaml !== null ? ['--config', configPath] : []), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', ...(opts.args?.includes('--state-dir') ? [] : ['--state-dir', join(dir, 'state')]), ...(opts.args ?? [])],
     { env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const lines: string[] = [];

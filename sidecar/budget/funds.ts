@@ -1,0 +1,19 @@
+/**
+ * Where budget reservations draw money from. Amounts are integer nano-USD. A key names one
+ * budget in one period ("namespace/name@periodStartISO"), so a new period starts from zero.
+ */
+export interface BudgetFunds {
+  /** Reserves `amount` against the limit; false when it does not fit (nothing is reserved then). */
+  reserve(key: string, limitNano: bigint, amount: bigint): Promise<boolean>;
+  /** Turns a reservation into spend: `actual` is spent, the rest of `reserved` comes back. */
+  settle(key: string, reserved: bigint, actual: bigint): void;
+  /** Spend that was never reserved (action alert: over the limit on purpose). */
+  record(key: string, actual: bigint): void;
+  /** What this view knows: spent and currently reserved. */
+  view(key: string): { spent: bigint; reserved: bigint };
+  close(): Promise<void>;
+}
+
+export function budgetKey(namespace: string, name: string, periodStart: Date): string {
+  return `${namespace}/${name}@${periodStart.toISOString()}`;
+}
