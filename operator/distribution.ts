@@ -45,7 +45,10 @@ export class Distributor {
   readonly connections = new Map<string, SidecarConnection>();
   private readonly keepalive: NodeJS.Timeout;
 
+  readonly authenticator: TokenAuthenticator;
+
   constructor(private readonly o: DistributorOptions) {
+    this.authenticator = o.authenticator;
     this.keepalive = setInterval(() => {
       for (const c of this.connections.values()) c.res.write(': keepalive\n\n');
     }, o.keepaliveMs ?? 15_000);

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { TokenAuthenticator } from './auth.js';
 import { ClusterCache } from './cache.js';
+import { BudgetService } from './budgets.js';
 import { Distributor } from './distribution.js';
 import { LeaderElector } from './leader.js';
 import type { OperatorOptions } from './options.js';
@@ -56,6 +57,23 @@ export class Operator {
       logger,
       fieldManager: `paygo-operator-${o.identity}`.slice(0, 128),
     });
+    const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['namespace', 'budget', 'period'], registers: [this.registry] });
+    this.budgets = new BudgetService({
+      cache: this.cache,
+      custom,
+      core,
+      authenticator: this.distributor.authenticator,
+      isLeader: () => this.isLeader() && this.budgetsRestored,
+      now,
+      logger,
+      fieldManager: `paygo-operator-${o.identity}`.slice(0, 128),
+      gauges: {
+        limit: gauge('paygo_budget_limit_usd', 'Budget limit per period in USD.'),
+        spent: gauge('paygo_budget_spent_usd', 'Fleet-wide spend in the current budget period in USD.'),
+        reserved: gauge('paygo_budget_reserved_usd', 'Allowance granted to sidecars and not yet spent, in USD.'),
+        remaining: gauge('paygo_budget_remaining_ratio', 'Share of the budget limit neither spent nor granted (0-1).'),
+      },
+    });
     this.queue = new WorkQueue(
       async (key) => {
         if (!this.isLeader()) return;
@@ -76,6 +94,8 @@ export class Operator {
         logger,
         onChange: (leader) => {
           isLeaderGauge.set(leader ? 1 : 0);
+          this.budgetsRestored = false;
+          if (leader) this.restoreBudgets();
           if (leader) for (const r of this.cache.routes.list()) this.queue.add(`${r.metadata?.namespace}/${r.metadata?.name}`);
           else this.distributor.closeAll(); // sidecars reconnect to the new leader
         },
@@ -101,6 +121,21 @@ export class Operator {
     });
   }
   private readonly tlsManager: TlsManager;
+  readonly budgets: BudgetService;
+  /** Budget syncs are refused until the book is restored from Budget.status. */
+  private budgetsRestored = false;
+
+  private restoreBudgets(): void {
+    this.budgets.restore().then(
+      () => {
+        this.budgetsRestored = true;
+      },
+      (err: unknown) => {
+        this.logger.warn({ error: (err as Error).message }, 'could not restore budgets; retrying');
+        setTimeout(() => this.isLeader() && this.restoreBudgets(), 1000).unref();
+      },
+    );
+  }
 
   isLeader(): boolean {
     return this.leader ? this.leader.isLeader() : true;
@@ -113,10 +148,13 @@ export class Operator {
   async start(): Promise<{ url: string; healthUrl: string }> {
     this.tls = await this.tlsManager.load();
     await this.cache.start();
-    this.leader?.start();
+    this.budgets.start();
+    if (this.leader) this.leader.start();
+    else this.restoreBudgets();
     const log = this.logger as unknown as FastifyBaseLogger;
     this.server = Fastify({ loggerInstance: log, disableRequestLogging: true, https: { cert: this.tls.certPem, key: this.tls.keyPem } });
     this.distributor.register(this.server);
+    this.budgets.register(this.server);
     await this.server.listen({ host: this.o.listenHost, port: this.o.listenPort });
     this.health = Fastify({ loggerInstance: log, disableRequestLogging: true });
     this.health.get('/healthz', async () => ({ status: 'ok' }));
@@ -136,6 +174,7 @@ export class Operator {
   /** Graceful stop: release the lease first so another replica takes over at once. */
   async stop(): Promise<void> {
     await this.leader?.stop();
+    this.budgets.stop();
     this.queue.stop();
     this.distributor.stop();
     await Promise.allSettled([this.server?.close(), this.health?.close(), this.cache.stop()]);

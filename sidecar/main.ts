@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { collectBudgetGauges } from './budget/gauges.js';
 import { BudgetEnforcer } from './budget/enforcer.js';
 import { LocalFunds } from './budget/local-funds.js';
+import type { BudgetFunds } from './budget/funds.js';
+import { RemoteFunds } from './budget/remote-funds.js';
+import { readFileSync } from 'node:fs';
 import { FileConfigSource } from './config/file-source.js';
 import { OperatorConfigSource } from './config/operator-source.js';
 import { UsageMeter } from './metering/meter.js';
@@ -34,7 +37,11 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   const pricer = createPricer();
   const meter = new UsageMeter(metrics, (p, m, u, o, at) => pricer.price(p, m, u, o, at), usageLog);
-  const funds = new LocalFunds(join(options.stateDir, 'budgets.json'), logger);
+  // Standalone: this sidecar is the only spender and keeps the ledger. Operator mode: it spends
+  // only allowance the operator grants, so budgets hold across the whole fleet.
+  const funds: BudgetFunds = options.operator
+    ? new RemoteFunds({ url: options.operator, tokenFile: options.tokenFile, ca: options.operatorCaPem ?? (options.operatorCa ? readFileSync(options.operatorCa, 'utf8') : undefined), logger })
+    : new LocalFunds(join(options.stateDir, 'budgets.json'), logger);
   const enforcer = new BudgetEnforcer(funds, {
     now: () => new Date(),
     logger,

@@ -27,3 +27,50 @@ export const AckMessageSchema = z.object({
   reason: z.string().max(2048).optional(),
 });
 export type AckMessage = z.infer<typeof AckMessageSchema>;
+
+/**
+ * Budget allowances: POST /v1/budget/sync (same Authorization). A sidecar may spend, per budget
+ * and period, at most the allowance the operator granted it; the operator never grants more
+ * than the limit minus what every sidecar holds. Amounts are integer nano-USD as decimal
+ * strings. Reports are cumulative and sequence-numbered, so a retried or duplicated sync is
+ * never counted twice: `spent` is the pod's total spend in the period so far; `keep` is the
+ * allowance it keeps (spent + in-flight reservations; the rest goes back); `want` is extra
+ * allowance it asks for.
+ */
+export const BUDGET_SYNC_PATH = '/v1/budget/sync';
+
+const nano = z.string().regex(/^\d{1,30}$/, 'an integer number of nano-USD');
+
+export const BudgetSyncRequestSchema = z.object({
+  seq: z.number().int().min(1),
+  entries: z
+    .array(
+      z.object({
+        name: z.string().min(1).max(253),
+        periodStart: z.iso.datetime(),
+        spent: nano,
+        keep: nano,
+        want: nano,
+      }),
+    )
+    .max(256),
+});
+export type BudgetSyncRequest = z.infer<typeof BudgetSyncRequestSchema>;
+
+export const BudgetSyncResponseSchema = z.object({
+  entries: z.array(
+    z.object({
+      name: z.string(),
+      periodStart: z.string(),
+      /** The pod's total allowance for the period (absolute, so a lost answer costs nothing). */
+      granted: nano,
+      /** The pod's spend as the operator recorded it (a restarted sidecar resumes from it). */
+      spent: nano,
+      /** Allowance granted fleet-wide and not yet spent: money that may still come back. */
+      outstanding: nano,
+      /** The allowance stops being valid at this time unless renewed by another sync. */
+      expires: z.iso.datetime(),
+    }),
+  ),
+});
+export type BudgetSyncResponse = z.infer<typeof BudgetSyncResponseSchema>;

@@ -10,8 +10,7 @@
  * provisioned from a ConfigMap). Output is deterministic: fixed uids, fixed panel ids, no
  * timestamps; `buildDashboards()` is what the tests compare the checked-in files with.
  *
- * Metric names are those of sidecar/metering/metrics.ts (README "Metrics"), except the
- * paygo_budget_* metrics of the paygo-budgets dashboard, which another change adds.
+ * Metric names are those of sidecar/metering/metrics.ts (README "Metrics").
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -530,38 +529,39 @@ function trafficDashboard(): dashboard.Dashboard {
 
 // --- paygo-budgets ------------------------------------------------------------------------------
 
+export type BudgetPeriod = 'daily' | 'weekly' | 'monthly';
+
 /**
- * Seconds from evaluation time to the end of the current calendar period, in UTC (PromQL's
- * date functions are UTC). Weeks start on Monday. Budgets with another spec.timeZone are off
- * by the zone's offset; the metrics carry no period, so the dashboard user picks it.
+ * PromQL for the seconds from evaluation time to the end of the current calendar period, in
+ * UTC (PromQL's date functions are UTC). Weeks start on Monday, as in sidecar/budget/period.ts.
+ * A Budget with another spec.timeZone ends its period off by that zone's UTC offset.
  */
-export const PERIOD_END_SECONDS: Record<'daily' | 'weekly' | 'monthly', string> = {
-  monthly: '(scalar(days_in_month()) - scalar(day_of_month())) * 86400 + 86400 - time() % 86400',
-  weekly: '((7 - scalar(day_of_week())) % 7) * 86400 + 86400 - time() % 86400',
+export const PERIOD_END_SECONDS: Record<BudgetPeriod, string> = {
   daily: '86400 - time() % 86400',
+  weekly: '((7 - scalar(day_of_week())) % 7) * 86400 + 86400 - time() % 86400',
+  monthly: '(scalar(days_in_month()) - scalar(day_of_month())) * 86400 + 86400 - time() % 86400',
 };
 
 function budgetsDashboard(): dashboard.Dashboard {
   const f = 'namespace=~"$namespace", budget=~"$budget"';
-  const limit = `max by (namespace, budget) (paygo_budget_limit_usd{${f}})`;
-  const spent = `max by (namespace, budget) (paygo_budget_spent_usd{${f}})`;
-  const forecast = `max by (namespace, budget) (predict_linear(paygo_budget_spent_usd{${f}}[$forecast_window], $period_end))`;
+  const by = 'namespace, budget, period';
+  // The limit is the same in every sidecar; spend and reservations are each sidecar's own
+  // (sidecar/budget/gauges.ts: "as this process knows it"), so they add up.
+  const limit = `max by (${by}) (paygo_budget_limit_usd{${f}})`;
+  const spent = `sum by (${by}) (paygo_budget_spent_usd{${f}})`;
+  const reserved = `sum by (${by}) (paygo_budget_reserved_usd{${f}})`;
+  // predict_linear takes one horizon (a scalar) per query, so each period gets its own branch.
+  const forecast = `sum by (${by}) (${(['daily', 'weekly', 'monthly'] as const)
+    .map((p) => `predict_linear(paygo_budget_spent_usd{${f}, period="${p}"}[$forecast_window], ${PERIOD_END_SECONDS[p]})`)
+    .join(' or ')})`;
+  const legend = '{{namespace}}/{{budget}} ({{period}})';
   return baseDashboard(
     'paygo-budgets',
     'paygo / Budgets',
-    'Budget burn-down: spend against each Budget\'s limit, forecast to the end of the period (predict_linear), remaining share, reservations and refused requests.',
+    "Budget burn-down: spend against each Budget's limit with a predict_linear forecast to the end of its period, remaining share, reservations, refused and over-limit requests.",
   )
     .withVariable(labelVariable('namespace', 'Namespace', 'paygo_budget_limit_usd'))
     .withVariable(labelVariable('budget', 'Budget', 'paygo_budget_limit_usd{namespace=~"$namespace"}'))
-    .withVariable(
-      customVariable(
-        'period_end',
-        'Budget period (UTC)',
-        (['monthly', 'weekly', 'daily'] as const).map((p) => ({ text: p, value: PERIOD_END_SECONDS[p] })),
-        'monthly',
-        'Seconds until the end of the calendar period the forecast projects to (UTC; weeks start on Monday). Pick the spec.period of the budgets shown.',
-      ),
-    )
     .withVariable(
       customVariable(
         'forecast_window',
@@ -575,75 +575,74 @@ function budgetsDashboard(): dashboard.Dashboard {
     .withPanel(
       timeSeries({
         title: 'Spend vs limit, with end-of-period forecast',
-        description: 'Spent in the current period, the limit, and predict_linear of the spend to the end of the period.',
+        description:
+          'Spend in the current period (summed over sidecars), the limit, and predict_linear of the spend to the end of the period (calendar period in UTC; weeks start on Monday).',
         unit: 'currencyUSD',
         span: 24,
         height: 10,
         queries: [
-          { expr: spent, legend: '{{namespace}}/{{budget}} spent' },
-          { expr: limit, legend: '{{namespace}}/{{budget}} limit' },
-          { expr: forecast, legend: '{{namespace}}/{{budget}} forecast at period end' },
+          { expr: spent, legend: `${legend} spent` },
+          { expr: limit, legend: `${legend} limit` },
+          { expr: forecast, legend: `${legend} forecast at period end` },
         ],
       }),
     )
     .withPanel(
       timeSeries({
         title: 'Remaining budget (burn-down)',
-        description: 'Limit minus spent in the current period; reservations of in-flight requests shown apart.',
+        description: 'Limit minus spend minus the worst-case reservations of in-flight requests, in the current period.',
         unit: 'currencyUSD',
         queries: [
-          { expr: `${limit} - ${spent}`, legend: '{{namespace}}/{{budget}} remaining' },
-          { expr: `max by (namespace, budget) (paygo_budget_reserved_usd{${f}})`, legend: '{{namespace}}/{{budget}} reserved' },
+          { expr: `${limit} - ${spent} - ${reserved}`, legend: `${legend} remaining` },
+          { expr: reserved, legend: `${legend} reserved` },
         ],
       }),
     )
     .withPanel(
       barGauge({
-        title: 'Forecast spend at period end (% of limit)',
-        description: 'predict_linear of the spend to the end of the period, as a share of the limit: above 100% the budget runs out before the period ends.',
+        title: 'Forecast spend at period end (share of limit)',
+        description: 'predict_linear of the spend to the end of the period, divided by the limit: above 100% the budget runs out before its period ends.',
         unit: 'percentunit',
         min: 0,
         max: 1.5,
-        queries: [{ expr: `${forecast} / ${limit}`, legend: '{{namespace}}/{{budget}}', instant: true }],
+        queries: [{ expr: `${forecast} / ${limit}`, legend, instant: true }],
       }),
     )
     .withPanel(
       barGauge({
-        title: 'Remaining share of the limit',
-        description: 'paygo_budget_remaining_ratio: 1 at the start of a period, 0 when exhausted.',
+        title: 'Remaining share of the limit (lowest sidecar)',
+        description: 'paygo_budget_remaining_ratio (not yet spent or reserved, 1 = untouched, 0 = exhausted), the lowest of any sidecar.',
         unit: 'percentunit',
         min: 0,
         max: 1,
-        queries: [{ expr: `min by (namespace, budget) (paygo_budget_remaining_ratio{${f}})`, legend: '{{namespace}}/{{budget}}', instant: true }],
+        queries: [{ expr: `min by (${by}) (paygo_budget_remaining_ratio{${f}})`, legend, instant: true }],
       }),
     )
     .withPanel(
       timeSeries({
         title: 'Time until the limit at the current burn rate',
-        description: 'Remaining budget divided by the spend rate (deriv over the forecast window).',
+        description: 'Remaining budget divided by the spend rate (deriv over the forecast window); no value while nothing is spent.',
         unit: 's',
-        queries: [{ expr: `(${limit} - ${spent}) / max by (namespace, budget) (deriv(paygo_budget_spent_usd{${f}}[$forecast_window]))`, legend: '{{namespace}}/{{budget}}' }],
+        queries: [{ expr: `(${limit} - ${spent}) / (sum by (${by}) (deriv(paygo_budget_spent_usd{${f}}[$forecast_window])) > 0)`, legend }],
       }),
     )
-    .withRow(row('Refused requests'))
+    .withRow(row('Refused and over-limit requests'))
     .withPanel(
       timeSeries({
-        title: 'Requests refused by budget (req/s)',
-        description: 'Requests refused (HTTP 429) because their budget had no allowance left.',
+        title: 'Requests refused or downgraded by budget (req/s)',
+        description: 'action block: refused with HTTP 429 budget_exceeded; action downgrade: moved to the cheaper route.',
         unit: 'reqps',
         stacked: true,
-        queries: [{ expr: `sum by (namespace, budget) (rate(paygo_budget_refused_requests_total{${f}}${RATE}))`, legend: '{{namespace}}/{{budget}}' }],
+        queries: [{ expr: `sum by (namespace, budget, action) (rate(paygo_budget_refused_requests_total{${f}}${RATE}))`, legend: '{{namespace}}/{{budget}} {{action}}' }],
       }),
     )
     .withPanel(
-      statPanel({
-        title: 'Requests refused in range',
-        description: 'Requests refused by budgets in the selected time range.',
-        unit: 'short',
-        decimals: 0,
-        span: 12,
-        height: 8,
-        queries: [{ expr: `sum(increase(paygo_budget_refused_requests_total{${f}}[$__range]))`, legend: 'refused', instant: true }],
+      timeSeries({
+        title: 'Requests served over an alert-only budget (req/s)',
+        description: 'Requests served while a Budget with action alert was over its limit.',
+        unit: 'reqps',
+        stacked: true,
+        queries: [{ expr: `sum by (namespace, budget) (rate(paygo_budget_over_limit_requests_total{${f}}${RATE}))`, legend: '{{namespace}}/{{budget}}' }],
       }),
     )
     .build();

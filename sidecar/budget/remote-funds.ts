@@ -1,0 +1,217 @@
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { Agent } from 'undici';
+import { BUDGET_SYNC_PATH, BudgetSyncResponseSchema, type BudgetSyncRequest } from '../../crds/src/index.js';
+import type { BudgetFunds } from './funds.js';
+
+interface Allowance {
+  name: string;
+  periodStart: string;
+  granted: bigint;
+  spent: bigint;
+  reserved: bigint;
+  /** Local time after which the allowance must not be used (renewed by every sync). */
+  validUntil: number;
+  /** Fleet-wide allowance not yet spent: money that may still come back. */
+  outstanding: bigint;
+  /** Extra allowance wanted at the next sync. */
+  want: bigint;
+  /** Typical reservation, for the cushion kept between syncs. */
+  lastAmount: bigint;
+  changed: boolean;
+}
+
+export interface RemoteFundsOptions {
+  url: string;
+  tokenFile: string;
+  ca: string | undefined;
+  logger: Logger;
+  now?: () => number;
+  /** Batch window for spend reports. */
+  syncDelayMs?: number;
+  /** Heartbeat renewing allowances while idle. */
+  heartbeatMs?: number;
+  /** How long a request may wait for in-flight money to come back before it is refused. */
+  waitMs?: number;
+}
+
+/** Reservations this many ms before the allowance expires are refused (clock skew, latency). */
+const EXPIRY_MARGIN_MS = 5_000;
+
+/**
+ * Fleet-wide budget funds: the sidecar spends only allowance the operator granted it. It asks
+ * for more when a reservation does not fit, gives back what it does not need, and reports
+ * cumulative spend with sequence numbers (a retried sync is never counted twice). When money
+ * is only tied up in other requests' reservations, a request waits (bounded) for it to come
+ * back instead of being refused early.
+ */
+export class RemoteFunds implements BudgetFunds {
+  private readonly agent: Agent;
+  private readonly entries = new Map<string, Allowance>();
+  private seq: number;
+  private inflight: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly now: () => number;
+  private closed = false;
+
+  constructor(private readonly o: RemoteFundsOptions) {
+    this.now = o.now ?? Date.now;
+    // Time-based so a restarted sidecar (same pod) continues above its previous sequence.
+    this.seq = this.now();
+    this.agent = new Agent({ connect: o.ca ? { ca: o.ca } : {}, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    this.heartbeat = setInterval(() => {
+      if (this.entries.size > 0) void this.sync().catch(() => {});
+    }, o.heartbeatMs ?? 5_000);
+    this.heartbeat.unref();
+  }
+
+  private entry(key: string): Allowance {
+    let e = this.entries.get(key);
+    if (!e) {
+      const at = key.lastIndexOf('@');
+      const name = key.slice(key.indexOf('/') + 1, at);
+      e = { name, periodStart: key.slice(at + 1), granted: 0n, spent: 0n, reserved: 0n, validUntil: 0, outstanding: 0n, want: 0n, lastAmount: 0n, changed: true };
+      // Allowances of past periods are dropped: their keys never come back.
+      for (const [k, old] of this.entries) if (old.name === name && old.periodStart !== e.periodStart && old.reserved === 0n) this.entries.delete(k);
+      this.entries.set(key, e);
+    }
+    return e;
+  }
+
+  private fits(e: Allowance, amount: bigint): boolean {
+    return this.now() < e.validUntil - EXPIRY_MARGIN_MS && e.spent + e.reserved + amount <= e.granted;
+  }
+
+  async reserve(key: string, _limitNano: bigint, amount: bigint): Promise<boolean> {
+    const e = this.entry(key);
+    e.lastAmount = amount;
+    const deadline = this.now() + (this.o.waitMs ?? 3_000);
+    for (;;) {
+      if (this.fits(e, amount)) {
+        e.reserved += amount;
+        return true;
+      }
+      const missing = e.spent + e.reserved + amount - e.granted;
+      // Ask for a few requests' worth, so a busy sidecar does not sync per request.
+      const want = (missing > 0n ? missing : 0n) + amount * 3n;
+      if (want > e.want) e.want = want;
+      try {
+        await this.sync();
+      } catch (err) {
+        this.o.logger.warn({ error: (err as Error).message }, 'budget sync with the operator failed');
+      }
+      if (this.fits(e, amount)) {
+        e.reserved += amount;
+        return true;
+      }
+      // Refuse only when no money can come back: none in flight here or elsewhere in the fleet.
+      const mayComeBack = e.reserved > 0n || e.outstanding > 0n;
+      if (!mayComeBack || this.now() >= deadline || this.closed) return false;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  settle(key: string, reserved: bigint, actual: bigint): void {
+    const e = this.entry(key);
+    e.reserved -= reserved;
+    e.spent += actual;
+    e.changed = true;
+    this.schedule();
+  }
+
+  record(key: string, actual: bigint): void {
+    const e = this.entry(key);
+    e.spent += actual;
+    e.changed = true;
+    this.schedule();
+  }
+
+  view(key: string): { spent: bigint; reserved: bigint } {
+    const e = this.entries.get(key);
+    return { spent: e?.spent ?? 0n, reserved: e?.reserved ?? 0n };
+  }
+
+  private schedule(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.sync().catch(() => {});
+    }, this.o.syncDelayMs ?? 100);
+  }
+
+  /** One sync at a time; callers during a running one share the next. */
+  private sync(): Promise<void> {
+    if (this.inflight) return this.inflight.then(() => this.sync());
+    this.inflight = this.doSync().finally(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
+  }
+
+  private async doSync(): Promise<void> {
+    if (this.entries.size === 0) return;
+    this.seq = Math.max(this.seq + 1, this.now());
+    const sent = [...this.entries.values()];
+    const body: BudgetSyncRequest = {
+      seq: this.seq,
+      entries: sent.map((e) => {
+        // Keep what is spent and reserved plus a small cushion; the rest goes back to the fleet.
+        const cushion = e.lastAmount * 4n;
+        const keep = e.spent + e.reserved + cushion;
+        return { name: e.name, periodStart: e.periodStart, spent: e.spent.toString(), keep: (keep < e.granted ? keep : e.granted).toString(), want: e.want.toString() };
+      }),
+    };
+    const wants = sent.map((e) => e.want);
+    for (const e of sent) {
+      e.want = 0n;
+      e.changed = false;
+    }
+    const token = readFileSync(this.o.tokenFile, 'utf8').trim();
+    let res;
+    try {
+      res = await this.agent.request({
+        origin: new URL(this.o.url).origin,
+        path: BUDGET_SYNC_PATH,
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    } catch (err) {
+      sent.forEach((e, i) => {
+        if (wants[i]! > e.want) e.want = wants[i]!;
+        e.changed = true;
+      });
+      throw err;
+    }
+    const text = await res.body.text();
+    if (res.statusCode !== 200) {
+      sent.forEach((e, i) => {
+        if (wants[i]! > e.want) e.want = wants[i]!;
+        e.changed = true;
+      });
+      throw new Error(`operator answered ${res.statusCode} to a budget sync: ${text.slice(0, 200)}`);
+    }
+    const parsed = BudgetSyncResponseSchema.parse(JSON.parse(text));
+    for (const r of parsed.entries) {
+      const e = sent.find((x) => x.name === r.name && x.periodStart === r.periodStart);
+      if (!e) continue;
+      e.granted = BigInt(r.granted);
+      // A restarted sidecar learns what it already spent this period.
+      const recorded = BigInt(r.spent);
+      if (recorded > e.spent) e.spent = recorded;
+      e.outstanding = BigInt(r.outstanding);
+      e.validUntil = this.now() + Math.max(0, Date.parse(r.expires) - Date.now());
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    clearTimeout(this.timer);
+    // Final report: give back every unused allowance.
+    for (const e of this.entries.values()) e.lastAmount = 0n;
+    await this.sync().catch(() => {});
+    await this.agent.close().catch(() => {});
+  }
+}

@@ -1,0 +1,80 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { BudgetSpecSchema, type SnapshotBudget } from '../../../crds/src/index.js';
+import { BudgetEnforcer, BudgetExceededError } from '../../../sidecar/budget/enforcer.js';
+import { LocalFunds } from '../../../sidecar/budget/local-funds.js';
+
+const logger = pino({ level: 'silent' });
+const budget = (name: string, spec: Record<string, unknown>): SnapshotBudget => ({ name, namespace: 'ns', spec: BudgetSpecSchema.parse(spec) });
+
+function setup(budgets: SnapshotBudget[], start = '2026-11-26T12:00:00Z') {
+  let t = Date.parse(start);
+  const funds = new LocalFunds(join(mkdtempSync(join(tmpdir(), 'paygo-funds-')), 'budgets.json'), logger, 1);
+  const enforcer = new BudgetEnforcer(funds, { now: () => new Date(t), logger });
+  enforcer.setBudgets(budgets);
+  return { enforcer, funds, advance: (ms: number) => (t += ms) };
+}
+
+describe('BudgetEnforcer', () => {
+  it('reserves the worst case and gives back what the request did not spend', async () => {
+    const { enforcer, funds } = setup([budget('b', { period: 'daily', limit: '0.000001000' })]);
+    const covering = enforcer.covering('ns', 'r', 'm');
+    const h1 = await enforcer.admit(covering, 600n);
+    await expect(enforcer.admit(covering, 600n)).rejects.toBeInstanceOf(BudgetExceededError);
+    enforcer.settle(h1, 100n);
+    const key = enforcer.key(covering[0]!).key;
+    expect(funds.view(key)).toEqual({ spent: 100n, reserved: 0n });
+    const h2 = await enforcer.admit(covering, 600n);
+    enforcer.settle(h2, 600n);
+    enforcer.settle(h2, 600n); // settling twice changes nothing
+    expect(funds.view(key)).toEqual({ spent: 700n, reserved: 0n });
+  });
+
+  it('is all-or-nothing across budgets', async () => {
+    const { enforcer, funds } = setup([budget('big', { period: 'daily', limit: '1.00' }), budget('small', { period: 'daily', limit: '0.000000500' })]);
+    const covering = enforcer.covering('ns', 'r', 'm');
+    const err = await enforcer.admit(covering, 600n).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BudgetExceededError);
+    expect((err as BudgetExceededError).budget.name).toBe('small');
+    expect(funds.view(enforcer.key(covering[0]!).key)).toEqual({ spent: 0n, reserved: 0n });
+  });
+
+  it('Retry-After points at the next period start', async () => {
+    const { enforcer } = setup([budget('b', { period: 'daily', limit: '0.000000001' })], '2026-11-26T23:00:00Z');
+    const err = (await enforcer.admit(enforcer.covering('ns', 'r', 'm'), 5n).catch((e: unknown) => e)) as BudgetExceededError;
+    expect(err.retryAfterSeconds).toBe(3600);
+    expect(err.periodEnd.toISOString()).toBe('2026-11-27T00:00:00.000Z');
+  });
+
+  it('a period rollover resets spend (injected clock)', async () => {
+    const { enforcer } = setup([budget('b', { period: 'daily', limit: '0.000001000' })], '2026-11-26T23:59:00Z');
+    const covering = enforcer.covering('ns', 'r', 'm');
+    enforcer.settle(await enforcer.admit(covering, 1000n), 1000n);
+    await expect(enforcer.admit(covering, 1n)).rejects.toBeInstanceOf(BudgetExceededError);
+    (enforcer as unknown as { o: { now: () => Date } }).o.now = () => new Date('2026-11-27T00:00:01Z');
+    await expect(enforcer.admit(covering, 1000n)).resolves.toBeDefined();
+  });
+
+  it('scopes budgets by namespace, route and model', () => {
+    const { enforcer } = setup([
+      budget('all', { period: 'daily', limit: '1' }),
+      budget('route', { period: 'daily', limit: '1', scope: { routes: ['r1'] } }),
+      budget('model', { period: 'daily', limit: '1', scope: { models: ['gpt'] } }),
+    ]);
+    expect(enforcer.covering('ns', 'r1', 'x').map((b) => b.name)).toEqual(['all', 'route']);
+    expect(enforcer.covering('ns', 'r2', 'gpt').map((b) => b.name)).toEqual(['all', 'model']);
+    expect(enforcer.covering('other', 'r1', 'gpt')).toEqual([]);
+  });
+
+  it('alert budgets never refuse and report going over', async () => {
+    const over: string[] = [];
+    const { enforcer } = setup([budget('watch', { period: 'daily', limit: '0.000000010', action: 'alert' })]);
+    (enforcer as unknown as { o: { events: unknown } }).o.events = { onOverLimit: (b: SnapshotBudget) => over.push(b.name) };
+    const covering = enforcer.covering('ns', 'r', 'm');
+    for (let i = 0; i < 3; i++) enforcer.settle(await enforcer.admit(covering, 1_000_000n), 8n);
+    expect(over).toEqual(['watch', 'watch']);
+  });
+});
