@@ -8,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['test/crds/**/*.test.ts', 'test/sidecar/**/*.test.ts', 'test/operator/**/*.test.ts'],
+          include: ['test/crds/**/*.test.ts', 'test/sidecar/**/*.test.ts', 'test/operator/**/*.test.ts', 'test/charts/**/*.test.ts'],
           exclude: ['test/**/*.integration.test.ts'],
         },
       },

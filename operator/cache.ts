@@ -22,8 +22,9 @@ function keepRunning<T extends KubernetesObject>(lw: ListWatch<T>, onError: (err
   let delay = 1000;
   let timer: NodeJS.Timeout | undefined;
   lw.on('error', (err) => {
+    if (isStopped()) return;
     onError(err);
-    if (isStopped() || timer) return;
+    if (timer) return;
     timer = setTimeout(() => {
       timer = undefined;
       if (isStopped()) return;

@@ -14,6 +14,14 @@ export interface LeaderOptions {
 }
 
 /**
+ * Lease times are metav1.MicroTime: the API server insists on six fractional digits, and the
+ * client passes strings through untouched (a Date would be serialised with three).
+ */
+function microTime(d: Date): Date {
+  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z') as unknown as Date;
+}
+
+/**
  * Leader election on a coordination.k8s.io/v1 Lease (the client-go algorithm): acquire when the
  * lease is free or expired, renew while held, step down when renewal keeps failing past the
  * lease duration. Updates use resourceVersion, so two candidates never both win.
@@ -78,7 +86,7 @@ export class LeaderElector {
           namespace,
           body: {
             metadata: { name, namespace },
-            spec: { holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.duration / 1000), acquireTime: now, renewTime: now, leaseTransitions: 0 },
+            spec: { holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.duration / 1000), acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 },
           },
         });
         return true;
@@ -97,8 +105,9 @@ export class LeaderElector {
       ...spec,
       holderIdentity: identity,
       leaseDurationSeconds: Math.ceil(this.duration / 1000),
-      renewTime: now,
-      ...(taking ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
+      renewTime: microTime(now),
+      ...(spec.acquireTime ? { acquireTime: microTime(new Date(spec.acquireTime)) } : {}),
+      ...(taking ? { acquireTime: microTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
     };
     try {
       await api.replaceNamespacedLease({ name, namespace, body: lease });

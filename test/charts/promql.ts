@@ -100,7 +100,10 @@ export function documentedMetrics(): KnownMetric[] {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
   const section = readme.slice(readme.indexOf('### Metrics'));
   const table = section.slice(0, section.search(/\n#{1,3} /) >= 0 ? section.search(/\n#{1,3} /) : undefined);
-  return [...table.matchAll(/^\| `([a-z_:][a-z0-9_:]*)` \| (\w+) \|/gm)].map((m) => ({ name: m[1]!, type: m[2]! }));
+  // Rows: | `name` (or `a`, `b`, …) | type | labels | meaning |
+  return [...table.matchAll(/^\| ((?:`[a-z_:][a-z0-9_:]*`(?:, )?)+) \| (\w+) \|/gm)].flatMap((m) =>
+    [...m[1]!.matchAll(/`([^`]+)`/g)].map((n) => ({ name: n[1]!, type: m[2]! })),
+  );
 }
 
 /** The series names a metric has in the exposition format (histograms: _bucket, _sum, _count). */

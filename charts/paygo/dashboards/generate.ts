@@ -307,7 +307,7 @@ function costDashboard(): dashboard.Dashboard {
     .withPanel(
       barGauge({
         title: 'Cost per successful response by target (sidecar lifetime average)',
-        description: 'paygo_target_cost_per_success_usd as each sidecar reports it since it started, averaged over sidecars (unweighted).',
+        description: 'paygo_target_cost_per_success_usd as each sidecar reports it since it started, averaged over sidecars (unweighted). Targets with no known price show $0 here.',
         unit: 'currencyUSD',
         queries: [{ expr: `avg by (namespace, route, target, provider) (paygo_target_cost_per_success_usd{${f}})`, legend: '{{namespace}}/{{route}} {{target}} ({{provider}})', instant: true }],
       }),
@@ -545,13 +545,14 @@ export const PERIOD_END_SECONDS: Record<BudgetPeriod, string> = {
 function budgetsDashboard(): dashboard.Dashboard {
   const f = 'namespace=~"$namespace", budget=~"$budget"';
   const by = 'namespace, budget, period';
-  // The limit is the same in every sidecar; spend and reservations are each sidecar's own
-  // (sidecar/budget/gauges.ts: "as this process knows it"), so they add up.
+  // Several processes export the same budget: in a cluster the operator exports the fleet-wide
+  // spend and every sidecar its own part; a standalone sidecar enforces the limit on its own
+  // ledger. The largest spend is the one to watch in both cases (max), never a sum of them.
   const limit = `max by (${by}) (paygo_budget_limit_usd{${f}})`;
-  const spent = `sum by (${by}) (paygo_budget_spent_usd{${f}})`;
-  const reserved = `sum by (${by}) (paygo_budget_reserved_usd{${f}})`;
+  const spent = `max by (${by}) (paygo_budget_spent_usd{${f}})`;
+  const reserved = `max by (${by}) (paygo_budget_reserved_usd{${f}})`;
   // predict_linear takes one horizon (a scalar) per query, so each period gets its own branch.
-  const forecast = `sum by (${by}) (${(['daily', 'weekly', 'monthly'] as const)
+  const forecast = `max by (${by}) (${(['daily', 'weekly', 'monthly'] as const)
     .map((p) => `predict_linear(paygo_budget_spent_usd{${f}, period="${p}"}[$forecast_window], ${PERIOD_END_SECONDS[p]})`)
     .join(' or ')})`;
   const legend = '{{namespace}}/{{budget}} ({{period}})';
@@ -576,7 +577,7 @@ function budgetsDashboard(): dashboard.Dashboard {
       timeSeries({
         title: 'Spend vs limit, with end-of-period forecast',
         description:
-          'Spend in the current period (summed over sidecars), the limit, and predict_linear of the spend to the end of the period (calendar period in UTC; weeks start on Monday).',
+          'Spend in the current period, the limit, and predict_linear of the spend to the end of the period (calendar period in UTC; weeks start on Monday). The largest value any process reports: the operator\'s fleet-wide spend in a cluster, the most-spent sidecar standalone.',
         unit: 'currencyUSD',
         span: 24,
         height: 10,
@@ -590,7 +591,7 @@ function budgetsDashboard(): dashboard.Dashboard {
     .withPanel(
       timeSeries({
         title: 'Remaining budget (burn-down)',
-        description: 'Limit minus spend minus the worst-case reservations of in-flight requests, in the current period.',
+        description: 'Limit minus spend minus reservations (in a cluster: allowance granted to sidecars and not yet spent; standalone: worst case of in-flight requests), in the current period.',
         unit: 'currencyUSD',
         queries: [
           { expr: `${limit} - ${spent} - ${reserved}`, legend: `${legend} remaining` },
@@ -610,8 +611,8 @@ function budgetsDashboard(): dashboard.Dashboard {
     )
     .withPanel(
       barGauge({
-        title: 'Remaining share of the limit (lowest sidecar)',
-        description: 'paygo_budget_remaining_ratio (not yet spent or reserved, 1 = untouched, 0 = exhausted), the lowest of any sidecar.',
+        title: 'Remaining share of the limit',
+        description: 'paygo_budget_remaining_ratio (neither spent nor reserved; 1 = untouched, 0 = exhausted), the lowest any process reports.',
         unit: 'percentunit',
         min: 0,
         max: 1,
@@ -621,9 +622,9 @@ function budgetsDashboard(): dashboard.Dashboard {
     .withPanel(
       timeSeries({
         title: 'Time until the limit at the current burn rate',
-        description: 'Remaining budget divided by the spend rate (deriv over the forecast window); no value while nothing is spent.',
+        description: 'Remaining budget (0 once over the limit) divided by the spend rate (deriv over the forecast window); no value while nothing is spent.',
         unit: 's',
-        queries: [{ expr: `(${limit} - ${spent}) / (sum by (${by}) (deriv(paygo_budget_spent_usd{${f}}[$forecast_window])) > 0)`, legend }],
+        queries: [{ expr: `clamp_min(${limit} - ${spent}, 0) / (max by (${by}) (deriv(paygo_budget_spent_usd{${f}}[$forecast_window])) > 0)`, legend }],
       }),
     )
     .withRow(row('Refused and over-limit requests'))

@@ -1,0 +1,172 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startClusterEnv, until, type ClusterEnv } from '../support/cluster-env.js';
+import { kubectl } from '../support/controlplane/controlplane.js';
+import { startOperator } from '../support/operator-process.js';
+import type { SidecarProcess } from '../support/sidecar-process.js';
+
+/**
+ * The control plane for real: a kube-apiserver + etcd, the CRDs, the operator process and
+ * sidecar processes that authenticate with real pod-bound ServiceAccount tokens.
+ */
+let env: ClusterEnv;
+const sidecars: SidecarProcess[] = [];
+let intruder: SidecarProcess;
+
+async function models(s: SidecarProcess): Promise<string[]> {
+  try {
+    const res = await fetch(`${s.url}/v1/models`);
+    const body = (await res.json()) as { data: Array<{ id: string }> };
+    return body.data.map((m) => m.id).sort();
+  } catch {
+    return [];
+  }
+}
+
+const route = (name: string, model: string, extra = '') => `
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: ${name}, namespace: team-a }
+spec:
+  model: ${model}
+  targets:
+    - { name: sim, provider: simulate, model: sim-1, pricing: { input: "1.00", output: "2.00" } }
+${extra}`;
+
+interface RouteObject {
+  metadata: { generation: number; managedFields?: Array<{ manager: string; subresource?: string }> };
+  status?: {
+    observedGeneration?: number;
+    sidecars?: { desired: number; synced: number; rejected: number };
+    conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
+  };
+}
+
+async function getRoute(name: string): Promise<RouteObject> {
+  return JSON.parse(await k(['get', 'modelroute', name, '-n', 'team-a', '-o', 'json'])) as RouteObject;
+}
+const cond = (r: RouteObject, type: string) => r.status?.conditions?.find((c) => c.type === type);
+
+const k = (args: string[], stdin?: string) => env.k(args, stdin);
+const apply = (yaml: string) => env.apply(yaml);
+
+beforeAll(async () => {
+  env = await startClusterEnv(['team-a', 'team-b']);
+  for (let i = 1; i <= 3; i++) sidecars.push(await env.sidecarFor(await env.podWithToken('team-a', `app-${i}`, { app: 'web', replica: String(i) })));
+  intruder = await env.sidecarFor(await env.podWithToken('team-b', 'other', { app: 'web' }));
+});
+
+afterAll(async () => {
+  await Promise.allSettled([...sidecars, intruder].filter(Boolean).map((s) => s.stop()));
+  await env?.stop();
+});
+
+describe('operator on a real API server', () => {
+  it('rejects invalid ModelRoutes at the API server with a message naming the field', async () => {
+    const bad = await kubectl(env.cp, ['apply', '-f', '-'], route('bad', 'x').replace('strategy: fallback', '').replace('  targets:', '  strategy: weighted\n  targets:'));
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/weight/);
+    const badProvider = await kubectl(env.cp, ['apply', '-f', '-'], route('bad2', 'x').replace('provider: simulate', 'provider: nope'));
+    expect(badProvider.code).not.toBe(0);
+    expect(badProvider.stderr).toMatch(/spec\.targets\[0\]\.provider/);
+  });
+
+  it('a valid route reaches every sidecar within 1 s, and its status says so', async () => {
+    await until('sidecars connected', async () => (await fetch(`${env.operator.healthUrl}/metrics`)).text(), (t) => /paygo_operator_connected_sidecars 4/.test(t));
+    await apply(route('support', 'support-bot'));
+    const { ms } = await until('route on all sidecars', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => m.includes('support-bot')), 5_000);
+    expect(ms).toBeLessThan(1000);
+    const res = await fetch(`${sidecars[0]!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'support-bot', messages: [{ role: 'user', content: 'hi' }] }) });
+    expect(res.status).toBe(200);
+    const { value } = await until('status synced', () => getRoute('support'), (r) => r.status?.sidecars?.synced === 3);
+    expect(value.status).toMatchObject({ observedGeneration: value.metadata.generation, sidecars: { desired: 3, synced: 3, rejected: 0 } });
+    expect(cond(value, 'Accepted')?.status).toBe('True');
+    expect(cond(value, 'ResolvedRefs')?.status).toBe('True');
+    expect(cond(value, 'Ready')).toMatchObject({ status: 'True', reason: 'Synced' });
+    const table = await k(['get', 'modelroutes', '-n', 'team-a']);
+    expect(table).toMatch(/support\s+support-bot\s+fallback\s+1\s+3\s+True/);
+  });
+
+  it('serves a sidecar of another namespace nothing of this one', async () => {
+    expect(await models(intruder)).toEqual([]);
+    expect(intruder.lines.join('\n')).not.toContain('support-bot');
+  });
+
+  it('refuses forged, wrong-audience and orphaned tokens', async () => {
+    const call = (token: string) => undiciFetch(`https://127.0.0.1:${env.operatorPort}/v1/stream`, { headers: { authorization: `Bearer ${token}` }, dispatcher: insecure });
+    expect((await call('eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl')).status).toBe(401);
+    const wrongAudience = readFileSync(await env.podWithToken('team-a', 'aud-pod', { app: 'x' }, 'kubernetes'), 'utf8');
+    expect((await call(wrongAudience)).status).toBe(401);
+    const orphanFile = await env.podWithToken('team-a', 'short-lived', { app: 'x' });
+    await k(['delete', 'pod', 'short-lived', '-n', 'team-a', '--wait=false']);
+    const orphan = readFileSync(orphanFile, 'utf8');
+    expect([401, 403]).toContain((await call(orphan)).status);
+  });
+
+  it('an edit reaches every sidecar; a delete removes the route everywhere', async () => {
+    await apply(route('support', '[support-bot, helpdesk]'));
+    await until('edit everywhere', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => m.includes('helpdesk')));
+    await k(['delete', 'modelroute', 'support', '-n', 'team-a']);
+    await until('delete everywhere', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => !m.includes('support-bot')));
+  });
+
+  it('a snapshot a sidecar rejects is NACKed and the reason shows in status', async () => {
+    await apply(route('one', 'shared-name'));
+    await apply(route('two', 'shared-name'));
+    const { value } = await until('NACK in status', () => getRoute('two'), (r) => cond(r, 'Ready')?.reason === 'SidecarRejected');
+    expect(cond(value, 'Ready')?.message).toMatch(/claimed by both/);
+    expect(value.status?.sidecars?.rejected).toBe(3);
+    await k(['delete', 'modelroute', 'two', '-n', 'team-a']);
+    await until('recovers', () => getRoute('one'), (r) => cond(r, 'Ready')?.status === 'True');
+  });
+
+  it('sidecars keep serving while the operator is down and resync when it is back', async () => {
+    await env.operator.stop();
+    for (const s of sidecars) expect(await models(s)).toContain('shared-name');
+    const res = await fetch(`${sidecars[1]!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'shared-name', messages: [{ role: 'user', content: 'hi' }] }) });
+    expect(res.status).toBe(200);
+    await apply(route('later', 'added-while-down'));
+    await env.restartOperator();
+    await until('resync', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => m.includes('added-while-down')), 20_000);
+  });
+
+  it('a restarted sidecar serves its last good snapshot before the operator answers', async () => {
+    const stateDir = mkdtempSync(join(env.work, 'state-'));
+    const token = await env.podWithToken('team-a', 'restarter', { app: 'web' });
+    const first = await env.sidecarFor(token, { stateDir });
+    await until('first sync', () => models(first), (m) => m.includes('added-while-down'));
+    await first.stop();
+    await env.operator.stop();
+    const second = await env.sidecarFor(token, { stateDir });
+    try {
+      await until('served from disk', () => models(second), (m) => m.includes('added-while-down'), 5_000);
+    } finally {
+      await second.stop();
+      await env.restartOperator();
+    }
+  });
+
+  it('with two replicas exactly one is leader and only it writes status', async () => {
+    const standby = await startOperator(env.cp.kubeconfigPath, { identity: 'op-b' });
+    try {
+      await apply(route('leadership', 'leader-test'));
+      await until('status written', () => getRoute('leadership'), (r) => r.status?.sidecars?.synced === 3, 15_000);
+      const lease = JSON.parse(await k(['get', 'lease', 'paygo-operator', '-n', 'paygo-system', '-o', 'json'])) as { spec: { holderIdentity: string } };
+      expect(lease.spec.holderIdentity).toBe('op-a');
+      const withFields = JSON.parse(await k(['get', 'modelroute', 'leadership', '-n', 'team-a', '-o', 'json', '--show-managed-fields'])) as RouteObject;
+      const managers = withFields.metadata.managedFields!.filter((f) => f.subresource === 'status').map((f) => f.manager);
+      expect(managers).toEqual(['paygo-operator-op-a']);
+      expect((await fetch(`${standby.healthUrl}/metrics`).then((r) => r.text())).match(/^paygo_operator_leader (\d)$/m)?.[1]).toBe('0');
+      // The standby refuses streams so that sidecars find the leader.
+      const refused = await undiciFetch(`${standby.url}/v1/stream`, { dispatcher: insecure });
+      expect(refused.status).toBe(503);
+    } finally {
+      await standby.stop();
+    }
+  });
+});
+
+/** For direct probes of the operator: its certificate is checked by the sidecars' tests. */
+const insecure = new Agent({ connect: { rejectUnauthorized: false } });
