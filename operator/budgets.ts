@@ -124,12 +124,12 @@ export class BudgetService {
       const budget = raw ? checkBudget(raw) : undefined;
       // Only the pod's own namespace, and only budgets that cover it; anything else gets nothing.
       if (!budget) {
-        out.entries.push({ name: e.name, periodStart: e.periodStart, granted: '0', spent: '0', outstanding: '0', expires: this.o.now().toISOString() });
+        out.entries.push({ name: e.name, periodStart: e.periodStart, granted: '0', spent: '0', outstanding: '0', available: '0', expires: this.o.now().toISOString() });
         continue;
       }
       const l = this.ledger.current(id.namespace, e.name, budget.spec);
       if (l.periodStart !== e.periodStart) {
-        out.entries.push({ name: e.name, periodStart: e.periodStart, granted: '0', spent: '0', outstanding: '0', expires: this.o.now().toISOString() });
+        out.entries.push({ name: e.name, periodStart: e.periodStart, granted: '0', spent: '0', outstanding: '0', available: '0', expires: this.o.now().toISOString() });
         continue;
       }
       const r = this.ledger.apply(l, { name: id.podName, uid: id.podUid }, parsed.data.seq, BigInt(e.spent), BigInt(e.keep), BigInt(e.want));
@@ -143,6 +143,7 @@ export class BudgetService {
         granted: r.granted.toString(),
         spent: (l.pods.get(id.podUid)?.spent ?? 0n).toString(),
         outstanding: (totals.granted > totals.spent ? totals.granted - totals.spent : 0n).toString(),
+        available: (l.limit > totals.granted ? l.limit - totals.granted : 0n).toString(),
         expires: new Date(r.expires).toISOString(),
       });
     }

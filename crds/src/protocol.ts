@@ -68,6 +68,8 @@ export const BudgetSyncResponseSchema = z.object({
       spent: nano,
       /** Allowance granted fleet-wide and not yet spent: money that may still come back. */
       outstanding: nano,
+      /** What is left to grant (limit minus every allowance); when 0, sidecars keep no cushion. */
+      available: nano,
       /** The allowance stops being valid at this time unless renewed by another sync. */
       expires: z.iso.datetime(),
     }),

@@ -14,6 +14,8 @@ interface Allowance {
   validUntil: number;
   /** Fleet-wide allowance not yet spent: money that may still come back. */
   outstanding: bigint;
+  /** What the operator had left to grant at the last sync. */
+  available: bigint;
   /** Extra allowance wanted at the next sync. */
   want: bigint;
   /** Typical reservation, for the cushion kept between syncs. */
@@ -71,7 +73,7 @@ export class RemoteFunds implements BudgetFunds {
     if (!e) {
       const at = key.lastIndexOf('@');
       const name = key.slice(key.indexOf('/') + 1, at);
-      e = { name, periodStart: key.slice(at + 1), granted: 0n, spent: 0n, reserved: 0n, validUntil: 0, outstanding: 0n, want: 0n, lastAmount: 0n, changed: true };
+      e = { name, periodStart: key.slice(at + 1), granted: 0n, spent: 0n, reserved: 0n, validUntil: 0, outstanding: 0n, available: 1n, want: 0n, lastAmount: 0n, changed: true };
       // Allowances of past periods are dropped: their keys never come back.
       for (const [k, old] of this.entries) if (old.name === name && old.periodStart !== e.periodStart && old.reserved === 0n) this.entries.delete(k);
       this.entries.set(key, e);
@@ -86,15 +88,15 @@ export class RemoteFunds implements BudgetFunds {
   async reserve(key: string, _limitNano: bigint, amount: bigint): Promise<boolean> {
     const e = this.entry(key);
     e.lastAmount = amount;
-    const deadline = this.now() + (this.o.waitMs ?? 3_000);
+    const deadline = this.now() + (this.o.waitMs ?? 10_000);
     for (;;) {
       if (this.fits(e, amount)) {
         e.reserved += amount;
         return true;
       }
       const missing = e.spent + e.reserved + amount - e.granted;
-      // Ask for a few requests' worth, so a busy sidecar does not sync per request.
-      const want = (missing > 0n ? missing : 0n) + amount * 3n;
+      // Ask for about as much again as is in flight, so a busy sidecar does not sync per request.
+      const want = (missing > 0n ? missing : 0n) + (e.reserved > amount * 3n ? e.reserved : amount * 3n);
       if (want > e.want) e.want = want;
       try {
         await this.sync();
@@ -140,14 +142,22 @@ export class RemoteFunds implements BudgetFunds {
     }, this.o.syncDelayMs ?? 100);
   }
 
-  /** One sync at a time; callers during a running one share the next. */
+  /** One sync at a time; every caller during a running one shares the single next one. */
   private sync(): Promise<void> {
-    if (this.inflight) return this.inflight.then(() => this.sync());
-    this.inflight = this.doSync().finally(() => {
-      this.inflight = undefined;
-    });
-    return this.inflight;
+    if (this.next) return this.next;
+    const start = (): Promise<void> => {
+      this.next = undefined;
+      const p = this.doSync().finally(() => {
+        if (this.inflight === p) this.inflight = undefined;
+      });
+      this.inflight = p;
+      return p;
+    };
+    if (!this.inflight) return start();
+    this.next = this.inflight.then(start, start);
+    return this.next;
   }
+  private next: Promise<void> | undefined;
 
   private async doSync(): Promise<void> {
     if (this.entries.size === 0) return;
@@ -156,10 +166,16 @@ export class RemoteFunds implements BudgetFunds {
     const body: BudgetSyncRequest = {
       seq: this.seq,
       entries: sent.map((e) => {
-        // Keep what is spent and reserved plus a small cushion; the rest goes back to the fleet.
-        const cushion = e.lastAmount * 4n;
-        const keep = e.spent + e.reserved + cushion;
-        return { name: e.name, periodStart: e.periodStart, spent: e.spent.toString(), keep: (keep < e.granted ? keep : e.granted).toString(), want: e.want.toString() };
+        // Keep what is spent and reserved plus a cushion for the next few requests; the rest goes
+        // back to the fleet. When the operator has nothing left to grant, keep no cushion: others
+        // may be waiting for exactly that money.
+        const cushion = e.available > 0n ? (e.reserved > e.lastAmount * 4n ? e.reserved : e.lastAmount * 4n) : 0n;
+        const wanted = e.spent + e.reserved + cushion;
+        const keep = wanted < e.granted ? wanted : e.granted;
+        // What goes back is gone from now on: the operator may hand it to another sidecar
+        // before its answer reaches us, so no reservation may use it meanwhile.
+        e.granted = keep;
+        return { name: e.name, periodStart: e.periodStart, spent: e.spent.toString(), keep: keep.toString(), want: e.want.toString() };
       }),
     };
     const wants = sent.map((e) => e.want);
@@ -201,6 +217,7 @@ export class RemoteFunds implements BudgetFunds {
       const recorded = BigInt(r.spent);
       if (recorded > e.spent) e.spent = recorded;
       e.outstanding = BigInt(r.outstanding);
+      e.available = BigInt(r.available);
       e.validUntil = this.now() + Math.max(0, Date.parse(r.expires) - Date.now());
     }
   }

@@ -44,6 +44,8 @@ export async function startClusterEnv(namespaces: string[]): Promise<ClusterEnv>
     await k(['create', 'serviceaccount', 'app', '-n', ns]);
   }
   const operatorPort = await freePort();
+  // Every sidecar started here is stopped by stop(), even when a test failed half-way.
+  const started: SidecarProcess[] = [];
   const env: ClusterEnv = {
     cp,
     work,
@@ -72,16 +74,19 @@ spec:
     },
     async sidecarFor(tokenFile, opts = {}) {
       const stateDir = opts.stateDir ?? mkdtempSync(join(work, 'state-'));
-      return startSidecar(null, {
+      const s = await startSidecar(null, {
         args: ['--operator', `https://127.0.0.1:${operatorPort}`, '--token-file', tokenFile, '--operator-ca', env.caFile, '--state-dir', stateDir, ...(opts.args ?? [])],
         waitReady: false,
       });
+      started.push(s);
+      return s;
     },
     async restartOperator(identity = 'op-a') {
       env.operator = await startOperator(cp.kubeconfigPath, { port: operatorPort, identity });
       return env.operator;
     },
     async stop() {
+      await Promise.allSettled(started.map((s) => s.stop()));
       await env.operator.stop();
       await cp.stop();
     },
