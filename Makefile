@@ -7,7 +7,7 @@ PORT ?= 4000
 HOST ?= 127.0.0.1
 NODE_MODULES_STAMP := node_modules/.paygo-installed
 
-.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools clean crds crds-check
+.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools controlplane clean crds crds-check dev-cluster dev-cluster-down
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ deps: $(NODE_MODULES_STAMP) ## install npm dependencies (npm ci)
 
 tools: ## install system tools the tests use (promtool from Debian's prometheus package)
 	@test/support/install-tools.sh
+
+controlplane: ## build (once, cached in ~/.cache/paygo) kube-apiserver, etcd, kubectl and helm from Go modules
+	@command -v go >/dev/null || { echo "paygo: the control-plane tests need Go (https://go.dev/dl) to build kube-apiserver, etcd and helm" >&2; exit 1; }
+	test/support/controlplane/install.sh >/dev/null
 
 # --- build and run ------------------------------------------------------------------------------
 build: deps ## compile TypeScript to dist/
@@ -52,8 +56,14 @@ test-unit: deps ## unit tests only
 test-integration: build tools ## the built sidecar against fake upstreams and real clients
 	npx vitest run --project integration
 
-test-e2e: build ## control-plane tests on a real kube-apiserver + etcd (built from Go modules, cached)
+test-e2e: build controlplane ## control-plane tests on a real kube-apiserver + etcd (built from Go modules, cached)
 	npx vitest run --project e2e
+
+dev-cluster: build controlplane ## start a local kube-apiserver + etcd with the CRDs; prints the KUBECONFIG to use
+	test/support/controlplane/dev-cluster.sh up
+
+dev-cluster-down: ## stop the local control plane
+	test/support/controlplane/dev-cluster.sh down
 
 clean: ## remove build output
 	rm -rf dist

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
@@ -13,6 +13,7 @@ import { WorkQueue } from './queue.js';
 import { RouteStatusWriter } from './route-status.js';
 import { snapshotForPod } from './snapshots.js';
 import { TlsManager, type ServingTls } from './tls.js';
+import { OutdatedPodReporter, coreEventWriter, injectionHash, registerWebhook, type InjectionConfig } from './webhook.js';
 
 /** The control plane process: caches, config distribution, status, leader election, health. */
 export class Operator {
@@ -155,6 +156,25 @@ export class Operator {
     this.server = Fastify({ loggerInstance: log, disableRequestLogging: true, https: { cert: this.tls.certPem, key: this.tls.keyPem } });
     this.distributor.register(this.server);
     this.budgets.register(this.server);
+    const tls = this.tls;
+    const injection: InjectionConfig = {
+      image: this.o.sidecarImage,
+      ...(this.o.sidecarImagePullPolicy ? { imagePullPolicy: this.o.sidecarImagePullPolicy } : {}),
+      ...(this.o.sidecarLogLevel ? { logLevel: this.o.sidecarLogLevel } : {}),
+      operatorURL: this.o.operatorURL ?? `https://${this.o.serviceName}.${this.o.namespace}.svc:8443`,
+      caPem: tls.caPem,
+      port: 4000,
+      metricsPort: 9464,
+    };
+    registerWebhook(this.server, { config: () => injection, logger: this.logger });
+    if (this.o.webhookConfigName) await this.ensureCaBundle(this.o.webhookConfigName, tls.caPem);
+    this.reporter = new OutdatedPodReporter({
+      listPods: async () => (this.isLeader() ? (await this.kc.makeApiClient(CoreV1Api).listPodForAllNamespaces()).items : []),
+      currentHash: () => injectionHash(injection),
+      events: coreEventWriter(this.kc.makeApiClient(CoreV1Api)),
+      logger: this.logger,
+    });
+    this.reporter.start(300_000);
     await this.server.listen({ host: this.o.listenHost, port: this.o.listenPort });
     this.health = Fastify({ loggerInstance: log, disableRequestLogging: true });
     this.health.get('/healthz', async () => ({ status: 'ok' }));
@@ -171,8 +191,26 @@ export class Operator {
     return { url, healthUrl };
   }
 
+  private reporter: OutdatedPodReporter | undefined;
+
+  /** Keeps the webhook configuration's caBundle equal to the CA that signs our certificate. */
+  private async ensureCaBundle(name: string, caPem: string): Promise<void> {
+    const api = this.kc.makeApiClient(AdmissionregistrationV1Api);
+    const bundle = Buffer.from(caPem).toString('base64');
+    try {
+      const cfg = await api.readMutatingWebhookConfiguration({ name });
+      if ((cfg.webhooks ?? []).every((w) => w.clientConfig.caBundle === bundle)) return;
+      for (const w of cfg.webhooks ?? []) w.clientConfig.caBundle = bundle;
+      await api.replaceMutatingWebhookConfiguration({ name, body: cfg });
+      this.logger.info({ webhook: name }, 'webhook caBundle updated');
+    } catch (err) {
+      this.logger.warn({ webhook: name, error: (err as Error).message }, 'could not set the webhook caBundle');
+    }
+  }
+
   /** Graceful stop: release the lease first so another replica takes over at once. */
   async stop(): Promise<void> {
+    await this.reporter?.stop();
     await this.leader?.stop();
     this.budgets.stop();
     this.queue.stop();

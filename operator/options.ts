@@ -20,6 +20,11 @@ const OptionsSchema = z.object({
   serviceName: z.string().min(1),
   tlsSans: z.array(z.string().min(1)),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  sidecarImage: z.string().min(1),
+  sidecarImagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  sidecarLogLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+  operatorURL: z.url().optional(),
+  webhookConfigName: z.string().min(1).optional(),
 });
 export type OperatorOptions = z.infer<typeof OptionsSchema>;
 
@@ -35,7 +40,12 @@ export const USAGE = `Usage: paygo-operator [options]
   --tls-cert-file FILE    serving certificate to use instead (with --tls-key-file, optional --tls-ca-file)
   --service-name NAME     Service name the certificate covers (default paygo-operator)
   --tls-san NAME          extra certificate name or IP (repeatable; 127.0.0.1 and localhost always)
-  --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)`;
+  --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
+  --sidecar-image IMAGE   image of the injected sidecar (default ghcr.io/paygo-dev/paygo-sidecar:0.1.0)
+  --sidecar-image-pull-policy POLICY   Always|IfNotPresent|Never (default: the cluster's)
+  --sidecar-log-level L   log level of injected sidecars
+  --operator-url URL      URL injected sidecars stream from (default https://<service-name>.<namespace>.svc:8443)
+  --webhook-config-name N MutatingWebhookConfiguration whose caBundle the operator keeps set to its CA`;
 
 function hostPort(v: string, what: string): [string, string] {
   const i = v.lastIndexOf(':');
@@ -61,6 +71,11 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       'service-name': { type: 'string' },
       'tls-san': { type: 'string', multiple: true },
       'log-level': { type: 'string' },
+      'sidecar-image': { type: 'string' },
+      'sidecar-image-pull-policy': { type: 'string' },
+      'sidecar-log-level': { type: 'string' },
+      'operator-url': { type: 'string' },
+      'webhook-config-name': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -87,6 +102,11 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     serviceName: values['service-name'] ?? 'paygo-operator',
     tlsSans: values['tls-san'] ?? [],
     logLevel: values['log-level'] ?? env.PAYGO_LOG_LEVEL ?? 'info',
+    sidecarImage: values['sidecar-image'] ?? 'ghcr.io/paygo-dev/paygo-sidecar:0.1.0',
+    sidecarImagePullPolicy: values['sidecar-image-pull-policy'],
+    sidecarLogLevel: values['sidecar-log-level'],
+    operatorURL: values['operator-url'],
+    webhookConfigName: values['webhook-config-name'],
   });
   if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
   if ((parsed.data.tlsCertFile === undefined) !== (parsed.data.tlsKeyFile === undefined)) throw new Error('--tls-cert-file and --tls-key-file go together');

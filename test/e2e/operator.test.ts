@@ -168,5 +168,49 @@ describe('operator on a real API server', () => {
   });
 });
 
+describe('injection webhook served by the operator', () => {
+  it('sets the caBundle of its webhook configuration and injects labelled pods through the API server', async () => {
+    const port = (await import('../support/sidecar-process.js')).freePort;
+    const webhookPort = await port();
+    await apply(`
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: { name: paygo-e2e }
+webhooks:
+  - name: inject.paygo.dev
+    clientConfig: { url: "https://127.0.0.1:${webhookPort}/mutate-pods" }
+    rules: [{ apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods] }]
+    objectSelector: { matchLabels: { paygo.dev/inject: "true" } }
+    sideEffects: None
+    admissionReviewVersions: [v1]
+    failurePolicy: Fail
+    timeoutSeconds: 5
+`);
+    const replica = await startOperator(env.cp.kubeconfigPath, { identity: 'op-w', port: webhookPort, args: ['--webhook-config-name', 'paygo-e2e', '--sidecar-image', 'example.invalid/paygo-sidecar:test'] });
+    try {
+      const cfg = JSON.parse(await k(['get', 'mutatingwebhookconfiguration', 'paygo-e2e', '-o', 'json'])) as { webhooks: Array<{ clientConfig: { caBundle?: string } }> };
+      expect(Buffer.from(cfg.webhooks[0]!.clientConfig.caBundle ?? '', 'base64').toString()).toBe(readFileSync(env.caFile, 'utf8'));
+      await apply(`
+apiVersion: v1
+kind: Pod
+metadata: { name: injected, namespace: team-a, labels: { paygo.dev/inject: "true" } }
+spec:
+  serviceAccountName: app
+  containers: [{ name: app, image: example.invalid/app:1 }]
+`);
+      const pod = JSON.parse(await k(['get', 'pod', 'injected', '-n', 'team-a', '-o', 'json'])) as {
+        metadata: { annotations: Record<string, string> };
+        spec: { initContainers: Array<{ name: string; image: string; restartPolicy: string; args: string[] }>; containers: Array<{ env: Array<{ name: string; value: string }> }> };
+      };
+      expect(pod.spec.initContainers[0]).toMatchObject({ name: 'paygo-sidecar', image: 'example.invalid/paygo-sidecar:test', restartPolicy: 'Always' });
+      expect(pod.spec.initContainers[0]!.args).toContain('https://paygo-operator.paygo-system.svc:8443');
+      expect(pod.spec.containers[0]!.env).toContainEqual({ name: 'OPENAI_BASE_URL', value: 'http://127.0.0.1:4000/v1' });
+      expect(pod.metadata.annotations['paygo.dev/injected']).toBe('true');
+    } finally {
+      await replica.stop();
+    }
+  });
+});
+
 /** For direct probes of the operator: its certificate is checked by the sidecars' tests. */
 const insecure = new Agent({ connect: { rejectUnauthorized: false } });
