@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { AdmissionregistrationV1Api, AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { TokenAuthenticator } from './auth.js';
@@ -153,7 +153,7 @@ export class Operator {
     if (this.leader) this.leader.start();
     else this.restoreBudgets();
     const log = this.logger as unknown as FastifyBaseLogger;
-    this.server = Fastify({ loggerInstance: log, disableRequestLogging: true, https: { cert: this.tls.certPem, key: this.tls.keyPem } });
+    this.server = Fastify({ loggerInstance: log, logController: new LogController({ disableRequestLogging: true }), https: { cert: this.tls.certPem, key: this.tls.keyPem } });
     this.distributor.register(this.server);
     this.budgets.register(this.server);
     const tls = this.tls;
@@ -176,7 +176,7 @@ export class Operator {
     });
     this.reporter.start(300_000);
     await this.server.listen({ host: this.o.listenHost, port: this.o.listenPort });
-    this.health = Fastify({ loggerInstance: log, disableRequestLogging: true });
+    this.health = Fastify({ loggerInstance: log, logController: new LogController({ disableRequestLogging: true }) });
     this.health.get('/healthz', async () => ({ status: 'ok' }));
     this.health.get('/readyz', async (_req, reply) => (this.cache.synced() ? { status: 'ok', leader: this.isLeader() } : reply.code(503).send({ status: 'caches not synced' })));
     this.health.get('/metrics', async (_req, reply) => reply.type(this.registry.contentType).send(await this.registry.metrics()));

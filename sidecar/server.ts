@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { formatIssues } from '../crds/src/index.js';
@@ -48,6 +48,12 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', done, { once: true });
   });
 
+/** The client's x-request-id when it is a sane identifier (it lands in logs), else a new one. */
+function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
 function sendError(reply: FastifyReply, err: ApiError): FastifyReply {
   return reply.code(err.status).headers(err.headers).send(err.toJSON());
 }
@@ -74,7 +80,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     unitPrice: o.unitPrice ?? (() => undefined),
     hooks: o.hooks,
   };
-  const app: FastifyInstance = Fastify({ loggerInstance: o.logger as FastifyBaseLogger, bodyLimit: o.bodyLimit, disableRequestLogging: true, genReqId: (req) => (req.headers['x-request-id'] as string) || randomUUID() });
+  const app: FastifyInstance = Fastify({ loggerInstance: o.logger as FastifyBaseLogger, bodyLimit: o.bodyLimit, logController: new LogController({ disableRequestLogging: true }), genReqId: requestId });
   app.decorateRequest('bodyBytes', 0);
 
   app.removeContentTypeParser('application/json');
