@@ -175,6 +175,20 @@ export class Operator {
       logger: this.logger,
     });
     this.reporter.start(300_000);
+    // Re-check the serving certificate hourly: a replica re-issues it when a third of its
+    // validity is left, and every replica picks the new one up without a restart.
+    this.tlsTimer = setInterval(() => {
+      this.tlsManager.load().then(
+        (next) => {
+          if (next.certPem === this.tls?.certPem) return;
+          this.tls = next;
+          (this.server?.server as unknown as import('node:tls').Server | undefined)?.setSecureContext({ cert: next.certPem, key: next.keyPem });
+          this.logger.info('serving certificate reloaded');
+        },
+        (err: unknown) => this.logger.warn({ error: (err as Error).message }, 'certificate check failed'),
+      );
+    }, 3_600_000);
+    this.tlsTimer.unref();
     await this.server.listen({ host: this.o.listenHost, port: this.o.listenPort });
     this.health = Fastify({ loggerInstance: log, logController: new LogController({ disableRequestLogging: true }) });
     this.health.get('/healthz', async () => ({ status: 'ok' }));
@@ -192,6 +206,7 @@ export class Operator {
   }
 
   private reporter: OutdatedPodReporter | undefined;
+  private tlsTimer: NodeJS.Timeout | undefined;
 
   /** Keeps the webhook configuration's caBundle equal to the CA that signs our certificate. */
   private async ensureCaBundle(name: string, caPem: string): Promise<void> {
@@ -210,6 +225,7 @@ export class Operator {
 
   /** Graceful stop: release the lease first so another replica takes over at once. */
   async stop(): Promise<void> {
+    clearInterval(this.tlsTimer);
     await this.reporter?.stop();
     await this.leader?.stop();
     this.budgets.stop();

@@ -41,7 +41,7 @@ export class TlsManager {
     for (let attempt = 0; attempt < 5; attempt++) {
       const secret = await this.read();
       const current = secret ? this.fromSecret(secret) : undefined;
-      if (current && this.fresh(current)) return current;
+      if (current && this.fresh(current)) return { caPem: current.caPem, certPem: current.certPem, keyPem: current.keyPem };
       const ca: KeyPairPem = current?.ca ?? generateCA('paygo-operator-ca', this.o.now());
       const serving = issueServingCert(ca, this.o.dnsNames, this.o.ips, this.o.now());
       const data = { 'ca.crt': b64(ca.certPem), 'ca.key': b64(ca.keyPem), 'tls.crt': b64(serving.certPem), 'tls.key': b64(serving.keyPem) };

@@ -200,6 +200,59 @@ describe('fleet-wide hard budget', () => {
     expect(value.status!.spent).toBe('0.003000000');
   });
 
+  it('downgrade and alert budgets work across the fleet', async () => {
+    const target = (name: string) => `targets: [{ provider: openai-compatible, model: ${name}-upstream, baseURL: ${upstream.url}/v1, pricing: { input: "2.50", output: "10.00" } }]`;
+    await env.apply(`
+apiVersion: paygo.dev/v1alpha1
+kind: Budget
+metadata: { name: premium-cap, namespace: ${NS} }
+spec: { scope: { routes: [premium] }, period: daily, limit: "0.01", action: downgrade, downgradeTo: economy, maxOutputTokensPerRequest: 40 }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: Budget
+metadata: { name: watch, namespace: ${NS} }
+spec: { scope: { routes: [watched] }, period: daily, limit: "0.002", action: alert, alertThresholds: [100] }
+`);
+    await env.apply(`
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: premium, namespace: ${NS} }
+spec: { model: premium, ${target('premium')} }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: economy, namespace: ${NS} }
+spec: { model: economy, ${target('economy')} }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: watched, namespace: ${NS} }
+spec: { model: watched, ${target('watched')} }
+`);
+    const s = sidecars[0]!;
+    await until('routes and budgets on the sidecar', () => fetch(s.metricsUrl).then((r) => r.text()), (m) => m.includes('budget="premium-cap"') && m.includes('budget="watch"'), 15_000);
+    await until('routes on the sidecar', () => fetch(`${s.url}/v1/models`).then((r) => r.text()), (t) => t.includes('"watched"') && t.includes('"premium"'), 15_000);
+    const chat = (model: string) =>
+      fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, messages: [{ role: 'user', content: PROMPT }] }) });
+    let downgraded: Response | undefined;
+    for (let i = 0; i < 60 && !downgraded; i++) {
+      const res = await chat('premium');
+      expect(res.status).toBe(200);
+      if (res.headers.get('x-paygo-downgraded')) downgraded = res;
+      else await res.arrayBuffer();
+    }
+    expect(downgraded?.headers.get('x-paygo-downgraded')).toBe('premium');
+    expect(downgraded?.headers.get('x-paygo-route')).toBe('economy');
+    await downgraded?.arrayBuffer();
+    for (let i = 0; i < 10; i++) expect((await chat('watched')).status).toBe(200); // ~$0.004 against $0.002: served anyway
+    await until(
+      'alert Event',
+      async () => JSON.parse(await env.k(['get', 'events', '-n', NS, '--field-selector', 'reason=BudgetThreshold', '-o', 'json'])) as { items: Array<{ message: string }> },
+      (e) => e.items.some((x) => x.message.includes('budget watch reached 100%')),
+      15_000,
+    );
+  });
+
   it('invalid Budgets are rejected by the API server with a message naming the field', async () => {
     const bad = await kubectl(env.cp, ['apply', '-f', '-'], `apiVersion: paygo.dev/v1alpha1\nkind: Budget\nmetadata: { name: bad, namespace: ${NS} }\nspec: { period: daily, limit: "5", action: downgrade }\n`);
     expect(bad.code).not.toBe(0);

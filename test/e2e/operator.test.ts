@@ -1,3 +1,4 @@
+import { createSign } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
@@ -94,11 +95,36 @@ describe('operator on a real API server', () => {
     expect(intruder.lines.join('\n')).not.toContain('support-bot');
   });
 
-  it('refuses forged, wrong-audience and orphaned tokens', async () => {
+  it('refuses forged, expired, wrong-audience and orphaned tokens', async () => {
     const call = (token: string) => undiciFetch(`https://127.0.0.1:${env.operatorPort}/v1/stream`, { headers: { authorization: `Bearer ${token}` }, dispatcher: insecure });
     expect((await call('eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl')).status).toBe(401);
     const wrongAudience = readFileSync(await env.podWithToken('team-a', 'aud-pod', { app: 'x' }, 'kubernetes'), 'utf8');
     expect((await call(wrongAudience)).status).toBe(401);
+    // An expired token, signed with the cluster's real ServiceAccount key (TokenRequest cannot
+    // issue one shorter than 10 minutes, so it is minted here with the same claims).
+    const pod = JSON.parse(await k(['get', 'pod', 'app-1', '-n', 'team-a', '-o', 'json'])) as { metadata: { uid: string } };
+    const sa = JSON.parse(await k(['get', 'serviceaccount', 'app', '-n', 'team-a', '-o', 'json'])) as { metadata: { uid: string } };
+    const now = Math.floor(Date.now() / 1000);
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const head = b64({ alg: 'RS256', typ: 'JWT' });
+    const mint = (exp: number) => {
+      const claims = b64({
+      aud: ['paygo'],
+      exp,
+      iat: now - 3660,
+      nbf: now - 3660,
+      iss: 'https://kubernetes.default.svc.cluster.local',
+      sub: 'system:serviceaccount:team-a:app',
+      'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'app', uid: sa.metadata.uid }, pod: { name: 'app-1', uid: pod.metadata.uid } },
+      });
+      const signature = createSign('RSA-SHA256').update(`${head}.${claims}`).sign(readFileSync(join(env.cp.dataDir, 'pki', 'sa.key')), 'base64url');
+      return `${head}.${claims}.${signature}`;
+    };
+    // The same token, unexpired, is accepted: only the expiry differs.
+    const fresh = await call(mint(now + 600));
+    expect(fresh.status).toBe(200);
+    await fresh.body?.cancel();
+    expect((await call(mint(now - 60))).status).toBe(401);
     const orphanFile = await env.podWithToken('team-a', 'short-lived', { app: 'x' });
     await k(['delete', 'pod', 'short-lived', '-n', 'team-a', '--wait=false']);
     const orphan = readFileSync(orphanFile, 'utf8');
