@@ -59,6 +59,13 @@ spec:
 ---
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
+metadata: { name: claude-only, namespace: team-a }
+spec:
+  model: claude-only
+  targets: [{ provider: anthropic, model: claude-3-5-haiku-latest, baseURL: ${anthropic.url}, credentials: { secretRef: { name: anthropic, key: api-key } } }]
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
 metadata: { name: sim, namespace: team-a }
 spec:
   model: sim
@@ -176,6 +183,14 @@ describe('metering: a scripted mix', () => {
     await expect(client.chat.completions.create({ model: 'strict', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-request-id': 'r14' } })).rejects.toMatchObject({ status: 503 });
     for (const id of ['r11', 'r14']) await sidecar.waitForLog((r) => r.msg === 'usage' && r.requestId === id);
     expect(seen.find((x) => x.id === 'r7')!.model).toMatch(/gemini-2\.0-flash/);
+  });
+
+  it('a parameter the only provider cannot take gets a clear 400, with no upstream call', async () => {
+    const before = anthropic.requests.length;
+    const err = await client.chat.completions.create({ model: 'claude-only', messages: [{ role: 'user', content: 'x' }], n: 2 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('n');
+    expect(anthropic.requests.length).toBe(before);
   });
 
   it('logs one usage line per request with the right cost, to the nano-dollar', () => {
