@@ -45,10 +45,15 @@ crds-check: build ## fail if the checked-in crds/*.yaml are stale
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
 
-test: build tools ## every test tier: unit, integration (real sidecar processes), e2e (real kube-apiserver)
-	npx vitest run --project unit
-	npx vitest run --project integration
-	$(MAKE) test-e2e
+REPORTS := .paygo/test-reports
+VITEST_JSON = --reporter=default --reporter=json --outputFile.json=$(REPORTS)/$(1).json
+
+test: build tools controlplane ## every test tier: unit, integration (real sidecar processes), e2e (real kube-apiserver)
+	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
+	npx vitest run --project unit $(call VITEST_JSON,unit)
+	npx vitest run --project integration $(call VITEST_JSON,integration)
+	npx vitest run --project e2e $(call VITEST_JSON,e2e)
+	@node -e 'const fs=require("fs");let p=0,f=0,s=0;for(const t of ["unit","integration","e2e"]){const r=JSON.parse(fs.readFileSync("$(REPORTS)/"+t+".json","utf8"));p+=r.numPassedTests;f+=r.numFailedTests;s+=r.numPendingTests+r.numTodoTests}console.log("tests: "+p+" passed, "+f+" failed, "+s+" skipped")'
 
 test-unit: deps ## unit tests only
 	npx vitest run --project unit
