@@ -1,17 +1,16 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../../../sidecar/errors.js';
-import { ChatRequestSchema, type ChatCompletionChunk, type ChatRequest } from '../../../sidecar/openai-schema.js';
+import type { ChatCompletionChunk, ChatRequest } from '../../../sidecar/openai-schema.js';
 import { anthropicAdapter } from '../../../sidecar/providers/anthropic.js';
 import { UpstreamProtocolError, UpstreamStreamError, type TargetContext } from '../../../sidecar/providers/types.js';
 import { SseParser } from '../../../sidecar/sse.js';
 import { anthropicError, anthropicOverloaded, anthropicResponder } from '../../support/fake-anthropic.js';
+import { chatRequest, describeRecordedExchanges, fixtures, translateStream } from '../../support/recorded-exchanges.js';
 import { startFakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures/anthropic');
-const fixture = <T = Record<string, unknown>>(name: string): T => JSON.parse(readFileSync(join(FIXTURES, name), 'utf8')) as T;
-const raw = (name: string) => readFileSync(join(FIXTURES, name));
+const { json: fixture, raw } = fixtures(FIXTURES);
 
 const ctx = (model = 'claude-opus-4-6', over: Partial<TargetContext> = {}): TargetContext => ({
   model,
@@ -22,40 +21,23 @@ const ctx = (model = 'claude-opus-4-6', over: Partial<TargetContext> = {}): Targ
   ...over,
 });
 
-const chat = (body: Record<string, unknown>): ChatRequest => ChatRequestSchema.parse({ model: 'paygo-claude', ...body });
+const chat = chatRequest('paygo-claude');
 const nativeBody = (req: ChatRequest, c = ctx()) => JSON.parse(anthropicAdapter.chatRequest(req, c, false).body) as Record<string, unknown>;
 const user = [{ role: 'user', content: 'Hi' }];
 
-interface Exchange {
-  openai: Record<string, unknown>;
-  native: { url: string; body: unknown };
-  response: unknown;
-  completion: unknown;
-  usage: unknown;
-}
-
-describe('anthropic adapter: recorded exchanges', () => {
-  const cases: Array<[string, string]> = [
+describeRecordedExchanges({
+  name: 'anthropic',
+  adapter: anthropicAdapter,
+  dir: FIXTURES,
+  cases: [
     ['chat-text.json', 'claude-opus-4-6'],
     ['chat-tools.json', 'claude-sonnet-4-5'],
     ['chat-tool-results.json', 'claude-sonnet-4-5'],
     ['chat-multimodal.json', 'claude-opus-4-6'],
-  ];
-
-  it.each(cases)('%s: request translates exactly', (file, model) => {
-    const ex = fixture<Exchange>(file);
-    const up = anthropicAdapter.chatRequest(chat(ex.openai), ctx(model), false);
-    expect(up.url).toBe(ex.native.url);
-    expect(up.headers).toEqual({ 'x-api-key': 'test-key', 'anthropic-version': '2023-06-01', 'content-type': 'application/json' });
-    expect(JSON.parse(up.body)).toEqual(ex.native.body);
-  });
-
-  it.each(cases)('%s: response translates exactly', (file, model) => {
-    const ex = fixture<Exchange>(file);
-    const { completion, usage } = anthropicAdapter.chatResponse(ex.response, ctx(model));
-    expect(completion).toEqual(ex.completion);
-    expect(usage ?? null).toEqual(ex.usage);
-  });
+  ],
+  ctx: (model) => ctx(model),
+  headers: { 'x-api-key': 'test-key', 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+  routeModel: 'paygo-claude',
 });
 
 describe('anthropic adapter: request', () => {
@@ -230,21 +212,7 @@ describe('anthropic adapter: response', () => {
   });
 });
 
-/** Feeds raw SSE bytes to SseParser in pieces of `size` bytes and the events to a fresh translator. */
-function translate(bytes: Uint8Array, size: number, c = ctx()) {
-  const parser = new SseParser();
-  const t = anthropicAdapter.chatStream(c);
-  const chunks: ChatCompletionChunk[] = [];
-  const finishedAt: boolean[] = [];
-  for (let i = 0; i < bytes.length; i += size) {
-    for (const ev of parser.push(bytes.subarray(i, i + size))) {
-      chunks.push(...t.push(ev));
-      finishedAt.push(t.finished);
-    }
-  }
-  parser.end();
-  return { chunks, translator: t, finishedAt };
-}
+const translate = (bytes: Uint8Array, size: number, c = ctx()) => translateStream(anthropicAdapter, bytes, size, c);
 
 interface StreamExpectation {
   chunks: ChatCompletionChunk[];

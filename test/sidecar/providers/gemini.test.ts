@@ -1,17 +1,16 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../../../sidecar/errors.js';
-import { ChatRequestSchema, type ChatCompletionChunk, type ChatRequest } from '../../../sidecar/openai-schema.js';
+import type { ChatCompletionChunk, ChatRequest } from '../../../sidecar/openai-schema.js';
 import { geminiAdapter } from '../../../sidecar/providers/gemini.js';
 import { UpstreamProtocolError, UpstreamStreamError, type TargetContext } from '../../../sidecar/providers/types.js';
 import { SseParser, type SseEvent } from '../../../sidecar/sse.js';
 import { geminiError, geminiResponder } from '../../support/fake-gemini.js';
+import { chatRequest, describeRecordedExchanges, fixtures, translateStream } from '../../support/recorded-exchanges.js';
 import { startFakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures/gemini');
-const fixture = <T = Record<string, unknown>>(name: string): T => JSON.parse(readFileSync(join(FIXTURES, name), 'utf8')) as T;
-const raw = (name: string) => readFileSync(join(FIXTURES, name));
+const { json: fixture, raw } = fixtures(FIXTURES);
 
 const ctx = (model = 'gemini-2.5-flash', over: Partial<TargetContext> = {}): TargetContext => ({
   model,
@@ -22,39 +21,22 @@ const ctx = (model = 'gemini-2.5-flash', over: Partial<TargetContext> = {}): Tar
   ...over,
 });
 
-const chat = (body: Record<string, unknown>): ChatRequest => ChatRequestSchema.parse({ model: 'paygo-gemini', ...body });
+const chat = chatRequest('paygo-gemini');
 const nativeBody = (req: ChatRequest, c = ctx()) => JSON.parse(geminiAdapter.chatRequest(req, c, false).body) as Record<string, unknown>;
 
-interface Exchange {
-  openai: Record<string, unknown>;
-  native: { url: string; body: unknown };
-  response: unknown;
-  completion: unknown;
-  usage: unknown;
-}
-
-describe('gemini adapter: recorded exchanges', () => {
-  const cases: Array<[string, string]> = [
+describeRecordedExchanges({
+  name: 'gemini',
+  adapter: geminiAdapter,
+  dir: FIXTURES,
+  cases: [
     ['chat-text.json', 'gemini-2.5-flash'],
     ['chat-tools.json', 'gemini-3-flash-preview'],
     ['chat-multimodal.json', 'gemini-2.5-flash'],
     ['chat-blocked.json', 'gemini-2.5-flash'],
-  ];
-
-  it.each(cases)('%s: request translates exactly', (file, model) => {
-    const ex = fixture<Exchange>(file);
-    const up = geminiAdapter.chatRequest(chat(ex.openai), ctx(model), false);
-    expect(up.url).toBe(ex.native.url);
-    expect(up.headers).toEqual({ 'content-type': 'application/json', accept: 'application/json', 'x-goog-api-key': 'test-key' });
-    expect(JSON.parse(up.body)).toEqual(ex.native.body);
-  });
-
-  it.each(cases)('%s: response translates exactly', (file, model) => {
-    const ex = fixture<Exchange>(file);
-    const { completion, usage } = geminiAdapter.chatResponse(ex.response, ctx(model));
-    expect(completion).toEqual(ex.completion);
-    expect(usage).toEqual(ex.usage);
-  });
+  ],
+  ctx: (model) => ctx(model),
+  headers: { 'content-type': 'application/json', accept: 'application/json', 'x-goog-api-key': 'test-key' },
+  routeModel: 'paygo-gemini',
 });
 
 describe('gemini adapter: request', () => {
@@ -212,21 +194,7 @@ describe('gemini adapter: response', () => {
   });
 });
 
-/** Feeds raw SSE bytes to SseParser in pieces of `size` bytes and the events to a fresh translator. */
-function translate(bytes: Uint8Array, size: number, c = ctx()) {
-  const parser = new SseParser();
-  const t = geminiAdapter.chatStream(c);
-  const chunks: ChatCompletionChunk[] = [];
-  const finishedAt: boolean[] = [];
-  for (let i = 0; i < bytes.length; i += size) {
-    for (const ev of parser.push(bytes.subarray(i, i + size))) {
-      chunks.push(...t.push(ev));
-      finishedAt.push(t.finished);
-    }
-  }
-  parser.end();
-  return { chunks, translator: t, finishedAt };
-}
+const translate = (bytes: Uint8Array, size: number, c = ctx()) => translateStream(geminiAdapter, bytes, size, c);
 
 interface StreamExpectation {
   chunks: ChatCompletionChunk[];
