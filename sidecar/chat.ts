@@ -87,6 +87,22 @@ async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, now: nu
   throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${message}`, parseRetryAfter(res.headers['retry-after'], now));
 }
 
+/** Sends the request to one target within the attempt's deadline; rejects on a non-2xx answer. */
+async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget, signal: AbortSignal, deadline: number, stream: boolean) {
+  const now = deps.now();
+  const dc = deadlineController(signal, deadline, now);
+  try {
+    const tctx = targetContext(target, ctx.requestId, now);
+    const upstream = target.adapter.chatRequest(ctx.req, tctx, stream);
+    const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+    await failIfNotOk(res, target, deps.now());
+    return { res, tctx, dc };
+  } catch (err) {
+    dc.dispose();
+    throw err;
+  }
+}
+
 function targetContext(target: RuntimeTarget, requestId: string, now: number): TargetContext {
   return { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now / 1000), responseId: `chatcmpl-${requestId}` };
 }
@@ -181,13 +197,8 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
     const result = await dispatch(
       ctx.route,
       async (target, signal, deadline) => {
-        const now = deps.now();
-        const dc = deadlineController(signal, deadline, now);
+        const { res, tctx, dc } = await sendChat(ctx, deps, target, signal, deadline, false);
         try {
-          const tctx = targetContext(target, ctx.requestId, now);
-          const upstream = target.adapter.chatRequest(ctx.req, tctx, false);
-          const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
-          await failIfNotOk(res, target, deps.now());
           const text = await readAll(res.body);
           let json: unknown;
           try {
@@ -271,13 +282,8 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     const result = await dispatch(
       ctx.route,
       async (target, signal, deadline) => {
-        const now = deps.now();
-        const dc = deadlineController(signal, deadline, now);
+        const { res, tctx, dc } = await sendChat(ctx, deps, target, signal, deadline, true);
         try {
-          const tctx = targetContext(target, ctx.requestId, now);
-          const upstream = target.adapter.chatRequest(ctx.req, tctx, true);
-          const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
-          await failIfNotOk(res, target, deps.now());
           const s = openStream(target, tctx, res, dc);
           // Nothing has reached the client yet: any failure until the first chunk can still fail over.
           while (s.pending.length === 0 && !s.translator.finished) {

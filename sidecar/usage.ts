@@ -1,4 +1,5 @@
 import type { CompletionUsage } from './openai-schema.js';
+import { num } from './providers/wire.js';
 
 /**
  * Token usage of one call, normalised across providers.
@@ -20,7 +21,6 @@ export const emptyUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cache
 export function usageFromOpenAI(u: unknown): Usage | undefined {
   if (!u || typeof u !== 'object') return undefined;
   const o = u as Record<string, unknown>;
-  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
   const details = (o.prompt_tokens_details ?? {}) as Record<string, unknown>;
   const out = (o.completion_tokens_details ?? {}) as Record<string, unknown>;
   return {

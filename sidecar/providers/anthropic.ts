@@ -22,6 +22,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
+import { isPlainObject, num, parseArguments } from './wire.js';
 
 /**
  * Anthropic Messages API: POST {baseURL}/v1/messages with `anthropic-version: 2023-06-01`.
@@ -181,23 +182,6 @@ function userBlocks(content: string | ContentPart[], param: string): Block[] {
     else throw invalidRequest(`Content part type "${p.type}" is not supported by the anthropic provider.`, `${param}[${j}].type`);
   });
   return blocks;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** tool_use.input must be an object; OpenAI clients send "" for a call without arguments. */
-function parseArguments(args: string, param: string): Record<string, unknown> {
-  if (args.trim() === '') return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(args);
-  } catch {
-    throw invalidRequest('Tool call arguments must be a JSON object.', param);
-  }
-  if (!isPlainObject(parsed)) throw invalidRequest('Tool call arguments must be a JSON object.', param);
-  return parsed;
 }
 
 function assistantBlocks(m: Extract<Message, { role: 'assistant' }>, i: number, callIds: Set<string>): Block[] {
@@ -380,10 +364,6 @@ function nativeBody(req: ChatRequest, ctx: TargetContext, stream: boolean): Reco
 
 // ---------------------------------------------------------------------------------------------
 // Response
-
-function num(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
-}
 
 /**
  * input_tokens excludes the cached parts: the prompt is input + cache reads + cache writes

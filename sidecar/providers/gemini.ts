@@ -24,6 +24,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
+import { isPlainObject, num, parseArguments } from './wire.js';
 
 /**
  * Google Gemini API (generativelanguage.googleapis.com, v1beta generateContent /
@@ -161,22 +162,6 @@ function userParts(content: string | ContentPart[], param: string): GeminiPart[]
 /** Gemini rejects empty text parts, so empty strings are dropped. */
 function textParts(texts: string[]): GeminiPart[] {
   return texts.filter((t) => t.length > 0).map((text) => ({ text }));
-}
-
-function parseArguments(args: string, param: string): Record<string, unknown> {
-  if (args.trim() === '') return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(args);
-  } catch {
-    throw invalidRequest('Tool call arguments must be a JSON object.', param);
-  }
-  if (!isPlainObject(parsed)) throw invalidRequest('Tool call arguments must be a JSON object.', param);
-  return parsed;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function assistantParts(m: Extract<Message, { role: 'assistant' }>, i: number, callNames: Map<string, string>): GeminiPart[] {
@@ -324,10 +309,6 @@ function finishReason(reason: string, hasToolCalls: boolean): FinishReason {
   if (CONTENT_FILTER_REASONS.has(reason)) return 'content_filter';
   // Gemini says STOP after function calls; OpenAI clients look for tool_calls to run them.
   return hasToolCalls ? 'tool_calls' : 'stop';
-}
-
-function num(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
 }
 
 /**

@@ -1,0 +1,28 @@
+import { invalidRequest } from '../errors.js';
+
+/** Small helpers every translating adapter needs (OpenAI ⇄ native wire formats). */
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A finite number from a wire field, else 0 (usage counters may be absent or null). */
+export function num(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+}
+
+/**
+ * OpenAI tool-call arguments (a JSON string) → the object native APIs want. OpenAI clients send
+ * "" for a call without arguments; anything but a JSON object is the client's error (400).
+ */
+export function parseArguments(args: string, param: string): Record<string, unknown> {
+  if (args.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(args);
+  } catch {
+    throw invalidRequest('Tool call arguments must be a JSON object.', param);
+  }
+  if (!isPlainObject(parsed)) throw invalidRequest('Tool call arguments must be a JSON object.', param);
+  return parsed;
+}
