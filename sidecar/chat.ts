@@ -38,15 +38,24 @@ export interface ChatDeps extends Omit<DispatchOptions, 'signal'> {
   meter: Meter;
 }
 
+/**
+ * Clamps the request's output cap (max_completion_tokens or max_tokens, whichever it used) to
+ * `cap`, injecting max_tokens = `fallback` when it sent none. Returns the effective cap.
+ */
+export function capOutputTokens(req: ChatRequest, cap: number | undefined, fallback = cap): number | undefined {
+  const asked = req.max_completion_tokens ?? req.max_tokens ?? undefined;
+  const base = asked ?? fallback;
+  if (base === undefined) return undefined;
+  const effective = cap === undefined ? base : Math.min(base, cap);
+  if (req.max_completion_tokens != null) req.max_completion_tokens = effective;
+  else req.max_tokens = effective;
+  return effective;
+}
+
 /** Applies the route's per-request limits: clamps or injects max_tokens, refuses oversized prompts. */
 export async function applyLimits(route: RuntimeRoute, req: ChatRequest): Promise<void> {
   const cap = route.limits?.maxOutputTokens;
-  if (cap !== undefined) {
-    const asked = req.max_completion_tokens ?? req.max_tokens;
-    const effective = asked == null ? cap : Math.min(asked, cap);
-    if (req.max_completion_tokens != null) req.max_completion_tokens = effective;
-    else req.max_tokens = effective;
-  }
+  if (cap !== undefined) capOutputTokens(req, cap);
   const maxInput = route.limits?.maxInputTokens;
   if (maxInput !== undefined) {
     const tokens = await countPromptTokens(req);

@@ -1,3 +1,4 @@
+import { capOutputTokens } from '../chat.js';
 import { ApiError } from '../errors.js';
 import type { ChatRequest } from '../openai-schema.js';
 import { promptTokenUpperBound } from '../metering/tokens.js';
@@ -22,14 +23,6 @@ export interface Admitted {
   downgradedFrom: string | undefined;
 }
 
-function capOutput(req: ChatRequest, cap: number | undefined): number {
-  const asked = req.max_completion_tokens ?? req.max_tokens ?? undefined;
-  const effective = Math.min(asked ?? cap ?? DEFAULT_BUDGET_MAX_TOKENS, cap ?? Infinity);
-  if (req.max_completion_tokens != null) req.max_completion_tokens = effective;
-  else req.max_tokens = effective;
-  return effective;
-}
-
 /**
  * Budget admission for one chat request: caps its output, prices its worst case at the most
  * expensive priced target it may reach, and reserves that in every covering budget. A block
@@ -39,7 +32,8 @@ function capOutput(req: ChatRequest, cap: number | undefined): number {
 export async function admitChat(gate: BudgetGate, config: RuntimeConfig, route: RuntimeRoute, req: ChatRequest, downgradedFrom?: string): Promise<Admitted> {
   const budgets = gate.enforcer.covering(route.namespace, route.name, req.model);
   if (budgets.length === 0) return { route, req, hold: undefined, downgradedFrom };
-  const maxOutput = capOutput(req, gate.enforcer.outputCap(budgets));
+  const cap = gate.enforcer.outputCap(budgets);
+  const maxOutput = capOutputTokens(req, cap, cap ?? DEFAULT_BUDGET_MAX_TOKENS)!;
   const inputBound = promptTokenUpperBound(req);
   let worst: bigint | undefined;
   for (const t of route.targets) {
