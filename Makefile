@@ -7,7 +7,7 @@ PORT ?= 4000
 HOST ?= 127.0.0.1
 NODE_MODULES_STAMP := node_modules/.paygo-installed
 
-.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools controlplane clean crds crds-check dev-cluster dev-cluster-down
+.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools controlplane clean crds crds-check dev-cluster dev-cluster-down images chart-lint kind-up kind-e2e kind-down
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -69,6 +69,32 @@ dev-cluster: build controlplane ## start a local kube-apiserver + etcd with the 
 
 dev-cluster-down: ## stop the local control plane
 	test/support/controlplane/dev-cluster.sh down
+
+# --- images, Helm and kind (need Docker; not runnable in this project's CI, see README) --------
+IMAGE_TAG ?= $(shell node -p 'require("./package.json").version')
+OPERATOR_IMAGE ?= ghcr.io/paygo-dev/paygo-operator:$(IMAGE_TAG)
+SIDECAR_IMAGE ?= ghcr.io/paygo-dev/paygo-sidecar:$(IMAGE_TAG)
+KIND_CLUSTER ?= paygo
+
+images: ## build the operator and sidecar container images
+	docker build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
+	docker build -f sidecar/Dockerfile -t $(SIDECAR_IMAGE) .
+
+chart-lint: controlplane ## helm lint the chart
+	$$HOME/.cache/paygo/bin/current/helm lint --strict charts/paygo
+
+kind-up: images ## kind cluster with paygo installed from the chart and the examples applied
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER)
+	kind load docker-image --name $(KIND_CLUSTER) $(OPERATOR_IMAGE) $(SIDECAR_IMAGE)
+	helm upgrade --install paygo charts/paygo -n paygo-system --create-namespace --kube-context kind-$(KIND_CLUSTER) \
+	  --set operator.image.pullPolicy=Never --set sidecar.image.pullPolicy=Never
+	kubectl --context kind-$(KIND_CLUSTER) -n paygo-system rollout status deployment/paygo-operator --timeout=180s
+
+kind-e2e: ## end-to-end on the kind cluster (after kind-up)
+	KIND_CONTEXT=kind-$(KIND_CLUSTER) test/kind/e2e.sh
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
 
 clean: ## remove build output
 	rm -rf dist

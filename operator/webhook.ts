@@ -23,6 +23,7 @@ export const STATE_DIR = '/var/lib/paygo';
 /** Label (objectSelector of the MutatingWebhookConfiguration) or annotation; "false" opts a pod out. */
 export const INJECT_KEY = 'paygo.dev/inject';
 export const INJECTED_ANNOTATION = 'paygo.dev/injected';
+export const INJECTED_LABEL = 'paygo.dev/injected';
 export const HASH_ANNOTATION = 'paygo.dev/injection-hash';
 export const MUTATE_PATH = '/mutate-pods';
 export const OUTDATED_REASON = 'InjectionOutdated';
@@ -229,12 +230,20 @@ function envOps(pod: V1Pod, cfg: InjectionConfig, warnings: string[]): JsonPatch
   return ops;
 }
 
-function annotationOps(pod: V1Pod, cfg: InjectionConfig): JsonPatchOp[] {
+/**
+ * Annotations (injected, template hash) and the label `paygo.dev/injected: "true"`, which lets
+ * a PodMonitor select every injected pod, however injection was triggered.
+ */
+function metadataOps(pod: V1Pod, cfg: InjectionConfig): JsonPatchOp[] {
   const annotations = { [INJECTED_ANNOTATION]: 'true', [HASH_ANNOTATION]: injectionHash(cfg) };
-  if (pod.metadata === undefined) return [{ op: 'add', path: '/metadata', value: { annotations } }];
-  if (pod.metadata.annotations === undefined) return [{ op: 'add', path: '/metadata/annotations', value: annotations }];
-  // `add` on an existing member replaces it (RFC 6902 4.1), e.g. a stale copy from a template.
-  return Object.entries(annotations).map(([k, value]) => ({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value }));
+  const labels = { [INJECTED_LABEL]: 'true' };
+  if (pod.metadata === undefined) return [{ op: 'add', path: '/metadata', value: { annotations, labels } }];
+  const members = (field: 'annotations' | 'labels', values: Record<string, string>): JsonPatchOp[] =>
+    pod.metadata![field] === undefined
+      ? [{ op: 'add', path: `/metadata/${field}`, value: values }]
+      : // `add` on an existing member replaces it (RFC 6902 4.1), e.g. a stale copy from a template.
+        Object.entries(values).map(([k, value]) => ({ op: 'add', path: `/metadata/${field}/${escapePointer(k)}`, value }));
+  return [...members('annotations', annotations), ...members('labels', labels)];
 }
 
 /** Port clashes the API server cannot see: they only show once the pod runs. */
@@ -251,7 +260,7 @@ export function planInjection(pod: V1Pod, cfg: InjectionConfig): InjectionPlan {
   if (optedOut(pod) || alreadyInjected(pod)) return { ops: [], warnings: [] };
   assertValidConfig(cfg);
   const warnings = portWarnings(pod, cfg);
-  const ops = [...initContainerOps(pod, cfg), ...volumeOps(pod, warnings), ...envOps(pod, cfg, warnings), ...annotationOps(pod, cfg)];
+  const ops = [...initContainerOps(pod, cfg), ...volumeOps(pod, warnings), ...envOps(pod, cfg, warnings), ...metadataOps(pod, cfg)];
   return { ops, warnings };
 }
 

@@ -132,11 +132,12 @@ describe('mutatePod', () => {
     expect(envOf(out.spec?.containers[0])).toEqual({ OPENAI_BASE_URL: base, OPENAI_API_BASE: base, OPENAI_API_KEY: 'paygo' });
     expect(envOf(out.spec?.containers[1])).toEqual({ QUEUE: 'jobs', OPENAI_BASE_URL: base, OPENAI_API_BASE: base, OPENAI_API_KEY: 'paygo' });
     expect(out.metadata?.annotations).toEqual({ 'paygo.dev/injected': 'true', 'paygo.dev/injection-hash': injectionHash(cfg) });
+    expect(out.metadata?.labels).toEqual({ ...pod.metadata?.labels, 'paygo.dev/injected': 'true' });
     // Nothing else changed.
-    expect({ ...out, spec: { ...out.spec, initContainers: undefined, volumes: undefined, containers: [] }, metadata: { ...out.metadata, annotations: undefined } }).toEqual({
+    expect({ ...out, spec: { ...out.spec, initContainers: undefined, volumes: undefined, containers: [] }, metadata: { ...out.metadata, annotations: undefined, labels: undefined } }).toEqual({
       ...pod,
       spec: { ...pod.spec, initContainers: undefined, volumes: undefined, containers: [] },
-      metadata: { ...pod.metadata, annotations: undefined },
+      metadata: { ...pod.metadata, annotations: undefined, labels: undefined },
     });
   });
 
@@ -210,7 +211,7 @@ describe('mutatePod', () => {
 
   it('creates metadata when the object has none', () => {
     const pod: V1Pod = { spec: { containers: [{ name: 'app', image: 'x' }] } };
-    expect(injected(pod).metadata).toEqual({ annotations: { 'paygo.dev/injected': 'true', 'paygo.dev/injection-hash': injectionHash(cfg) } });
+    expect(injected(pod).metadata).toEqual({ annotations: { 'paygo.dev/injected': 'true', 'paygo.dev/injection-hash': injectionHash(cfg) }, labels: { 'paygo.dev/injected': 'true' } });
   });
 
   it('does nothing for a pod that opted out', () => {
