@@ -13,7 +13,7 @@ import { WorkQueue } from './queue.js';
 import { RouteStatusWriter } from './route-status.js';
 import { snapshotForPod } from './snapshots.js';
 import { TlsManager, type ServingTls } from './tls.js';
-import { OutdatedPodReporter, coreEventWriter, injectionHash, registerWebhook, type InjectionConfig } from './webhook.js';
+import { INJECTED_LABEL, OutdatedPodReporter, coreEventWriter, injectionHash, registerWebhook, type InjectionConfig } from './webhook.js';
 
 /** The control plane process: caches, config distribution, status, leader election, health. */
 export class Operator {
@@ -169,7 +169,7 @@ export class Operator {
     registerWebhook(this.server, { config: () => injection, logger: this.logger });
     if (this.o.webhookConfigName) await this.ensureCaBundle(this.o.webhookConfigName, tls.caPem);
     this.reporter = new OutdatedPodReporter({
-      listPods: async () => (this.isLeader() ? (await this.kc.makeApiClient(CoreV1Api).listPodForAllNamespaces()).items : []),
+      listPods: async () => (this.isLeader() ? (await this.kc.makeApiClient(CoreV1Api).listPodForAllNamespaces({ labelSelector: `${INJECTED_LABEL}=true` })).items : []),
       currentHash: () => injectionHash(injection),
       events: coreEventWriter(this.kc.makeApiClient(CoreV1Api)),
       logger: this.logger,
