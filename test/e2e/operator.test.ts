@@ -100,27 +100,21 @@ describe('operator on a real API server', () => {
     expect((await call('eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl')).status).toBe(401);
     const wrongAudience = readFileSync(await env.podWithToken('team-a', 'aud-pod', { app: 'x' }, 'kubernetes'), 'utf8');
     expect((await call(wrongAudience)).status).toBe(401);
-    // An expired token, signed with the cluster's real ServiceAccount key (TokenRequest cannot
-    // issue one shorter than 10 minutes, so it is minted here with the same claims).
-    const pod = JSON.parse(await k(['get', 'pod', 'app-1', '-n', 'team-a', '-o', 'json'])) as { metadata: { uid: string } };
-    const sa = JSON.parse(await k(['get', 'serviceaccount', 'app', '-n', 'team-a', '-o', 'json'])) as { metadata: { uid: string } };
-    const now = Math.floor(Date.now() / 1000);
-    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
-    const head = b64({ alg: 'RS256', typ: 'JWT' });
+    // An expired token, signed with the cluster's real ServiceAccount key: TokenRequest cannot
+    // issue one shorter than 10 minutes, so a real token's header and claims are re-signed with
+    // only the times changed. The same re-signed token, unexpired, is accepted.
+    const real = readFileSync(await env.podWithToken('team-a', 'app-1', { app: 'web', replica: '1' }), 'utf8').trim();
+    const [head, payload] = real.split('.') as [string, string];
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown>;
     const mint = (exp: number) => {
-      const claims = b64({
-      aud: ['paygo'],
-      exp,
-      iat: now - 3660,
-      nbf: now - 3660,
-      iss: 'https://kubernetes.default.svc.cluster.local',
-      sub: 'system:serviceaccount:team-a:app',
-      'kubernetes.io': { namespace: 'team-a', serviceaccount: { name: 'app', uid: sa.metadata.uid }, pod: { name: 'app-1', uid: pod.metadata.uid } },
-      });
-      const signature = createSign('RSA-SHA256').update(`${head}.${claims}`).sign(readFileSync(join(env.cp.dataDir, 'pki', 'sa.key')), 'base64url');
-      return `${head}.${claims}.${signature}`;
+      const body = Buffer.from(JSON.stringify({ ...claims, exp, iat: exp - 3600, nbf: exp - 3600 })).toString('base64url');
+      // The harness's ServiceAccount key is EC P-256: ES256, with the JOSE (r||s) signature encoding.
+      const signature = createSign('SHA256')
+        .update(`${head}.${body}`)
+        .sign({ key: readFileSync(join(env.cp.dataDir, 'pki', 'sa.key')), dsaEncoding: 'ieee-p1363' }, 'base64url');
+      return `${head}.${body}.${signature}`;
     };
-    // The same token, unexpired, is accepted: only the expiry differs.
+    const now = Math.floor(Date.now() / 1000);
     const fresh = await call(mint(now + 600));
     expect(fresh.status).toBe(200);
     await fresh.body?.cancel();
