@@ -7,7 +7,7 @@ PORT ?= 4000
 HOST ?= 127.0.0.1
 NODE_MODULES_STAMP := node_modules/.paygo-installed
 
-.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools controlplane clean crds crds-check dev-cluster dev-cluster-down images chart-lint kind-up kind-e2e kind-down
+.PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools controlplane clean crds crds-check dev-cluster dev-cluster-down images chart-lint kind-up kind-e2e kind-down bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -95,6 +95,10 @@ kind-e2e: ## end-to-end on the kind cluster (after kind-up)
 
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
+
+bench: build ## data-plane benchmark: direct / nginx / Portkey / paygo on 127.0.0.1 (~2-3 min); results in test/bench/results/
+	bash test/bench/install-tools.sh
+	node dist/test/bench/run.js
 
 clean: ## remove build output
 	rm -rf dist
