@@ -10,7 +10,7 @@ NODE_MODULES_STAMP := node_modules/.paygo-installed
 .PHONY: help deps build run test test-unit test-integration test-e2e typecheck tools controlplane clean crds crds-check dev-cluster dev-cluster-down images chart-lint kind-up kind-e2e kind-down bench
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 # --- installation -----------------------------------------------------------------------------
 $(NODE_MODULES_STAMP): package.json package-lock.json
@@ -55,7 +55,7 @@ test: build tools controlplane ## every test tier: unit, integration (real sidec
 	npx vitest run --project e2e $(call VITEST_JSON,e2e)
 	@node -e 'const fs=require("fs");let p=0,f=0,s=0;for(const t of ["unit","integration","e2e"]){const r=JSON.parse(fs.readFileSync("$(REPORTS)/"+t+".json","utf8"));p+=r.numPassedTests;f+=r.numFailedTests;s+=r.numPendingTests+r.numTodoTests}console.log("tests: "+p+" passed, "+f+" failed, "+s+" skipped")'
 
-test-unit: deps ## unit tests only
+test-unit: deps controlplane ## unit tests only (the chart tests use the cached helm)
 	npx vitest run --project unit
 
 test-integration: build tools ## the built sidecar against fake upstreams and real clients

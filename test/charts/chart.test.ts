@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -87,9 +87,14 @@ describe('charts/paygo', { timeout: 60_000 }, () => {
 
   it('helm package: the CRDs, templates and dashboard JSON, not the dashboards’ generator', async () => {
     const out = mkdtempSync(join(tmpdir(), 'paygo-chart-'));
-    await run(helmBin, ['package', CHART, '-d', out]);
     const chart = parseYaml(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as { version: string };
-    const { stdout } = await run('tar', ['tzf', join(out, `paygo-${chart.version}.tgz`)]);
+    let stdout: string;
+    try {
+      await run(helmBin, ['package', CHART, '-d', out]);
+      ({ stdout } = await run('tar', ['tzf', join(out, `paygo-${chart.version}.tgz`)]));
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
     const files = stdout.trim().split('\n').sort();
     expect(files).toEqual(expect.arrayContaining(['paygo/Chart.yaml', 'paygo/values.schema.json', 'paygo/crds/paygo.dev_modelroutes.yaml', 'paygo/crds/paygo.dev_budgets.yaml', 'paygo/dashboards/paygo-cost.json', 'paygo/templates/NOTES.txt']));
     expect(files.filter((f) => /\.(ts|js|map)$/.test(f))).toEqual([]);

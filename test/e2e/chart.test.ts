@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +114,7 @@ afterAll(async () => {
   await sidecar?.stop();
   await operator?.stop();
   await cp?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 describe('charts/paygo on a real API server', () => {
