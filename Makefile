@@ -96,7 +96,7 @@ kind-e2e: ## end-to-end on the kind cluster (after kind-up)
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
 
-bench: build ## data-plane benchmark: direct / nginx / Portkey / paygo on 127.0.0.1 (~2-3 min); results in test/bench/results/
+bench: build ## benchmarks: direct / nginx / Portkey / bare Node.js / paygo data plane, then config propagation (~6-9 min); results in test/bench/results/
 	bash test/bench/install-tools.sh
 	node dist/test/bench/run.js
 

@@ -1,544 +1,542 @@
 /**
- * `make bench`: data-plane benchmark of the paygo sidecar against direct, nginx and Portkey.
- * Every process on 127.0.0.1; every loop bounded in count and time; everything stopped in
- * `finally`. Writes test/bench/results/latest.{json,md}.
+ * `make bench`: what the paygo sidecar costs on the request path, next to peers, on one machine.
+ *
+ * Every process runs on 127.0.0.1: the fake upstream (upstream.ts), the proxies (nginx, Portkey,
+ * a bare Node.js proxy as the floor, the paygo sidecar), autocannon (c=32) and the hrtime client
+ * (c=1) each in their own process. Targets are measured interleaved (A B C D …, A B C D …) and
+ * medians over rounds are reported, so drift and noise from other load show up as spread
+ * between rounds instead of as a bias against one target. Then the config-propagation bench
+ * (propagation.ts) runs against a real kube-apiserver when its binaries are available.
+ *
+ * Writes test/bench/results/latest.json and latest.md. Bounded: every loop has a count and a
+ * time limit, the whole run a hard limit; every process started is stopped, also on failure.
+ *
+ * Environment (all optional): BENCH_ROUNDS (3), BENCH_DURATION_S (5, autocannon per target and
+ * round), BENCH_C1_N (2000), BENCH_STREAM_N (500), BENCH_TARGETS (comma list, default all),
+ * BENCH_PROPAGATION (auto | 0 | 1), BENCH_OUT (results file stem, default "latest"),
+ * BENCH_SIDECAR_NODE_FLAGS (default: the flags of the sidecar image's ENTRYPOINT).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { Agent, request as httpRequest } from 'node:http';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { freePort } from '../support/sidecar-process.js';
+import type { HrtimeResult } from './hrtime-client.js';
+import { FLAKY_EVERY, ROOT, childPids, cpuUs, killAll, log, mb, median, memSampler, procMem, run, sleep, spawnTracked, stopAll, waitForStdout, waitHttp, type ProcMem } from './lib.js';
 
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-const C1_REQUESTS = Number(process.env.BENCH_C1_REQUESTS ?? 3000);
-const STREAM_REQUESTS = Number(process.env.BENCH_STREAM_REQUESTS ?? 300);
-const PHASE_TIMEOUT_MS = 30_000;
-/** Repository root: this file runs as dist/test/bench/run.js. */
-const ROOT = resolve(import.meta.dirname, '../../..');
+const C1_N = Number(process.env.BENCH_C1_N ?? 2000);
+const STREAM_N = Number(process.env.BENCH_STREAM_N ?? 500);
+const ONLY = process.env.BENCH_TARGETS ? new Set(process.env.BENCH_TARGETS.split(',')) : undefined;
+const PROPAGATION = process.env.BENCH_PROPAGATION ?? 'auto';
+const OUT = process.env.BENCH_OUT ?? 'latest';
+/** c=1 phases: count-bounded, and at most this long each (Portkey's streams take >25 ms each). */
+const C1_TIME_MS = 6_000;
+const HARD_LIMIT_MS = 9.5 * 60_000;
+const PROPAGATION_LIMIT_MS = 4.5 * 60_000;
+
 const HERE = join(ROOT, 'test/bench');
-const DIST_HERE = join(ROOT, 'dist/test/bench');
+const DIST = join(ROOT, 'dist/test/bench');
 const AUTOCANNON = join(ROOT, 'node_modules/autocannon/autocannon.js');
 const PORTKEY = join(ROOT, 'node_modules/@portkey-ai/gateway/build/start-server.js');
+const SIDECAR = join(ROOT, 'dist/sidecar/main.js');
+const NODE = process.execPath;
+/** vite-node (vitest's runner) runs propagation.ts from source, as vitest runs the tests (see propagation.ts). */
+const VITE_NODE = join(ROOT, 'node_modules/vite-node/vite-node.mjs');
 
-const CHAT_BODY = JSON.stringify({ model: 'MODEL', messages: [{ role: 'user', content: 'hello from the bench' }], max_tokens: 16 });
 const chatBody = (model: string, stream = false) =>
   JSON.stringify({ model, messages: [{ role: 'user', content: 'hello from the bench' }], max_tokens: 16, ...(stream ? { stream: true } : {}) });
-void CHAT_BODY;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const log = (...a: unknown[]) => console.error('[bench]', ...a);
+// ------------------------------------------------------------------ the processes under test
+async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawnTracked(NODE, [join(DIST, 'upstream.js')]);
+  const m = await waitForStdout(child, /\{"port":(\d+)\}/, 10_000, 'upstream');
+  return { port: Number(m[1]), child };
+}
 
-// ---------------------------------------------------------------- /proc helpers
-function rssKb(pid: number): { rss: number; hwm: number } {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const get = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
-    return { rss: get('VmRSS'), hwm: get('VmHWM') };
-  } catch {
-    return { rss: NaN, hwm: NaN };
-  }
+async function upstreamCount(port: number): Promise<{ count: number; byPrefix: Record<string, number> }> {
+  const r = await fetch(`http://127.0.0.1:${port}/__count`, { signal: AbortSignal.timeout(5000) });
+  return (await r.json()) as { count: number; byPrefix: Record<string, number> };
 }
-const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
-function cpuUs(pid: number): number {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * TICK_US; // utime, stime (fields 14, 15)
-  } catch {
-    return NaN;
-  }
+
+function nginxBin(): string | undefined {
+  return ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx', '/usr/local/bin/nginx'].find((p) => existsSync(p));
 }
-function childPids(pid: number): number[] {
+
+async function startNginx(upPort: number): Promise<{ port: number; child: ChildProcess; version: string }> {
+  const bin = nginxBin();
+  if (!bin) throw new Error('nginx is not installed (test/bench/install-tools.sh installs it)');
+  const dir = mkdtempSync(join(tmpdir(), 'paygo-bench-nginx-'));
+  const port = await freePort();
+  const conf = readFileSync(join(HERE, 'nginx.conf.tmpl'), 'utf8').replaceAll('{{DIR}}', dir).replaceAll('{{PORT}}', String(port)).replaceAll('{{UPSTREAM_PORT}}', String(upPort));
+  writeFileSync(join(dir, 'nginx.conf'), conf);
+  const child = spawnTracked(bin, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')]);
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  await waitHttp(`http://127.0.0.1:${port}/__count`, 10_000).catch((e: Error) => {
+    throw new Error(`${e.message}; nginx: ${err}`);
+  });
+  const v = await run(bin, ['-v'], 5000);
+  return { port, child, version: (v.stderr.trim().split('/')[1] ?? '?').trim() };
+}
+
+async function startPortkey(upPort: number): Promise<{ port: number; child: ChildProcess; headers: Record<string, string>; version: string }> {
+  if (!existsSync(PORTKEY)) throw new Error('@portkey-ai/gateway is not installed (npm ci)');
+  const port = await freePort();
+  const child = spawnTracked(NODE, [PORTKEY, `--port=${port}`, '--headless'], { env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' } });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
+  child.stdout!.resume();
+  await waitHttp(`http://127.0.0.1:${port}/`, 20_000).catch((e: Error) => {
+    throw new Error(`${e.message}; portkey: ${err}`);
+  });
+  const version = (JSON.parse(readFileSync(join(ROOT, 'node_modules/@portkey-ai/gateway/package.json'), 'utf8')) as { version: string }).version;
+  // Portkey's OpenAI provider with a custom host: the same upstream, the same OpenAI wire.
+  const headers = { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `http://127.0.0.1:${upPort}/v1`, authorization: 'Bearer sk-bench' };
+  return { port, child, headers, version };
+}
+
+async function startNodeProxy(upPort: number): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawnTracked(NODE, [join(DIST, 'node-proxy.js'), String(upPort)]);
+  const m = await waitForStdout(child, /\{"port":(\d+)\}/, 10_000, 'node-proxy');
+  return { port: Number(m[1]), child };
+}
+
+/** Node flags of the sidecar image's ENTRYPOINT (sidecar/Dockerfile), so the bench runs what ships. */
+function imageNodeFlags(): string[] {
+  if (process.env.BENCH_SIDECAR_NODE_FLAGS !== undefined) return process.env.BENCH_SIDECAR_NODE_FLAGS.split(/\s+/).filter(Boolean);
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(join(ROOT, 'sidecar/Dockerfile'), 'utf8'));
+    const argv = m ? (JSON.parse(m[1]!) as string[]) : [];
+    return argv.slice(1).filter((a) => a.startsWith('--'));
   } catch {
     return [];
   }
 }
 
-// ---------------------------------------------------------------- processes
-const children: ChildProcess[] = [];
-function spawnTracked(cmd: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const c = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(c);
-  return c;
-}
-async function stopChild(c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return;
-  const done = new Promise((r) => c.once('exit', r));
-  c.kill('SIGTERM');
-  const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-  await done;
-  clearTimeout(t);
-}
-async function waitHttp(url: string, init: RequestInit = {}, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const r = await fetch(url, init);
-      await r.arrayBuffer();
-      return;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`${url} not answering after ${timeoutMs} ms`);
-      await sleep(100);
-    }
-  }
-}
-
-async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
-  const child = spawnTracked(process.execPath, [join(DIST_HERE, 'upstream.js')]);
-  const port = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    const t = setTimeout(() => reject(new Error('upstream did not start')), 10_000);
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      const m = /\{"port":(\d+)\}/.exec(buf);
-      if (m) {
-        clearTimeout(t);
-        resolve(Number(m[1]));
-      }
-    });
-  });
-  return { port, child };
+function sidecarConfig(upPort: number): string {
+  const up = `http://127.0.0.1:${upPort}`;
+  const secret = `credentials: { secretRef: { name: bench, key: api-key } }`;
+  return `apiVersion: v1
+kind: Secret
+metadata: { name: bench }
+stringData: { api-key: sk-bench }
+---
+# The main route: one OpenAI-compatible target, priced from the catalog (gpt-4o-mini).
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: bench }
+spec:
+  model: bench
+  targets:
+    - { name: up, provider: openai-compatible, model: gpt-4o-mini, baseURL: ${up}/v1, ${secret} }
+---
+# Translation cost: OpenAI wire in, Anthropic Messages API out and back.
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: bench-anthropic }
+spec:
+  model: bench-anthropic
+  targets:
+    - { name: claude, provider: anthropic, model: claude-3-5-haiku-latest, baseURL: ${up}, ${secret} }
+---
+# Failover cost: the first of three targets answers 500 (${FLAKY_EVERY - 1} of every ${FLAKY_EVERY} requests, so its
+# circuit breaker never opens and every request really tries it first); one attempt per target, no backoff.
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: bench-failover }
+spec:
+  model: bench-failover
+  strategy: fallback
+  targets:
+    - { name: first, provider: openai-compatible, model: gpt-4o-mini, baseURL: ${up}/flaky/v1, ${secret} }
+    - { name: second, provider: openai-compatible, model: gpt-4o-mini, baseURL: ${up}/v1, ${secret} }
+    - { name: third, provider: openai-compatible, model: gpt-4o-mini, baseURL: ${up}/v1, ${secret} }
+  retry: { attempts: 1 }
+  circuitBreaker: { consecutiveFailures: 1000, cooldownMs: 1000 }
+`;
 }
 
-function nginxBin(): string | null {
-  for (const p of ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx']) if (existsSync(p)) return p;
-  return null;
-}
-async function startNginx(upPort: number): Promise<{ port: number; child: ChildProcess; dir: string }> {
-  const bin = nginxBin();
-  if (!bin) throw new Error('nginx not installed (run test/bench/install-tools.sh)');
-  const dir = mkdtempSync(join(tmpdir(), 'paygo-bench-nginx-'));
-  const port = await freePort();
-  // worker_processes 1: same core budget as the single-threaded sidecar.
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    `daemon off;
-master_process on;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-`,
-  );
-  const child = spawnTracked(bin, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')]);
-  await waitHttp(`http://127.0.0.1:${port}/__count`);
-  return { port, child, dir };
-}
-
-async function startPortkey(): Promise<{ port: number; child: ChildProcess }> {
-  if (!existsSync(PORTKEY)) throw new Error('@portkey-ai/gateway not installed');
-  const port = await freePort();
-  const child = spawnTracked(process.execPath, [PORTKEY, `--port=${port}`, '--headless'], { NODE_ENV: 'production' });
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-2000)));
-  child.stdout!.resume();
-  try {
-    await waitHttp(`http://127.0.0.1:${port}/`, {}, 20_000);
-  } catch (e) {
-    throw new Error(`${(e as Error).message}; stderr: ${err}`);
-  }
-  return { port, child };
-}
-
-interface SidecarProcess {
+interface Sidecar {
   url: string;
   metricsUrl: string;
   child: ChildProcess;
   logPath: string;
-  stop(): Promise<void>;
+  flags: string[];
 }
-/**
- * Starts the built sidecar (dist/sidecar/main.js) like test/support/sidecar-process.ts does, but
- * from dist/ and with stdout (pino logs, usage records) going to a file, as in a pod.
- */
-async function startSidecarBench(configYaml: string): Promise<SidecarProcess> {
+/** The built sidecar as a pod runs it: default log level (usage lines on stdout, here a file), metrics on. */
+async function startSidecar(upPort: number): Promise<Sidecar> {
   const dir = mkdtempSync(join(tmpdir(), 'paygo-bench-sidecar-'));
-  const configPath = join(dir, 'config.yaml');
-  writeFileSync(configPath, configYaml);
+  writeFileSync(join(dir, 'config.yaml'), sidecarConfig(upPort));
   const port = await freePort();
   const metricsPort = await freePort();
-  const logPath = join(dir, 'sidecar.log');
+  const logPath = join(dir, 'stdout.log');
   const fd = openSync(logPath, 'w');
-  const child = spawn(
-    process.execPath,
-    [join(ROOT, 'dist/sidecar/main.js'), '--config', configPath, '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'), '--log-level', 'info'],
+  const flags = imageNodeFlags();
+  const child = spawnTracked(
+    NODE,
+    [...flags, SIDECAR, '--config', join(dir, 'config.yaml'), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state')],
     { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'] },
   );
   closeSync(fd);
-  children.push(child);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode}: ${stderr} ${readFileSync(logPath, 'utf8').slice(-2000)}`);
-    try {
-      const r = await fetch(`${url}/readyz`);
-      await r.arrayBuffer();
-      if (r.ok) break;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) throw new Error(`sidecar not ready after 15 s: ${stderr}`);
+    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode}: ${err} ${readFileSync(logPath, 'utf8').slice(-2000)}`);
+    const ok = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`sidecar not ready after 20 s: ${err}`);
     await sleep(50);
   }
-  return { url, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, child, logPath, stop: () => stopChild(child) };
+  return { url, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, child, logPath, flags };
 }
 
-function sidecarConfig(upPort: number): string {
-  const up = `http://127.0.0.1:${upPort}`;
-  const target = (name: string, provider: string, model: string, baseURL: string, secret: string) =>
-    `    - name: ${name}
-      provider: ${provider}
-      model: ${model}
-      baseURL: ${baseURL}
-      credentials: { secretRef: { name: ${secret}, key: api-key } }
-      pricing: { input: "0.15", output: "0.60" }`;
-  const route = (name: string, targets: string[], extra = '') => `apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: ${name} }
-spec:
-  model: ${name}
-  strategy: fallback
-  targets:
-${targets.join('\n')}
-  retry: { attempts: 1, initialBackoffMs: 1, maxBackoffMs: 1 }
-${extra}`;
-  return [
-    `apiVersion: v1
-kind: Secret
-metadata: { name: bench }
-stringData: { api-key: sk-bench }
-`,
-    route('bench', [target('up', 'openai-compatible', 'gpt-4o-mini', `${up}/v1`, 'bench')]),
-    route('bench-anthropic', [target('claude', 'anthropic', 'claude-3-5-haiku-latest', `${up}/v1`, 'bench')]),
-    route(
-      'bench-failover',
-      [
-        target('broken', 'openai-compatible', 'gpt-4o-mini', `${up}/fail/v1`, 'bench'),
-        target('second', 'openai-compatible', 'gpt-4o-mini', `${up}/v1`, 'bench'),
-        target('third', 'openai-compatible', 'gpt-4o-mini', `${up}/v1`, 'bench'),
-      ],
-      '  circuitBreaker: { consecutiveFailures: 1000, cooldownMs: 1 }\n',
-    ),
-  ].join('---\n');
-}
-
-// ---------------------------------------------------------------- load generators
-interface Load {
+// ------------------------------------------------------------------ load generators
+interface C32 {
   rps: number;
+  requests: number;
   p50Ms: number;
   p99Ms: number;
-  requests: number;
   non2xx: number;
   errors: number;
 }
-/** autocannon in its own process, bounded by -d and a hard timeout. */
-async function autocannon(url: string, body: string, headers: Record<string, string>, connections: number, durationS = DURATION_S): Promise<Load> {
-  const args = [AUTOCANNON, '-c', String(connections), '-d', String(durationS), '-m', 'POST', '-b', body, '-j'];
-  for (const [k, v] of Object.entries({ 'content-type': 'application/json', ...headers })) args.push('-H', `${k}=${v}`);
+/** autocannon in its own process, c=32 keep-alive connections for durationS (hard-bounded). */
+async function autocannon(url: string, body: string, headers: Record<string, string>, durationS: number, connections = 32): Promise<C32> {
+  const args = [AUTOCANNON, '-c', String(connections), '-d', String(durationS), '-m', 'POST', '-b', body, '-j', '-H', 'content-type=application/json'];
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}=${v}`);
   args.push(url);
-  const child = spawnTracked(process.execPath, args);
-  let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.resume();
-  const t = setTimeout(() => child.kill('SIGKILL'), durationS * 1000 + PHASE_TIMEOUT_MS);
-  await new Promise((r) => child.once('exit', r));
-  clearTimeout(t);
-  const j = JSON.parse(out) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number; '2xx': number };
-  return { rps: j.requests.average, p50Ms: j.latency.p50, p99Ms: j.latency.p99, requests: j.requests.total, non2xx: j.non2xx, errors: j.errors };
+  const r = await run(NODE, args, durationS * 1000 + 30_000);
+  if (r.code !== 0) throw new Error(`autocannon failed (${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.slice(-500)}`);
+  const j = JSON.parse(r.stdout) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+  return { rps: j.requests.average, requests: j.requests.total, p50Ms: j.latency.p50, p99Ms: j.latency.p99, non2xx: j.non2xx, errors: j.errors };
 }
 
-function pct(sorted: number[], p: number): number {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+async function hrtime(url: string, body: string, headers: Record<string, string>, n: number): Promise<HrtimeResult> {
+  const arg = JSON.stringify({ url, body, headers, n, warmup: Math.min(200, Math.ceil(n / 10)), timeMs: C1_TIME_MS });
+  const r = await run(NODE, [join(DIST, 'hrtime-client.js'), arg], C1_TIME_MS + 20_000);
+  if (r.code !== 0) throw new Error(`hrtime-client failed (${r.code}): ${r.stderr.slice(-500)}`);
+  return JSON.parse(r.stdout) as HrtimeResult;
 }
 
-/** Sequential keep-alive client measuring each request with hrtime (µs). */
-async function hrtimeClient(
-  url: string,
-  body: string,
-  headers: Record<string, string>,
-  n: number,
-): Promise<{ p50Us: number; p99Us: number; ttfbP50Us: number; ttfbP99Us: number; n: number; failures: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const u = new URL(url);
-  const total: number[] = [];
-  const ttfb: number[] = [];
-  let failures = 0;
-  const deadline = Date.now() + PHASE_TIMEOUT_MS;
-  const buf = Buffer.from(body);
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const t0 = process.hrtime.bigint();
-      let first = 0n;
-      const req = httpRequest(
-        { agent, host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': buf.length, ...headers } },
-        (res) => {
-          res.on('data', () => {
-            if (first === 0n) first = process.hrtime.bigint();
-          });
-          res.on('end', () => {
-            const t1 = process.hrtime.bigint();
-            if (res.statusCode === 200) {
-              total.push(Number(t1 - t0) / 1000);
-              ttfb.push(Number((first || t1) - t0) / 1000);
-            } else failures++;
-            resolve();
-          });
-        },
-      );
-      req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-      req.on('error', () => {
-        failures++;
-        resolve();
-      });
-      req.end(buf);
-    });
-  for (let i = 0; i < Math.min(50, n); i++) await one(); // warm-up
-  total.length = 0;
-  ttfb.length = 0;
-  for (let i = 0; i < n && Date.now() < deadline; i++) await one();
-  agent.destroy();
-  total.sort((a, b) => a - b);
-  ttfb.sort((a, b) => a - b);
-  return { p50Us: pct(total, 50), p99Us: pct(total, 99), ttfbP50Us: pct(ttfb, 50), ttfbP99Us: pct(ttfb, 99), n: total.length, failures };
-}
-
-// ---------------------------------------------------------------- main
+// ------------------------------------------------------------------ measurement
 interface Target {
   name: string;
+  /** What it is, for the table. */
+  what: string;
   url: string;
   model: string;
   headers: Record<string, string>;
-  pids: () => number[];
+  /** Processes whose CPU time is the cost of this target (the proxy; the upstream itself for direct). */
+  pids(): number[];
+  /** Upstream requests expected per client request. */
+  expectedHits: number;
 }
-interface RoundResult {
+interface Sample {
   round: number;
-  c32: Load;
-  c1: Awaited<ReturnType<typeof hrtimeClient>>;
-  stream: Awaited<ReturnType<typeof hrtimeClient>>;
+  c32: C32;
   cpuUsPerReq: number;
-  upstreamHits: number;
+  upstreamHitsPerReq: number;
+  c1: HrtimeResult;
+  stream: HrtimeResult;
 }
 
-async function upstreamCount(port: number): Promise<number> {
-  const r = await fetch(`http://127.0.0.1:${port}/__count`);
-  return ((await r.json()) as { count: number }).count;
-}
-
-async function measure(t: Target, upPort: number, round: number, sidecar?: SidecarProcess): Promise<RoundResult> {
+async function measure(t: Target, upPort: number, round: number): Promise<Sample> {
   const url = `${t.url}/v1/chat/completions`;
-  const body = chatBody(t.model);
-  const before = await upstreamCount(upPort);
+  const before = (await upstreamCount(upPort)).count;
   const pids = t.pids();
   const cpu0 = pids.reduce((s, p) => s + cpuUs(p), 0);
-  const c32 = await autocannon(url, body, t.headers, 32);
+  const c32 = await autocannon(url, chatBody(t.model), t.headers, DURATION_S);
   const cpu1 = pids.reduce((s, p) => s + cpuUs(p), 0);
-  const upstreamHits = (await upstreamCount(upPort)) - before;
-  const c1 = await hrtimeClient(url, body, t.headers, C1_REQUESTS);
-  const stream = await hrtimeClient(url, chatBody(t.model, true), t.headers, STREAM_REQUESTS);
-  const r: RoundResult = { round, c32, c1, stream, cpuUsPerReq: c32.requests ? (cpu1 - cpu0) / c32.requests : NaN, upstreamHits };
+  const hits = (await upstreamCount(upPort)).count - before;
+  const c1 = await hrtime(url, chatBody(t.model), t.headers, C1_N);
+  const stream = await hrtime(url, chatBody(t.model, true), t.headers, STREAM_N);
+  const s: Sample = { round, c32, cpuUsPerReq: c32.requests ? (cpu1 - cpu0) / c32.requests : NaN, upstreamHitsPerReq: c32.requests ? hits / c32.requests : NaN, c1, stream };
   log(
-    `${t.name} r${round}: ${c32.rps.toFixed(0)} rps@32 (non2xx ${c32.non2xx}, err ${c32.errors}, upstream hits ${upstreamHits}/${c32.requests}), c1 p50 ${c1.p50Us.toFixed(0)}µs p99 ${c1.p99Us.toFixed(0)}µs, stream ttfb ${stream.ttfbP50Us.toFixed(0)}µs total ${stream.p50Us.toFixed(0)}µs, cpu ${r.cpuUsPerReq.toFixed(0)}µs/req`,
+    `${t.name.padEnd(16)} r${round}: ${c32.rps.toFixed(0).padStart(6)} rps@32 (p50 ${c32.p50Ms} ms, non-2xx ${c32.non2xx + c32.errors}, upstream hits/req ${s.upstreamHitsPerReq.toFixed(2)}, cpu ${s.cpuUsPerReq.toFixed(0)} µs/req)` +
+      ` | c=1 p50 ${c1.totalUs.p50} p99 ${c1.totalUs.p99} µs (n ${c1.n}) | stream ttfb ${stream.ttfbUs.p50} total ${stream.totalUs.p50} µs (n ${stream.n}, failed ${stream.failures})`,
   );
-  return r;
+  return s;
 }
 
-const median = (xs: number[]) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (!s.length) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+interface Summary {
+  what: string;
+  rounds: number;
+  rps32: number;
+  p50c32Ms: number;
+  p99c32Ms: number;
+  p50c1Us: number;
+  p99c1Us: number;
+  addedP50c1Us: number;
+  addedP99c1Us: number;
+  streamTtfbP50Us: number;
+  streamTtfbP99Us: number;
+  streamTotalP50Us: number;
+  streamTotalP99Us: number;
+  addedStreamTtfbP50Us: number;
+  cpuUsPerReq: number;
+  upstreamHitsPerReq: number;
+  failures: number;
+  streamSamples: number;
+}
 
+function summarise(t: Target, samples: Sample[], direct: Sample[]): Summary {
+  const d = new Map(direct.map((s) => [s.round, s]));
+  // Added latency: paired with direct in the same round, then the median over rounds.
+  const added = (f: (s: Sample) => number) => median(samples.map((s) => (d.has(s.round) ? f(s) - f(d.get(s.round)!) : NaN)));
+  const round1 = (x: number) => Math.round(x * 10) / 10;
+  return {
+    what: t.what,
+    rounds: samples.length,
+    rps32: Math.round(median(samples.map((s) => s.c32.rps))),
+    p50c32Ms: median(samples.map((s) => s.c32.p50Ms)),
+    p99c32Ms: median(samples.map((s) => s.c32.p99Ms)),
+    p50c1Us: round1(median(samples.map((s) => s.c1.totalUs.p50))),
+    p99c1Us: round1(median(samples.map((s) => s.c1.totalUs.p99))),
+    addedP50c1Us: round1(added((s) => s.c1.totalUs.p50)),
+    addedP99c1Us: round1(added((s) => s.c1.totalUs.p99)),
+    streamTtfbP50Us: round1(median(samples.map((s) => (s.stream.n ? s.stream.ttfbUs.p50 : NaN)))),
+    streamTtfbP99Us: round1(median(samples.map((s) => (s.stream.n ? s.stream.ttfbUs.p99 : NaN)))),
+    streamTotalP50Us: round1(median(samples.map((s) => (s.stream.n ? s.stream.totalUs.p50 : NaN)))),
+    streamTotalP99Us: round1(median(samples.map((s) => (s.stream.n ? s.stream.totalUs.p99 : NaN)))),
+    addedStreamTtfbP50Us: round1(added((s) => (s.stream.n ? s.stream.ttfbUs.p50 : NaN))),
+    cpuUsPerReq: Math.round(median(samples.map((s) => s.cpuUsPerReq))),
+    upstreamHitsPerReq: Math.round(median(samples.map((s) => s.upstreamHitsPerReq)) * 100) / 100,
+    failures: samples.reduce((n, s) => n + s.c32.non2xx + s.c32.errors + s.c1.failures + s.stream.failures, 0),
+    streamSamples: samples.reduce((n, s) => n + s.stream.n, 0),
+  };
+}
+
+/** A probe request (stream and not): 200, a body from our upstream, and the upstream counted it. */
+async function probe(t: Target, upPort: number): Promise<{ headers: Record<string, string> }> {
+  const before = (await upstreamCount(upPort)).count;
+  const url = `${t.url}/v1/chat/completions`;
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: chatBody(t.model), signal: AbortSignal.timeout(10_000) });
+  const text = await r.text();
+  const s = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: chatBody(t.model, true), signal: AbortSignal.timeout(10_000) });
+  const stext = await s.text();
+  const hits = (await upstreamCount(upPort)).count - before;
+  const problems: string[] = [];
+  if (r.status !== 200 || !text.includes('echo: hello from the bench')) problems.push(`non-stream: ${r.status} ${text.slice(0, 200)}`);
+  if (s.status !== 200 || !stext.includes('bench') || !stext.includes('[DONE]')) problems.push(`stream: ${s.status} ${stext.slice(0, 200)}`);
+  if (hits < 2) problems.push(`the upstream saw ${hits} of 2 requests`);
+  if (problems.length) throw new Error(`${t.name} probe failed: ${problems.join('; ')}`);
+  return { headers: Object.fromEntries([...r.headers].filter(([k]) => k.startsWith('x-paygo') || k.startsWith('x-portkey'))) };
+}
+
+// ------------------------------------------------------------------ report
+interface Check {
+  target: string;
+  value: string;
+  met: boolean | null;
+}
+const fmt = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(digits));
+const sign = (n: number) => (Number.isFinite(n) ? (n >= 0 ? `+${fmt(n)}` : fmt(n)) : 'n/a');
+
+function markdown(results: Record<string, any>): string {
+  const s = results.summary as Record<string, Summary>;
+  const m = results.machine;
+  const sc = results.sidecar;
+  const rows = Object.entries(s).map(
+    ([k, v]) =>
+      `| ${k} | ${fmt(v.rps32)} | ${fmt(v.p50c1Us)} / ${fmt(v.p99c1Us)} | ${k === 'direct' ? '—' : `${sign(v.addedP50c1Us)} / ${sign(v.addedP99c1Us)}`} | ${fmt(v.p50c32Ms)} / ${fmt(v.p99c32Ms)} | ${fmt(v.streamTtfbP50Us)} / ${fmt(v.streamTotalP50Us)} | ${fmt(v.cpuUsPerReq)} | ${fmt(v.upstreamHitsPerReq, 2)} |`,
+  );
+  const p = results.propagation;
+  const lines = [
+    `Machine: ${m.cpus} cores (${m.cpuModel}), ${m.memGb} GB, Linux, Node ${m.node}, nginx ${m.nginx}, Portkey gateway ${m.portkey}; everything on 127.0.0.1 on the same ${m.cpus} cores. Load average ${m.loadBefore.join(' ')} before, ${m.loadAfter.join(' ')} after. ${results.settings.rounds} interleaved rounds, medians shown; c=32: autocannon, ${results.settings.durationS} s per target and round; c=1: hrtime client, ${results.settings.c1Requests} requests (${results.settings.streamRequests} for streams) after a warm-up. Sidecar node flags: ${sc.nodeFlags.length ? sc.nodeFlags.join(' ') : '(none, as the image runs it)'}.`,
+    '',
+    '| target | RPS @32 | p50 / p99 @1 (µs) | added p50 / p99 @1 vs direct (µs) | p50 / p99 @32 (ms, 1 ms resolution) | stream TTFB / total p50 @1 (µs) | CPU µs/req | upstream req/req |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    `paygo sidecar RSS: idle ${fmt(mb(sc.idle.rss), 1)} MB (private ${fmt(mb(sc.idle.anon), 1)} MB), peak ${fmt(mb(sc.peak.hwm), 1)} MB (private ${fmt(mb(sc.peak.anon), 1)} MB; the rest is mapped files, mostly the node binary). The bare Node.js proxy: idle ${fmt(mb(results.nodeProxy.idle.rss), 1)} MB, peak ${fmt(mb(results.nodeProxy.peak.hwm), 1)} MB.`,
+    s['node-proxy'] && s.nginx ? `Floor: the bare Node.js proxy reaches ${fmt((100 * s['node-proxy'].rps32) / s.nginx.rps32)}% of nginx's RPS and adds ${sign(s['node-proxy'].addedP50c1Us)} µs at p50 (c=1); paygo spends ${fmt(s.paygo ? s.paygo.cpuUsPerReq / s['node-proxy'].cpuUsPerReq : NaN, 1)}× its CPU per request.` : '',
+    p?.measured
+      ? `Config propagation (${p.clients} sidecar streams, ${p.changes} ModelRoute changes by \`kubectl apply\`): ACK latency p50 ${fmt(p.ackMs.p50)} ms, p99 ${fmt(p.ackMs.p99)} ms, all ACKed after ${fmt(p.allAckedMs.p50)} ms (median change; worst ${fmt(p.allAckedMs.max)} ms). Operator RSS: ${fmt(mb(p.operatorRss.idle.rss), 1)} MB idle with the streams, ${fmt(mb(p.operatorRss.with1000Routes.rss), 1)} MB with 1,000 ModelRoutes (peak ${fmt(mb(p.operatorRss.with1000Routes.hwm), 1)} MB).`
+      : `Config propagation: not measured (${p?.reason ?? 'skipped'}).`,
+    '',
+    '| target (issue) | measured | |',
+    '|---|---|---|',
+    ...(results.checks as Check[]).map((c) => `| ${c.target} | ${c.value} | ${c.met === null ? 'not measured' : c.met ? 'met' : 'not met'} |`),
+    '',
+    'Per round (RPS @32; c=1 p50 µs), to show the noise:',
+    '',
+    '| target | RPS @32 per round | c=1 p50 per round |',
+    '|---|---|---|',
+    ...Object.entries(results.rounds as Record<string, Sample[]>).map(([k, rs]) => `| ${k} | ${rs.map((r) => fmt(r.c32.rps)).join(' / ')} | ${rs.map((r) => fmt(r.c1.totalUs.p50)).join(' / ')} |`),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+// ------------------------------------------------------------------ main
 async function main(): Promise<void> {
   const started = Date.now();
-  const results: Record<string, unknown> = {
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGb: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, nginx: nginxBin() ? 'installed' : 'missing', loadAvgAtStart: loadavg() },
-    settings: { durationS: DURATION_S, rounds: ROUNDS, c1Requests: C1_REQUESTS, streamRequests: STREAM_REQUESTS },
-  };
+  const loadBefore = loadavg().map((x) => +x.toFixed(2));
   const notMeasured: Record<string, string> = {};
-  let sidecar: SidecarProcess | undefined;
+  const up = await startUpstream();
+  log(`upstream on :${up.port}`);
+  const targets: Target[] = [
+    { name: 'direct', what: 'the fake upstream itself (the floor)', url: `http://127.0.0.1:${up.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [up.child.pid!], expectedHits: 1 },
+  ];
+  let nginxVersion = 'missing';
   try {
-    const up = await startUpstream();
-    log('upstream on', up.port);
-    const targets: Target[] = [{ name: 'direct', url: `http://127.0.0.1:${up.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [up.child.pid!] }];
-    try {
-      const ng = await startNginx(up.port);
-      targets.push({ name: 'nginx', url: `http://127.0.0.1:${ng.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [ng.child.pid!, ...childPids(ng.child.pid!)] });
-    } catch (e) {
-      notMeasured.nginx = (e as Error).message;
-    }
-    try {
-      const pk = await startPortkey();
-      const headers = { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `http://127.0.0.1:${up.port}/v1`, authorization: 'Bearer sk-bench' };
-      // Verify requests really reach the upstream.
-      const before = await upstreamCount(up.port);
-      const r = await fetch(`http://127.0.0.1:${pk.port}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: chatBody('gpt-4o-mini') });
-      const text = await r.text();
-      const hits = (await upstreamCount(up.port)) - before;
-      if (r.status !== 200 || hits !== 1) throw new Error(`portkey probe: status ${r.status}, upstream hits ${hits}: ${text.slice(0, 300)}`);
-      targets.push({ name: 'portkey', url: `http://127.0.0.1:${pk.port}`, model: 'gpt-4o-mini', headers, pids: () => [pk.child.pid!] });
-    } catch (e) {
-      notMeasured.portkey = (e as Error).message;
-    }
-    sidecar = await startSidecarBench(sidecarConfig(up.port));
-    const sc = sidecar;
-    await sleep(1000);
-    const idle = rssKb(sc.child.pid!);
-    const probe = await fetch(`${sc.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody('bench') });
-    const probeHeaders = Object.fromEntries([...probe.headers].filter(([k]) => k.startsWith('x-paygo')));
-    if (probe.status !== 200) throw new Error(`paygo probe: ${probe.status} ${await probe.text()}`);
-    await probe.text();
-    targets.push({ name: 'paygo', url: sc.url, model: 'bench', headers: {}, pids: () => [sc.child.pid!] });
-
-    // Warm-up (JIT, connection pools) for every target, not measured.
-    for (const t of targets) await autocannon(`${t.url}/v1/chat/completions`, chatBody(t.model), t.headers, 32, 2);
-    for (const m of ['bench-anthropic', 'bench-failover']) await autocannon(`${sc.url}/v1/chat/completions`, chatBody(m), {}, 32, 2);
-    const rounds: Record<string, RoundResult[]> = {};
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const t of targets) (rounds[t.name] ??= []).push(await measure(t, up.port, round, t.name === 'paygo' ? sc : undefined));
-    }
-    const extra: Record<string, RoundResult> = {};
-    extra['paygo-anthropic'] = await measure({ name: 'paygo-anthropic', url: sc.url, model: 'bench-anthropic', headers: {}, pids: () => [sc.child.pid!] }, up.port, 1, sc);
-    extra['paygo-failover'] = await measure({ name: 'paygo-failover', url: sc.url, model: 'bench-failover', headers: {}, pids: () => [sc.child.pid!] }, up.port, 1, sc);
-    const peak = rssKb(sc.child.pid!);
-    const metrics = await (await fetch(sc.metricsUrl)).text();
-    const metricLines = metrics.split('\n').filter((l) => /^paygo_requests_total|^paygo_.*cost/.test(l)).slice(0, 10);
-
-    // Summaries (median over rounds).
-    const summary: Record<string, Record<string, number>> = {};
-    const sum = (rs: RoundResult[]) => ({
-      rps32: median(rs.map((r) => r.c32.rps)),
-      p50c32Ms: median(rs.map((r) => r.c32.p50Ms)),
-      p99c32Ms: median(rs.map((r) => r.c32.p99Ms)),
-      upstreamHitsPerReq: median(rs.map((r) => r.upstreamHits / r.c32.requests)),
-      streamOk: rs.reduce((n, r) => n + r.stream.n, 0),
-      p50c1Us: median(rs.map((r) => r.c1.p50Us)),
-      p99c1Us: median(rs.map((r) => r.c1.p99Us)),
-      streamTtfbP50Us: median(rs.map((r) => r.stream.ttfbP50Us)),
-      streamTtfbP99Us: median(rs.map((r) => r.stream.ttfbP99Us)),
-      streamTotalP50Us: median(rs.map((r) => r.stream.p50Us)),
-      streamTotalP99Us: median(rs.map((r) => r.stream.p99Us)),
-      cpuUsPerReq: median(rs.map((r) => r.cpuUsPerReq)),
-      non2xx: rs.reduce((s, r) => s + r.c32.non2xx + r.c32.errors + r.c1.failures + r.stream.failures, 0),
-    });
-    for (const [k, rs] of Object.entries(rounds)) summary[k] = sum(rs);
-    for (const [k, rs] of Object.entries(rounds))
-      if (rs.every((r) => r.stream.n === 0)) {
-        const t = targets.find((x) => x.name === k)!;
-        const r = await fetch(`${t.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: chatBody(t.model, true) }).catch((e: Error) => e);
-        const why = r instanceof Error ? r.message : `HTTP ${r.status} ${(await r.text()).slice(0, 200)}`;
-        notMeasured[`${k}-stream`] = `every stream request failed (${rs.reduce((n, x) => n + x.stream.failures, 0)} failures; probe: ${why})`;
-      }
-    for (const [k, r] of Object.entries(extra)) summary[k] = sum([r]);
-    const d = summary.direct!;
-    for (const s of Object.values(summary)) {
-      s.addedP50c1Us = s.p50c1Us! - d.p50c1Us!;
-      s.addedP99c1Us = s.p99c1Us! - d.p99c1Us!;
-      s.addedTtfbP50Us = s.streamTtfbP50Us! - d.streamTtfbP50Us!;
-    }
-    const p = summary.paygo!;
-    const fmt = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(digits));
-    const targetsMet: Array<{ target: string; value: string; met: boolean | null }> = [];
-    const check = (target: string, value: string, met: boolean | null) => targetsMet.push({ target, value, met });
-    check('paygo RPS ≥ 40% of nginx', summary.nginx ? `${fmt((100 * p.rps32!) / summary.nginx.rps32!)}%` : `not measured: ${notMeasured.nginx}`, summary.nginx ? p.rps32! >= 0.4 * summary.nginx.rps32! : null);
-    check('paygo RPS ≥ 10× Portkey', summary.portkey ? `${fmt(p.rps32! / summary.portkey.rps32!, 1)}×` : `not measured: ${notMeasured.portkey}`, summary.portkey ? p.rps32! >= 10 * summary.portkey.rps32! : null);
-    check('added p50 ≤ 300 µs at c=1', `${fmt(p.addedP50c1Us)} µs`, p.addedP50c1Us! <= 300);
-    check('added p99 ≤ 1 ms at c=1', `${fmt(p.addedP99c1Us)} µs`, p.addedP99c1Us! <= 1000);
-    check('stream TTFB ≤ direct + 0.5 ms', `+${fmt(p.addedTtfbP50Us)} µs (p50)`, p.addedTtfbP50Us! <= 500);
-    check('sidecar peak RSS ≤ 70 MB', `${fmt(peak.hwm / 1024, 1)} MB`, peak.hwm / 1024 <= 70);
-    check('propagation p99 ≤ 1 s', 'not measured: no time in this change (needs the kube-apiserver cluster env)', null);
-
-    Object.assign(results, {
-      summary,
-      rounds,
-      extra,
-      sidecar: { rssIdleMb: +(idle.rss / 1024).toFixed(1), rssPeakMb: +(peak.hwm / 1024).toFixed(1), probeHeaders, metricSample: metricLines },
-      targets: targetsMet,
-      notMeasured,
-      propagation: { measured: false, reason: 'not measured in this change' },
-      operatorRss1000Routes: { measured: false, reason: 'not measured in this change' },
-      loadAvgAtEnd: loadavg(),
-      elapsedS: Math.round((Date.now() - started) / 1000),
-      at: new Date().toISOString(),
-    });
-
-    const rows = Object.entries(summary).map(
-      ([k, s]) =>
-        `| ${k} | ${fmt(s.rps32)} | ${fmt(s.p50c1Us)} / ${fmt(s.p99c1Us)} | ${fmt(s.p50c32Ms)} / ${fmt(s.p99c32Ms)} | ${k === 'direct' ? '—' : `${fmt(s.addedP50c1Us)} / ${fmt(s.addedP99c1Us)}`} | ${fmt(s.streamTtfbP50Us)} / ${fmt(s.streamTotalP50Us)} | ${fmt(s.cpuUsPerReq)} | ${fmt(s.upstreamHitsPerReq, 2)} |`,
-    );
-    const perRound = Object.entries(rounds).map(([k, rs]) => `| ${k} | ${rs.map((r) => fmt(r.c32.rps)).join(' / ')} | ${rs.map((r) => fmt(r.c1.p50Us)).join(' / ')} |`);
-    const md = [
-      `Machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), Node ${process.version}; all on 127.0.0.1; ${ROUNDS} interleaved rounds (median shown), ${DURATION_S} s autocannon runs; nginx: 1 worker, upstream keepalive. Load average at start ${(results.machine as { loadAvgAtStart: number[] }).loadAvgAtStart.map((x) => x.toFixed(2)).join(' ')} — other work on the machine shows up as noise between rounds.`,
-      '',
-      '| target | RPS @32 | p50 / p99 @1 (µs) | p50 / p99 @32 (ms, autocannon) | added p50 / p99 @1 (µs) | stream TTFB / total p50 (µs) | CPU µs/req (proxy) | upstream hits/req |',
-      '|---|---|---|---|---|---|---|---|',
-      ...rows,
-      '',
-      `paygo sidecar RSS: idle ${fmt(idle.rss / 1024, 1)} MB, peak ${fmt(peak.hwm / 1024, 1)} MB (VmHWM). CPU for direct = the upstream process itself.`,
-      '',
-      ...Object.entries(notMeasured).map(([k, v]) => `Not measured — ${k}: ${v.replace(/\s+/g, ' ')}`),
-      'Propagation (200 sidecar streams → all ACKed) and operator RSS with 1,000 ModelRoutes: not measured yet.',
-      '',
-      '| target | value | met |',
-      '|---|---|---|',
-      ...targetsMet.map((t) => `| ${t.target} | ${t.value} | ${t.met === null ? 'not measured' : t.met ? 'met' : 'not met'} |`),
-      '',
-      'Noise (per round): RPS @32 and p50 @1 (µs)',
-      '',
-      '| target | RPS per round | p50 @1 per round |',
-      '|---|---|---|',
-      ...perRound,
-      '',
-    ].join('\n');
-    mkdirSync(join(HERE, 'results'), { recursive: true });
-    writeFileSync(join(HERE, 'results/latest.json'), JSON.stringify(results, null, 2) + '\n');
-    writeFileSync(join(HERE, 'results/latest.md'), md);
-    console.log(md);
-  } finally {
-    if (sidecar) await sidecar.stop().catch(() => undefined);
-    await Promise.all(children.map((c) => stopChild(c).catch(() => undefined)));
+    const ng = await startNginx(up.port);
+    nginxVersion = ng.version;
+    targets.push({ name: 'nginx', what: 'nginx reverse proxy, 1 worker, upstream keep-alive', url: `http://127.0.0.1:${ng.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [ng.child.pid!, ...childPids(ng.child.pid!)], expectedHits: 1 });
+  } catch (e) {
+    notMeasured.nginx = (e as Error).message;
   }
+  let portkeyVersion = 'missing';
+  try {
+    const pk = await startPortkey(up.port);
+    portkeyVersion = pk.version;
+    targets.push({ name: 'portkey', what: 'Portkey AI gateway (npm), OpenAI provider with custom host', url: `http://127.0.0.1:${pk.port}`, model: 'gpt-4o-mini', headers: pk.headers, pids: () => [pk.child.pid!], expectedHits: 1 });
+  } catch (e) {
+    notMeasured.portkey = (e as Error).message;
+  }
+  const np = await startNodeProxy(up.port);
+  const npIdle = procMem(np.child.pid!);
+  const npMem = memSampler(np.child.pid!);
+  targets.push({ name: 'node-proxy', what: 'bare Node.js proxy (node:http + undici, no work): the Node floor', url: `http://127.0.0.1:${np.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [np.child.pid!], expectedHits: 1 });
+
+  const sc = await startSidecar(up.port);
+  await sleep(1000);
+  const idle = procMem(sc.child.pid!);
+  const mem = memSampler(sc.child.pid!);
+  const scPid = () => [sc.child.pid!];
+  targets.push(
+    { name: 'paygo', what: 'paygo sidecar, openai-compatible route (metering + metrics on)', url: sc.url, model: 'bench', headers: {}, pids: scPid, expectedHits: 1 },
+    { name: 'paygo-anthropic', what: 'paygo, Anthropic-translating route', url: sc.url, model: 'bench-anthropic', headers: {}, pids: scPid, expectedHits: 1 },
+    { name: 'paygo-failover', what: 'paygo, 3-target fallback route, first target fails (500)', url: sc.url, model: 'bench-failover', headers: {}, pids: scPid, expectedHits: 2 },
+  );
+
+  const active: Target[] = [];
+  const probes: Record<string, Record<string, string>> = {};
+  for (const t of targets) {
+    if (ONLY && t.name !== 'direct' && !ONLY.has(t.name)) continue;
+    try {
+      probes[t.name] = (await probe(t, up.port)).headers;
+      active.push(t);
+    } catch (e) {
+      notMeasured[t.name] = (e as Error).message;
+      log(`not measured: ${(e as Error).message}`);
+    }
+  }
+  // Warm-up (JIT, connection pools): not measured. 4 s lets V8 optimise the sidecar's whole path.
+  for (const t of active) await autocannon(`${t.url}/v1/chat/completions`, chatBody(t.model), t.headers, t.name === 'portkey' ? 2 : 4);
+  log(`warm; measuring ${active.map((t) => t.name).join(', ')}: ${ROUNDS} rounds`);
+
+  const rounds: Record<string, Sample[]> = {};
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const t of active) (rounds[t.name] ??= []).push(await measure(t, up.port, round));
+  }
+  const peak: ProcMem = mem.stop();
+  const npPeak: ProcMem = npMem.stop();
+  const metricsText = await (await fetch(sc.metricsUrl, { signal: AbortSignal.timeout(5000) })).text();
+  const metered = metricsText.split('\n').filter((l) => l.startsWith('paygo_requests_total{') || l.startsWith('paygo_cost_usd_total{'));
+  const usageLines = readFileSync(sc.logPath, 'utf8').split('\n').filter((l) => l.includes('"msg":"usage"')).length;
+  const upstreamTotals = await upstreamCount(up.port);
+  await stopAll(); // the data-plane processes; nothing may compete with the propagation bench
+
+  const direct = rounds.direct ?? [];
+  const summary: Record<string, Summary> = {};
+  for (const t of active) summary[t.name] = summarise(t, rounds[t.name] ?? [], direct);
+
+  // ---------------------------------------------------------------- propagation (own process)
+  let propagation: Record<string, unknown> = { measured: false, reason: 'BENCH_PROPAGATION=0' };
+  if (PROPAGATION !== '0') {
+    const r = await run(NODE, [VITE_NODE, join(HERE, 'propagation.ts')], PROPAGATION_LIMIT_MS, { cwd: ROOT, env: { ...process.env, BENCH_PROPAGATION: PROPAGATION } });
+    process.stderr.write(r.stderr.split('\n').filter((l) => l.startsWith('[prop')).map((l) => l + '\n').join(''));
+    try {
+      propagation = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as Record<string, unknown>;
+    } catch {
+      propagation = { measured: false, reason: `propagation bench failed (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.slice(-600)}` };
+    }
+  }
+
+  // ---------------------------------------------------------------- targets of the issue
+  const p = summary.paygo;
+  const ng = summary.nginx;
+  const pk = summary.portkey;
+  const dr = summary.direct;
+  const checks: Check[] = [];
+  const check = (target: string, value: string, met: boolean | null) => checks.push({ target, value, met });
+  check('paygo RPS ≥ 40% of nginx’s (same run)', p && ng ? `${fmt(p.rps32)} vs ${fmt(ng.rps32)} RPS = ${fmt((100 * p.rps32) / ng.rps32)}%` : `not measured: ${notMeasured.nginx ?? notMeasured.paygo}`, p && ng ? p.rps32 >= 0.4 * ng.rps32 : null);
+  check('paygo RPS ≥ 10× Portkey’s', p && pk ? `${fmt(p.rps32)} vs ${fmt(pk.rps32)} RPS = ${fmt(p.rps32 / pk.rps32, 1)}×` : `not measured: ${notMeasured.portkey ?? notMeasured.paygo}`, p && pk ? p.rps32 >= 10 * pk.rps32 : null);
+  check('added p50 ≤ 300 µs at c=1', p ? `${sign(p.addedP50c1Us)} µs` : 'n/a', p ? p.addedP50c1Us <= 300 : null);
+  check('added p99 ≤ 1 ms at c=1', p ? `${sign(p.addedP99c1Us)} µs` : 'n/a', p ? p.addedP99c1Us <= 1000 : null);
+  check('stream TTFB ≤ direct + 0.5 ms (p50)', p && dr ? `${fmt(p.streamTtfbP50Us)} vs ${fmt(dr.streamTtfbP50Us)} µs = ${sign(p.addedStreamTtfbP50Us)} µs` : 'n/a', p && dr ? p.addedStreamTtfbP50Us <= 500 : null);
+  check('sidecar peak RSS ≤ 70 MB', `${fmt(mb(peak.hwm), 1)} MB (VmHWM; private ${fmt(mb(peak.anon), 1)} MB)`, Number.isFinite(peak.hwm) ? peak.hwm / 1024 <= 70 : null);
+  const pp = propagation as { measured?: boolean; ackMs?: { p99: number }; reason?: string };
+  check('propagation p99 ≤ 1 s', pp.measured && pp.ackMs ? `${fmt(pp.ackMs.p99)} ms` : `not measured: ${pp.reason ?? '?'}`, pp.measured && pp.ackMs ? pp.ackMs.p99 <= 1000 : null);
+
+  const git = await run('git', ['-C', ROOT, 'describe', '--always', '--dirty'], 5000).catch(() => undefined);
+  const results = {
+    at: new Date().toISOString(),
+    commit: git?.code === 0 ? git.stdout.trim() : 'unknown',
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? '?',
+      memGb: +(totalmem() / 2 ** 30).toFixed(1),
+      node: process.version,
+      nginx: nginxVersion,
+      portkey: portkeyVersion,
+      loadBefore,
+      loadAfter: loadavg().map((x) => +x.toFixed(2)),
+    },
+    settings: { rounds: ROUNDS, durationS: DURATION_S, c1Requests: C1_N, streamRequests: STREAM_N, c1TimeLimitMs: C1_TIME_MS, flakyEvery: FLAKY_EVERY },
+    summary,
+    checks,
+    sidecar: {
+      nodeFlags: sc.flags,
+      idle,
+      peak,
+      probeHeaders: probes.paygo,
+      meteredSeries: metered,
+      usageLogLines: usageLines,
+    },
+    nodeProxy: { idle: npIdle, peak: npPeak },
+    probes,
+    upstreamTotals,
+    propagation,
+    notMeasured,
+    rounds,
+    elapsedS: Math.round((Date.now() - started) / 1000),
+  };
+  const md = markdown(results);
+  mkdirSync(join(HERE, 'results'), { recursive: true });
+  writeFileSync(join(HERE, 'results', `${OUT}.json`), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(HERE, 'results', `${OUT}.md`), md);
+  console.log(md);
+  log(`done in ${results.elapsedS} s; wrote test/bench/results/${OUT}.json and ${OUT}.md`);
 }
 
 const hard = setTimeout(() => {
-  console.error('[bench] hard timeout (9 min); stopping');
-  for (const c of children) c.kill('SIGKILL');
+  log(`hard limit (${HARD_LIMIT_MS / 60_000} min) reached; stopping everything`);
+  killAll();
   process.exit(2);
-}, 9 * 60_000);
+}, HARD_LIMIT_MS);
 hard.unref();
 for (const sig of ['SIGINT', 'SIGTERM'] as const)
   process.once(sig, () => {
-    for (const c of children) c.kill('SIGKILL');
+    killAll();
     process.exit(130);
   });
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error('[bench] failed:', e);
-    process.exitCode = 1;
-    setTimeout(() => process.exit(1), 100);
-  },
-);
+main()
+  .then(
+    () => 0,
+    (e: Error) => {
+      log('failed:', e.stack ?? e);
+      return 1;
+    },
+  )
+  .then(async (code) => {
+    await stopAll();
+    process.exit(code);
+  });

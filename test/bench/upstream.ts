@@ -1,15 +1,24 @@
 /**
- * Bench upstream: a fast fake OpenAI/Anthropic server on 127.0.0.1 (own process), precomputed
- * bodies, keep-alive. Usage: node upstream.js → prints {"port":N} on stdout.
- *   POST /v1/chat/completions   OpenAI JSON, or SSE when the body has "stream":true
- *   POST /v1/messages           Anthropic JSON / SSE
- *   POST /fail/v1/...           500 (first target of the failover route)
- *   GET  /__count               {"count":N} requests answered (to verify proxies really reach us)
+ * Bench upstream: a fast fake OpenAI / Anthropic server in its own process on 127.0.0.1.
+ * Bodies are precomputed; connections are kept alive. Usage: `node upstream.js [port]`; prints
+ * {"port":N} on stdout once listening.
+ *
+ *   POST …/chat/completions   OpenAI chat completion JSON, or SSE when the body has "stream":true
+ *   POST …/messages           Anthropic Messages JSON / SSE
+ *   POST /fail/…              500 (a target that is down)
+ *   POST /flaky/…             500, except every FLAKY_EVERY-th request which is answered normally
+ *                             (the failover route's first target: its circuit breaker never reaches
+ *                             its threshold, so every request really pays the failover)
+ *   GET  /__count             {"count":N,"byPrefix":{...}}: requests answered, to verify that a
+ *                             proxy really reached the upstream
  */
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import { FLAKY_EVERY } from './lib.js';
 
 const created = 1727000000;
 const usage = { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 };
+const words = ['echo:', ' hello', ' from', ' the', ' bench'];
+
 const chatJson = Buffer.from(
   JSON.stringify({
     id: 'chatcmpl-bench',
@@ -17,18 +26,18 @@ const chatJson = Buffer.from(
     created,
     model: 'gpt-4o-mini-2024-07-18',
     system_fingerprint: 'fp_bench',
-    choices: [{ index: 0, message: { role: 'assistant', content: 'echo: hello from the bench', refusal: null }, logprobs: null, finish_reason: 'stop' }],
+    choices: [{ index: 0, message: { role: 'assistant', content: words.join(''), refusal: null }, logprobs: null, finish_reason: 'stop' }],
     usage,
   }),
 );
 const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
   `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created, model: 'gpt-4o-mini-2024-07-18', system_fingerprint: 'fp_bench', choices, ...extra })}\n\n`;
-const words = ['echo:', ' hello', ' from', ' the', ' bench'];
+// Like OpenAI with stream_options.include_usage: every chunk has "usage":null but the last.
 const chatSse = Buffer.from(
   [
-    chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
-    ...words.map((w) => chunk([{ index: 0, delta: { content: w }, logprobs: null, finish_reason: null }])),
-    chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]),
+    chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], { usage: null }),
+    ...words.map((w) => chunk([{ index: 0, delta: { content: w }, logprobs: null, finish_reason: null }], { usage: null })),
+    chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }], { usage: null }),
     chunk([], { usage }),
     'data: [DONE]\n\n',
   ].join(''),
@@ -39,7 +48,7 @@ const anthropicJson = Buffer.from(
     type: 'message',
     role: 'assistant',
     model: 'claude-3-5-haiku-20241022',
-    content: [{ type: 'text', text: 'echo: hello from the bench' }],
+    content: [{ type: 'text', text: words.join('') }],
     stop_reason: 'end_turn',
     stop_sequence: null,
     usage: { input_tokens: 12, output_tokens: 5 },
@@ -48,7 +57,10 @@ const anthropicJson = Buffer.from(
 const ev = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
 const anthropicSse = Buffer.from(
   [
-    ev('message_start', { type: 'message_start', message: { id: 'msg_01bench', type: 'message', role: 'assistant', model: 'claude-3-5-haiku-20241022', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } } }),
+    ev('message_start', {
+      type: 'message_start',
+      message: { id: 'msg_01bench', type: 'message', role: 'assistant', model: 'claude-3-5-haiku-20241022', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } },
+    }),
     ev('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),
     ...words.map((w) => ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } })),
     ev('content_block_stop', { type: 'content_block_stop', index: 0 }),
@@ -56,41 +68,58 @@ const anthropicSse = Buffer.from(
     ev('message_stop', { type: 'message_stop' }),
   ].join(''),
 );
-const failBody = Buffer.from(JSON.stringify({ error: { message: 'bench: forced failure', type: 'server_error', code: null } }));
+const failBody = Buffer.from(JSON.stringify({ error: { message: 'bench: forced failure', type: 'server_error', param: null, code: null } }));
+const notFound = Buffer.from('{"error":{"message":"not found"}}');
 const STREAM = Buffer.from('"stream":true');
+const JSON_HEADERS = (len: number) => ({ 'content-type': 'application/json', 'content-length': len });
+const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
 
 let count = 0;
-const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+const byPrefix: Record<string, number> = {};
+let flaky = 0;
+
+function answer(res: ServerResponse, url: string, stream: boolean): void {
+  if (url.endsWith('/messages')) {
+    if (stream) res.writeHead(200, SSE_HEADERS).end(anthropicSse);
+    else res.writeHead(200, JSON_HEADERS(anthropicJson.length)).end(anthropicJson);
+  } else if (url.endsWith('/chat/completions')) {
+    if (stream) res.writeHead(200, SSE_HEADERS).end(chatSse);
+    else res.writeHead(200, JSON_HEADERS(chatJson.length)).end(chatJson);
+  } else {
+    res.writeHead(404, JSON_HEADERS(notFound.length)).end(notFound);
+  }
+}
+
+const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 0 }, (req, res) => {
   const url = req.url ?? '';
   if (req.method === 'GET' && url === '/__count') {
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count }));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count, byPrefix }));
     return;
   }
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     count++;
+    const prefix = url.startsWith('/fail/') ? 'fail' : url.startsWith('/flaky/') ? 'flaky' : 'ok';
+    byPrefix[prefix] = (byPrefix[prefix] ?? 0) + 1;
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     const stream = body.includes(STREAM);
-    if (url.startsWith('/fail/')) {
-      res.writeHead(500, { 'content-type': 'application/json', 'content-length': failBody.length }).end(failBody);
-    } else if (url.endsWith('/messages')) {
-      if (stream) res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }).end(anthropicSse);
-      else res.writeHead(200, { 'content-type': 'application/json', 'content-length': anthropicJson.length }).end(anthropicJson);
-    } else if (url.endsWith('/chat/completions')) {
-      if (stream) res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }).end(chatSse);
-      else res.writeHead(200, { 'content-type': 'application/json', 'content-length': chatJson.length }).end(chatJson);
-    } else {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"not found"}}');
+    if (prefix === 'fail' || (prefix === 'flaky' && ++flaky % FLAKY_EVERY !== 0)) {
+      res.writeHead(500, JSON_HEADERS(failBody.length)).end(failBody);
+      return;
     }
+    answer(res, url, stream);
   });
 });
-server.keepAliveTimeout = 60_000;
+server.keepAliveTimeout = 120_000;
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
   const a = server.address();
   process.stdout.write(JSON.stringify({ port: typeof a === 'object' && a ? a.port : 0 }) + '\n');
 });
-process.on('SIGTERM', () => {
+const stop = () => {
   server.closeAllConnections();
   server.close(() => process.exit(0));
-});
+  setTimeout(() => process.exit(0), 1000).unref();
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
