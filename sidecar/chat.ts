@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CancelSignal } from './cancel.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './openai-schema.js';
 import { ApiError, invalidRequest } from './errors.js';
 import { formatUsd } from './metering/money.js';
@@ -18,7 +19,7 @@ export interface ChatContext {
   route: RuntimeRoute;
   req: ChatRequest;
   /** Aborted when the client goes away. */
-  signal: AbortSignal;
+  signal: CancelSignal;
   raw: { req: IncomingMessage; res: ServerResponse };
   startedAt: number;
   /** Response headers decided before dispatch (e.g. x-paygo-downgraded). */
@@ -69,17 +70,16 @@ export async function applyLimits(route: RuntimeRoute, req: ChatRequest): Promis
   }
 }
 
-function deadlineController(parent: AbortSignal, deadline: number, now: number): { signal: AbortSignal; commit(): void; dispose(): void } {
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(parent.reason);
-  parent.addEventListener('abort', onAbort, { once: true });
-  const timer = setTimeout(() => ac.abort(new TransportError('timeout', 'total deadline exceeded')), Math.max(0, deadline - now));
+/** The attempt's cancellation: the client's, plus the route's total deadline until commit(). */
+function deadlineController(parent: CancelSignal, deadline: number, now: number): { signal: CancelSignal; commit(): void; dispose(): void } {
+  const { cancel, dispose } = parent.child();
+  const timer = setTimeout(() => cancel.abort(new TransportError('timeout', 'total deadline exceeded')), Math.max(0, deadline - now));
   return {
-    signal: ac.signal,
+    signal: cancel,
     commit: () => clearTimeout(timer),
     dispose: () => {
       clearTimeout(timer);
-      parent.removeEventListener('abort', onAbort);
+      dispose();
     },
   };
 }
@@ -97,7 +97,7 @@ async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, now: nu
 }
 
 /** Sends the request to one target within the attempt's deadline; rejects on a non-2xx answer. */
-async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget, signal: AbortSignal, deadline: number, stream: boolean) {
+async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget, signal: CancelSignal, deadline: number, stream: boolean) {
   const now = deps.now();
   const dc = deadlineController(signal, deadline, now);
   try {
@@ -403,12 +403,13 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
   return rec;
 }
 
-function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+function drained(res: ServerResponse, signal: CancelSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(new TransportError('aborted', 'client went away'));
   return new Promise((resolve, reject) => {
     const done = () => {
       res.off('drain', done);
       res.off('close', done);
-      signal.removeEventListener('abort', fail);
+      offAbort();
       resolve();
     };
     const fail = () => {
@@ -418,6 +419,6 @@ function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
     };
     res.once('drain', done);
     res.once('close', done);
-    signal.addEventListener('abort', fail, { once: true });
+    const offAbort = signal.onAbort(fail);
   });
 }

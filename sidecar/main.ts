@@ -32,8 +32,13 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const logger = pino({ level: options.logLevel, base: { component: 'paygo-sidecar' } });
-  const usageLog = logger.child({ component: 'paygo-usage' });
+  // Asynchronous stdout, so the request path never waits on the pipe; pino flushes what is
+  // left on exit.
+  // Lines are also batched into writes of >= 4 KiB, flushed at least every 250 ms.
+  const stdout = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 250 });
+  const logger = pino({ level: options.logLevel, base: { component: 'paygo-sidecar' } }, stdout);
+  // Its own instance (not a child) so each line has one "component" key.
+  const usageLog = pino({ level: options.logLevel, base: { component: 'paygo-usage' } }, stdout);
   const metrics = createMetrics();
   const pricer = createPricer();
   const meter = new UsageMeter(metrics, (p, m, u, o, at) => pricer.price(p, m, u, o, at), usageLog);
@@ -125,6 +130,7 @@ async function main(): Promise<void> {
       return;
     }
     if (req.url === '/metrics') {
+      meter.flush();
       metrics.registry.metrics().then(
         (body) => {
           res.writeHead(200, { 'content-type': metrics.registry.contentType });
@@ -158,6 +164,7 @@ async function main(): Promise<void> {
     }, options.shutdownGraceMs);
     force.unref();
     Promise.allSettled([source.stop(), funds.close(), app.close(), new Promise((r) => metricsServer.close(r)), transport.close()]).then(() => {
+      meter.flush();
       logger.info('stopped');
       process.exit(0);
     });

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { formatIssues } from '../crds/src/index.js';
+import { Cancel, sleep, type CancelSignal } from './cancel.js';
 import { completeChat, recordError, routingHeaders, streamChat, applyLimits, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
 import { formatUsd } from './metering/money.js';
@@ -13,7 +14,7 @@ import { UpstreamProtocolError } from './providers/types.js';
 import { dispatch, UpstreamHttpError } from './router/dispatch.js';
 import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { parseRetryAfter } from './router/strategy.js';
-import { readAll } from './transport.js';
+import { readAll, TransportError } from './transport.js';
 import { usageFromOpenAI } from './usage.js';
 
 export interface AppOptions {
@@ -36,17 +37,6 @@ declare module 'fastify' {
     bodyBytes: number;
   }
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 /** The client's x-request-id when it is a sane identifier (it lands in logs), else a new one. */
 function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
@@ -134,13 +124,13 @@ export function buildApp(o: AppOptions): FastifyInstance {
     return route;
   };
 
-  const clientSignal = (request: FastifyRequest, reply: FastifyReply): AbortSignal => {
-    const ac = new AbortController();
+  const clientSignal = (reply: FastifyReply): CancelSignal => {
+    const cancel = new Cancel();
     // 'close' on the response before it finished means the client went away.
     reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) ac.abort();
+      if (!reply.raw.writableFinished) cancel.abort(new TransportError('aborted', 'client went away'));
     });
-    return ac.signal;
+    return cancel;
   };
 
   app.post('/v1/chat/completions', async (request, reply) => {
@@ -156,7 +146,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
       requestId: String(request.id),
       route,
       req,
-      signal: clientSignal(request, reply),
+      signal: clientSignal(reply),
       raw: { req: request.raw, res: reply.raw },
       startedAt: now(),
       onMetered: hold ? (m: MeterResult) => o.budgets!.enforcer.settle(hold, m.costNano) : undefined,
@@ -183,7 +173,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     const req = parseBody(EmbeddingsRequestSchema, request.body);
     const route = resolve(req.model, request);
     const startedAt = now();
-    const signal = clientSignal(request, reply);
+    const signal = clientSignal(reply);
     const rec: RequestRecord = {
       requestId: String(request.id), operation: 'embeddings', namespace: route.namespace, route: route.name, requestModel: req.model,
       target: undefined, provider: undefined, providerModel: undefined, responseModel: undefined, stream: false, outcome: 'success',
@@ -192,7 +182,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     try {
       const result = await dispatch(
         route,
-        async (target: RuntimeTarget, sig: AbortSignal) => {
+        async (target: RuntimeTarget, sig: CancelSignal) => {
           if (!target.adapter.embeddingsRequest) {
             throw invalidRequest(`Provider ${target.provider} (target ${target.name}) has no embeddings API.`, 'model', 'unsupported_operation');
           }

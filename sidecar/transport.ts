@@ -1,5 +1,7 @@
 import { Readable } from 'node:stream';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { EventEmitter } from 'node:events';
+import type { CancelSignal } from './cancel.js';
 import type { UpstreamRequest } from './providers/types.js';
 
 export interface UpstreamResponse {
@@ -9,7 +11,7 @@ export interface UpstreamResponse {
 }
 
 export interface SendOptions {
-  signal: AbortSignal;
+  signal: CancelSignal;
   /** Time allowed until the response headers arrive. */
   headersTimeoutMs: number;
   /** Time allowed between two body chunks. */
@@ -56,17 +58,29 @@ export function createHttpTransport(opts: { connections?: number } = {}): Transp
     keepAliveMaxTimeout: 600_000,
     connect: { timeout: 10_000 },
   });
+  // Targets send to a handful of URLs: parse each once.
+  const parsed = new Map<string, { origin: string; path: string }>();
+  const split = (href: string) => {
+    let u = parsed.get(href);
+    if (!u) {
+      const url = new URL(href);
+      u = { origin: url.origin, path: url.pathname + url.search };
+      if (parsed.size >= 1024) parsed.clear();
+      parsed.set(href, u);
+    }
+    return u;
+  };
   return {
     async send(req, o) {
-      const url = new URL(req.url);
+      const url = split(req.url);
       try {
         const res: Dispatcher.ResponseData = await agent.request({
           origin: url.origin,
-          path: url.pathname + url.search,
+          path: url.path,
           method: 'POST',
           headers: req.headers,
           body: req.body,
-          signal: o.signal,
+          signal: o.signal as unknown as EventEmitter,
           headersTimeout: o.headersTimeoutMs,
           bodyTimeout: o.bodyTimeoutMs,
         });
@@ -91,15 +105,20 @@ export async function* readBody(body: Readable): AsyncGenerator<Uint8Array> {
 export async function readAll(body: Readable, limitBytes = 64 * 1024 * 1024): Promise<string> {
   const parts: Buffer[] = [];
   let size = 0;
-  for await (const chunk of readBody(body)) {
-    size += chunk.byteLength;
-    if (size > limitBytes) {
-      body.destroy();
-      throw new TransportError('reset', `upstream body exceeds ${limitBytes} bytes`);
+  try {
+    for await (const chunk of body) {
+      const buf = chunk as Buffer;
+      size += buf.byteLength;
+      if (size > limitBytes) {
+        body.destroy();
+        throw new TransportError('reset', `upstream body exceeds ${limitBytes} bytes`);
+      }
+      parts.push(buf);
     }
-    parts.push(Buffer.from(chunk));
+  } catch (err) {
+    throw classify(err);
   }
-  return Buffer.concat(parts).toString('utf8');
+  return parts.length === 1 ? parts[0]!.toString('utf8') : Buffer.concat(parts, size).toString('utf8');
 }
 
 export { Readable };

@@ -21,14 +21,47 @@ export interface TargetStats {
   costNano: bigint;
 }
 
+const MAX_CACHED_SERIES = 10_000;
+
+interface Series {
+  route: Record<string, string>;
+  genai: Record<string, string>;
+  genaiInput: Record<string, string>;
+  genaiOutput: Record<string, string>;
+  tokens: Record<'input' | 'output' | 'cache_read' | 'cache_write' | 'reasoning', Record<string, string>>;
+  /** By outcome|estimated|priced. */
+  requests: Map<string, Record<string, string>>;
+  /** By error_type. */
+  duration: Map<string, Record<string, string>>;
+  cost: { labels: Record<string, string>; nano: bigint };
+}
+
+function memo<V>(map: Map<string, V>, key: string, make: () => V): V {
+  let v = map.get(key);
+  if (v === undefined) map.set(key, (v = make()));
+  return v;
+}
+
 /**
  * Meters each finished request: prices its usage, updates Prometheus metrics and writes one
  * usage log line. Money is summed in integer nano-dollars; the cost counter exports the exact
  * decimal value of that integer at scrape time, so metrics and logs agree to the nano-dollar.
+ *
+ * Pricing happens at once (the response carries the cost); metrics and the log line are
+ * published right after the response went out (setImmediate, in batches), so they are off the
+ * request's latency. flush() publishes what is pending; scrapes and shutdown call it.
  */
 export class UsageMeter implements Meter {
   private readonly costByLabels = new Map<string, { labels: Record<string, string>; nano: bigint }>();
+  /** Label sets built once per series: prom-client hashes and checks label objects on every call, and fixed-shape objects make that cheap. */
+  private readonly series = new Map<string, Series>();
   readonly targets = new Map<string, TargetStats>();
+  private pending: Array<{ r: RequestRecord; costNano: bigint; priced: boolean }> = [];
+  private flushScheduled = false;
+  private readonly scheduledFlush = () => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   constructor(
     private readonly metrics: SidecarMetrics,
@@ -39,10 +72,15 @@ export class UsageMeter implements Meter {
     const self = this;
     // Re-export exact totals on every scrape instead of accumulating floats.
     (metrics.cost as unknown as { collect?: () => void }).collect = function collect() {
+      self.flush();
       metrics.cost.reset();
-      for (const { labels, nano } of self.costByLabels.values()) metrics.cost.inc(labels, Number(nano) / 1e9);
+      for (const { labels, nano } of self.costByLabels.values()) {
+        // A series with nothing priced yet stays absent: an unknown price must not read as $0.
+        if (nano > 0n) metrics.cost.inc(labels, Number(nano) / 1e9);
+      }
     };
     (metrics.costPerSuccess as unknown as { collect?: () => void }).collect = function collect() {
+      self.flush();
       metrics.costPerSuccess.reset();
       for (const t of self.targets.values()) {
         if (t.successes > 0) {
@@ -50,6 +88,41 @@ export class UsageMeter implements Meter {
         }
       }
     };
+  }
+
+  private seriesOf(r: RequestRecord): Series {
+    const target = r.target ?? 'none';
+    const provider = r.provider ?? 'none';
+    const responseModel = r.responseModel ?? r.providerModel ?? 'none';
+    const key = `${r.operation}\u0000${r.namespace}\u0000${r.route}\u0000${target}\u0000${provider}\u0000${r.requestModel}\u0000${responseModel}`;
+    let s = this.series.get(key);
+    if (s) return s;
+    // Bounded by configuration, except responseModel, which the provider names: cap the cache.
+    if (this.series.size >= MAX_CACHED_SERIES) this.series.clear();
+    const route = { namespace: r.namespace, route: r.route, target, provider, model: r.requestModel };
+    const genai = {
+      gen_ai_operation_name: r.operation === 'chat' ? 'chat' : 'embeddings',
+      gen_ai_provider_name: provider,
+      gen_ai_request_model: r.requestModel,
+      gen_ai_response_model: responseModel,
+      namespace: r.namespace,
+      route: r.route,
+    };
+    const costKey = `${r.namespace}\u0000${r.route}\u0000${target}\u0000${provider}\u0000${r.requestModel}`;
+    let cost = this.costByLabels.get(costKey);
+    if (!cost) this.costByLabels.set(costKey, (cost = { labels: route, nano: 0n }));
+    s = {
+      route,
+      genai,
+      genaiInput: { ...genai, gen_ai_token_type: 'input' },
+      genaiOutput: { ...genai, gen_ai_token_type: 'output' },
+      tokens: { input: { ...route, type: 'input' }, output: { ...route, type: 'output' }, cache_read: { ...route, type: 'cache_read' }, cache_write: { ...route, type: 'cache_write' }, reasoning: { ...route, type: 'reasoning' } },
+      requests: new Map(),
+      duration: new Map(),
+      cost,
+    };
+    this.series.set(key, s);
+    return s;
   }
 
   record(r: RequestRecord): MeterResult {
@@ -61,42 +134,41 @@ export class UsageMeter implements Meter {
       costNano = q.costNano;
       priced = q.known;
     }
-    const labels = {
-      namespace: r.namespace,
-      route: r.route,
-      target: r.target ?? 'none',
-      provider: r.provider ?? 'none',
-      model: r.requestModel,
-    };
-    const m = this.metrics;
-    const servedByTarget = r.target !== undefined;
-    m.requests.inc({ ...labels, outcome: r.outcome, estimated: String(r.estimated), priced: String(priced) });
-    if (costNano > 0n) {
-      const key = `${labels.namespace}\u0000${labels.route}\u0000${labels.target}\u0000${labels.provider}\u0000${labels.model}`;
-      const entry = this.costByLabels.get(key);
-      if (entry) entry.nano += costNano;
-      else this.costByLabels.set(key, { labels, nano: costNano });
+    this.pending.push({ r, costNano, priced });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.scheduledFlush);
     }
-    const genai = {
-      gen_ai_operation_name: r.operation === 'chat' ? 'chat' : 'embeddings',
-      gen_ai_provider_name: r.provider ?? 'none',
-      gen_ai_request_model: r.requestModel,
-      gen_ai_response_model: r.responseModel ?? r.providerModel ?? 'none',
-      namespace: r.namespace,
-      route: r.route,
-    };
+    return { costNano, priced };
+  }
+
+  /** Publishes the metrics and log lines of every request recorded so far. */
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    for (const { r, costNano, priced } of batch) this.publish(r, costNano, priced);
+  }
+
+  private publish(r: RequestRecord, costNano: bigint, priced: boolean): void {
+    const m = this.metrics;
+    const s = this.seriesOf(r);
+    const servedByTarget = r.target !== undefined;
+    m.requests.inc(memo(s.requests, `${r.outcome}|${r.estimated}|${priced}`, () => ({ ...s.route, outcome: r.outcome, estimated: String(r.estimated), priced: String(priced) })));
+    if (costNano > 0n) s.cost.nano += costNano;
     if (r.usage) {
       const u = r.usage;
-      m.tokenUsage.observe({ ...genai, gen_ai_token_type: 'input' }, u.inputTokens);
-      if (r.operation === 'chat') m.tokenUsage.observe({ ...genai, gen_ai_token_type: 'output' }, u.outputTokens);
-      m.tokens.inc({ ...labels, type: 'input' }, u.inputTokens);
-      m.tokens.inc({ ...labels, type: 'output' }, u.outputTokens);
-      if (u.cacheReadTokens) m.tokens.inc({ ...labels, type: 'cache_read' }, u.cacheReadTokens);
-      if (u.cacheWriteTokens) m.tokens.inc({ ...labels, type: 'cache_write' }, u.cacheWriteTokens);
-      if (u.reasoningTokens) m.tokens.inc({ ...labels, type: 'reasoning' }, u.reasoningTokens);
+      m.tokenUsage.observe(s.genaiInput, u.inputTokens);
+      if (r.operation === 'chat') m.tokenUsage.observe(s.genaiOutput, u.outputTokens);
+      m.tokens.inc(s.tokens.input, u.inputTokens);
+      m.tokens.inc(s.tokens.output, u.outputTokens);
+      if (u.cacheReadTokens) m.tokens.inc(s.tokens.cache_read, u.cacheReadTokens);
+      if (u.cacheWriteTokens) m.tokens.inc(s.tokens.cache_write, u.cacheWriteTokens);
+      if (u.reasoningTokens) m.tokens.inc(s.tokens.reasoning, u.reasoningTokens);
     }
-    m.operationDuration.observe({ ...genai, error_type: r.outcome === 'success' ? '' : (r.errorType ?? r.outcome) }, r.durationMs / 1000);
-    if (r.stream && r.ttftMs !== undefined && servedByTarget) m.timeToFirstToken.observe(genai, r.ttftMs / 1000);
+    const errorType = r.outcome === 'success' ? '' : (r.errorType ?? r.outcome);
+    m.operationDuration.observe(memo(s.duration, errorType, () => ({ ...s.genai, error_type: errorType })), r.durationMs / 1000);
+    if (r.stream && r.ttftMs !== undefined && servedByTarget) m.timeToFirstToken.observe(s.genai, r.ttftMs / 1000);
     if (servedByTarget) {
       const key = `${r.namespace}/${r.route}/${r.target}`;
       let t = this.targets.get(key);
@@ -137,6 +209,5 @@ export class UsageMeter implements Meter {
       },
       'usage',
     );
-    return { costNano, priced };
   }
 }

@@ -39,5 +39,8 @@ export interface MeterResult {
 
 /** Turns a finished request into cost, metrics and a usage log line. */
 export interface Meter {
+  /** Prices the request at once; may publish its metrics and log line a moment later. */
   record(r: RequestRecord): MeterResult;
+  /** Publishes everything recorded so far (before a scrape, at shutdown). */
+  flush(): void;
 }

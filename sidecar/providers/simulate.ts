@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import type { CancelSignal } from '../cancel.js';
 import type { SimulateOptions } from '../../crds/src/index.js';
 import type { ChatRequest } from '../openai-schema.js';
 import { contentText } from '../openai-schema.js';
@@ -22,18 +23,20 @@ export function simulatedPromptTokens(req: Pick<ChatRequest, 'messages'>): numbe
   return tokens + 3;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits like a provider would; a cancelled wait fails the way undici fails a cancelled request. */
+function sleep(ms: number, signal: CancelSignal): Promise<void> {
+  const failure = () => (signal.reason instanceof TransportError ? signal.reason : new TransportError('aborted', 'request aborted'));
+  if (signal.aborted) return Promise.reject(failure());
   if (ms <= 0) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
+      off();
       resolve();
     }, ms);
-    const onAbort = () => {
+    const off = signal.onAbort(() => {
       clearTimeout(t);
-      reject(new TransportError('aborted', 'request aborted'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
+      reject(failure());
+    });
   });
 }
 

@@ -1,3 +1,4 @@
+import type { CancelSignal } from '../cancel.js';
 import { ApiError } from '../errors.js';
 import { UpstreamProtocolError, UpstreamStreamError } from '../providers/types.js';
 import { TransportError } from '../transport.js';
@@ -26,10 +27,10 @@ export interface DispatchHooks {
 }
 
 export interface DispatchOptions {
-  signal: AbortSignal;
+  signal: CancelSignal;
   now: () => number;
   random: () => number;
-  sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  sleep: (ms: number, signal: CancelSignal) => Promise<void>;
   /** Comparable unit price for the cheapest strategy. */
   unitPrice: (t: RuntimeTarget) => bigint | undefined;
   hooks?: DispatchHooks;
@@ -42,7 +43,7 @@ export interface Dispatched<T> {
 }
 
 /** One attempt against one target: sends, and checks the answer enough to commit to it. */
-export type Attempt<T> = (target: RuntimeTarget, signal: AbortSignal, deadlineMs: number) => Promise<T>;
+export type Attempt<T> = (target: RuntimeTarget, signal: CancelSignal, deadlineMs: number) => Promise<T>;
 
 function classify(err: unknown): { kind: FailureKind; retryAfterMs?: number } {
   if (err instanceof UpstreamHttpError) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RetrySchema } from '../../../crds/src/index.js';
+import { Cancel } from '../../../sidecar/cancel.js';
 import { ApiError, invalidRequest } from '../../../sidecar/errors.js';
 import { CircuitBreaker } from '../../../sidecar/router/breaker.js';
 import { dispatch, UpstreamHttpError, type DispatchOptions } from '../../../sidecar/router/dispatch.js';
@@ -43,7 +44,7 @@ function harness() {
   const sleeps: number[] = [];
   const events: string[] = [];
   const o: DispatchOptions = {
-    signal: new AbortController().signal,
+    signal: new Cancel(),
     now: () => now,
     random: () => 0.5,
     sleep: async (ms) => {
@@ -192,14 +193,14 @@ describe('dispatch', () => {
 
   it('does not count a client abort against the target', async () => {
     const h = harness();
-    const ac = new AbortController();
+    const cancel = new Cancel();
     const a = target('a');
     const r = route([a]);
     await expect(
       dispatch(r, async () => {
-        ac.abort();
+        cancel.abort(new TransportError('aborted', 'gone'));
         throw new TransportError('aborted', 'gone');
-      }, { ...h.o, signal: ac.signal }),
+      }, { ...h.o, signal: cancel }),
     ).rejects.toMatchObject({ failure: 'aborted' });
     expect(a.health.breaker.state).toBe('closed');
   });
