@@ -338,14 +338,24 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
   rec.ttftMs = deps.now() - ctx.startedAt;
   let outputText = '';
   let meta: Pick<ChatCompletionChunk, 'id' | 'created' | 'model'> | undefined;
+  // The chunks of one upstream read leave in one write (corked), not one syscall each.
   const write = async (chunks: ChatCompletionChunk[]) => {
-    for (const chunk of chunks) {
-      meta ??= { id: chunk.id, created: chunk.created, model: chunk.model };
-      for (const choice of chunk.choices) {
-        if (choice.delta.content) outputText += choice.delta.content;
-        for (const call of choice.delta.tool_calls ?? []) outputText += (call.function?.name ?? '') + (call.function?.arguments ?? '');
+    res.cork();
+    try {
+      for (const chunk of chunks) {
+        meta ??= { id: chunk.id, created: chunk.created, model: chunk.model };
+        for (const choice of chunk.choices) {
+          if (choice.delta.content) outputText += choice.delta.content;
+          for (const call of choice.delta.tool_calls ?? []) outputText += (call.function?.name ?? '') + (call.function?.arguments ?? '');
+        }
+        if (!res.write(sseData(JSON.stringify(chunk)))) {
+          res.uncork();
+          await drained(res, ctx.signal);
+          res.cork();
+        }
       }
-      if (!res.write(sseData(JSON.stringify(chunk)))) await drained(res, ctx.signal);
+    } finally {
+      res.uncork();
     }
   };
   let outcome: Outcome = 'success';
@@ -387,6 +397,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
   rec.status = outcome === 'client_aborted' ? 499 : 200;
   rec.errorType = outcome === 'success' ? undefined : outcome === 'client_aborted' ? 'client_aborted' : failure?.type;
   if (!res.destroyed) {
+    res.cork(); // the last chunks and the end of the body in one write
     if (failure) {
       res.write(sseData(JSON.stringify({ error: { message: failure.message, type: failure.type, param: null, code: 'upstream_stream_error' } })));
     } else if (outcome === 'success') {

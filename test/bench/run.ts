@@ -168,7 +168,10 @@ interface Sidecar {
 /** The built sidecar as a pod runs it: default log level (usage lines on stdout, here a file), metrics on. */
 async function startSidecar(upPort: number): Promise<Sidecar> {
   const dir = mkdtempSync(join(tmpdir(), 'paygo-bench-sidecar-'));
-  writeFileSync(join(dir, 'config.yaml'), sidecarConfig(upPort));
+  // The config in a directory of its own, as a mounted ConfigMap is: the sidecar watches the
+  // config's directory, and a log file written next to it would wake it on every write.
+  mkdirSync(join(dir, 'config'));
+  writeFileSync(join(dir, 'config/config.yaml'), sidecarConfig(upPort));
   const port = await freePort();
   const metricsPort = await freePort();
   const logPath = join(dir, 'stdout.log');
@@ -176,7 +179,7 @@ async function startSidecar(upPort: number): Promise<Sidecar> {
   const flags = imageNodeFlags();
   const child = spawnTracked(
     NODE,
-    [...flags, SIDECAR, '--config', join(dir, 'config.yaml'), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state')],
+    [...flags, SIDECAR, '--config', join(dir, 'config/config.yaml'), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state')],
     { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'] },
   );
   closeSync(fd);
