@@ -364,7 +364,10 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     await write(open.pending);
     while (!open.upstreamDone && !open.translator.finished) {
       const next = await open.iterator.next();
-      if (next.done) break;
+      if (next.done) {
+        open.upstreamDone = true;
+        break;
+      }
       await write(translateEvents(open, next.value));
     }
     if (!open.translator.finished) {
@@ -380,8 +383,10 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     }
   } finally {
     open.dc.dispose();
-    // Stops reading upstream: also cancels generation when the client left.
-    void open.iterator.return?.(undefined).catch(() => {});
+    // A finished stream is read to its end, so its connection goes back to the pool; otherwise
+    // stop reading upstream, which also cancels generation when the client left.
+    if (outcome === 'success' && !open.upstreamDone) void readToEnd(open.iterator);
+    else if (outcome !== 'success') void open.iterator.return?.(undefined).catch(() => {});
   }
 
   const reported = open.translator.usage;
@@ -412,6 +417,22 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
   rec.durationMs = deps.now() - ctx.startedAt;
   meter(ctx, deps, rec);
   return rec;
+}
+
+/** Reads what is left after the last event (the end of the chunked body, mostly); gives up after 64 KiB. */
+async function readToEnd(iterator: AsyncIterator<Uint8Array>): Promise<void> {
+  let left = 64 * 1024;
+  try {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      left -= next.value.byteLength;
+      if (left < 0) break;
+    }
+  } catch {
+    return;
+  }
+  await iterator.return?.(undefined).catch(() => {});
 }
 
 function drained(res: ServerResponse, signal: CancelSignal): Promise<void> {

@@ -179,6 +179,14 @@ describe('sidecar process: streaming', () => {
     expect(chunks.every((c) => c.choices.length > 0 && !('usage' in c))).toBe(true);
   });
 
+  it('keeps the upstream connection of a finished stream for the next request', async () => {
+    await sseData(await chat({ model: 'single', stream: true })); // opens a connection to c
+    const before = c.connections;
+    for (let i = 0; i < 5; i++) expect((await sseData(await chat({ model: 'single', stream: true }))).at(-1)).toBe('[DONE]');
+    expect(c.requests.length).toBeGreaterThanOrEqual(6);
+    expect(c.connections - before).toBe(0);
+  });
+
   it('fails over when the stream breaks before its first byte', async () => {
     a.fault({ kind: 'cut', afterFrames: 0 }, { kind: 'status', status: 503 });
     const res = await chat({ model: 'failover', stream: true });

@@ -41,6 +41,8 @@ export interface FakeUpstream {
   respondWith(responder: Responder): void;
   /** Number of SSE frames written to clients, in total. */
   readonly framesSent: number;
+  /** TCP connections accepted so far (keep-alive reuse shows as fewer connections than requests). */
+  readonly connections: number;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,7 @@ export async function startFakeUpstream(responder: Responder): Promise<FakeUpstr
   const requests: RecordedRequest[] = [];
   let current = responder;
   let framesSent = 0;
+  let connections = 0;
   const sockets = new Set<import('node:net').Socket>();
   const timers = new Set<NodeJS.Timeout>();
   const sleep = (ms: number) =>
@@ -119,6 +122,7 @@ export async function startFakeUpstream(responder: Responder): Promise<FakeUpstr
     handle(req, res).catch(() => res.destroy());
   });
   server.on('connection', (s) => {
+    connections++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -130,6 +134,9 @@ export async function startFakeUpstream(responder: Responder): Promise<FakeUpstr
     requests,
     get framesSent() {
       return framesSent;
+    },
+    get connections() {
+      return connections;
     },
     fault: (...f) => faults.push(...f),
     respondWith: (r) => {
