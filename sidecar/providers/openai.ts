@@ -69,7 +69,9 @@ class OpenAIStreamTranslator implements StreamTranslator {
     // its own usage chunk from paygo if it asked for one.
     if ('usage' in chunk) {
       if (chunk.usage) this.usage = usageFromOpenAI(chunk.usage);
-      delete chunk.usage;
+      // undefined, not delete: JSON.stringify leaves it out either way, and delete would make
+      // the object a slow dictionary.
+      chunk.usage = undefined;
     }
     if (chunk.choices.length === 0) return [];
     return [chunk];
@@ -84,12 +86,12 @@ export function createOpenAIAdapter(name: keyof typeof DIALECTS): ProviderAdapte
     defaultBaseURL: dialect.defaultBaseURL,
 
     chatRequest(req: ChatRequest, ctx: TargetContext, stream: boolean): UpstreamRequest {
-      const body: Record<string, unknown> = { ...req, model: ctx.model, stream };
-      const maxTokens = req.max_completion_tokens ?? req.max_tokens;
-      delete body.max_tokens;
-      delete body.max_completion_tokens;
+      // Rest/spread, not delete: a deleted key turns the object into a slow dictionary that
+      // JSON.stringify then walks slowly (measured on the request path).
+      const { max_tokens, max_completion_tokens, stream_options: _clientStreamOptions, ...rest } = req;
+      const body: Record<string, unknown> = { ...rest, model: ctx.model, stream };
+      const maxTokens = max_completion_tokens ?? max_tokens;
       if (maxTokens != null) body[dialect.maxTokensField] = maxTokens;
-      delete body.stream_options;
       if (stream && dialect.streamUsageOption) body.stream_options = { include_usage: true };
       return { url: joinURL(ctx.baseURL, '/chat/completions'), headers: headers(ctx), body: JSON.stringify(body) };
     },
