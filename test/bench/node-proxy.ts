@@ -5,6 +5,7 @@
  */
 import { createServer } from 'node:http';
 import { Pool } from 'undici';
+import { serveBenchProcess } from './serve.js';
 
 const upstream = `http://127.0.0.1:${Number(process.argv[2])}`;
 const pool = new Pool(upstream, { connections: 128, keepAliveTimeout: 30_000 });
@@ -31,15 +32,4 @@ const server = createServer({ keepAliveTimeout: 120_000 }, (req, res) => {
     );
   });
 });
-server.keepAliveTimeout = 120_000;
-server.listen(Number(process.argv[3] ?? 0), '127.0.0.1', () => {
-  const a = server.address();
-  process.stdout.write(JSON.stringify({ port: typeof a === 'object' && a ? a.port : 0 }) + '\n');
-});
-const stop = () => {
-  server.closeAllConnections();
-  server.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 1000).unref();
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+serveBenchProcess(server, Number(process.argv[3] ?? 0));

@@ -14,6 +14,7 @@
  */
 import { createServer, type ServerResponse } from 'node:http';
 import { FLAKY_EVERY } from './lib.js';
+import { serveBenchProcess } from './serve.js';
 
 const created = 1727000000;
 const usage = { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 };
@@ -111,15 +112,4 @@ const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 0 }, (r
     answer(res, url, stream);
   });
 });
-server.keepAliveTimeout = 120_000;
-server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
-  const a = server.address();
-  process.stdout.write(JSON.stringify({ port: typeof a === 'object' && a ? a.port : 0 }) + '\n');
-});
-const stop = () => {
-  server.closeAllConnections();
-  server.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 1000).unref();
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+serveBenchProcess(server, Number(process.argv[2] ?? 0));
