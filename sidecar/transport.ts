@@ -105,18 +105,13 @@ export async function* readBody(body: Readable): AsyncGenerator<Uint8Array> {
 export async function readAll(body: Readable, limitBytes = 64 * 1024 * 1024): Promise<string> {
   const parts: Buffer[] = [];
   let size = 0;
-  try {
-    for await (const chunk of body) {
-      const buf = chunk as Buffer;
-      size += buf.byteLength;
-      if (size > limitBytes) {
-        body.destroy();
-        throw new TransportError('reset', `upstream body exceeds ${limitBytes} bytes`);
-      }
-      parts.push(buf);
+  for await (const chunk of readBody(body)) {
+    size += chunk.byteLength;
+    if (size > limitBytes) {
+      body.destroy();
+      throw new TransportError('reset', `upstream body exceeds ${limitBytes} bytes`);
     }
-  } catch (err) {
-    throw classify(err);
+    parts.push(chunk as Buffer); // undici's chunks are Buffers already: no copy
   }
   return parts.length === 1 ? parts[0]!.toString('utf8') : Buffer.concat(parts, size).toString('utf8');
 }

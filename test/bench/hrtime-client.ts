@@ -8,6 +8,7 @@
  * Prints one JSON line: { n, failures, statuses, totalUs: {p50,p90,p99,max,mean}, ttfbUs: {…}, bytes }.
  */
 import { Pool } from 'undici';
+import { percentile } from './lib.js';
 
 interface Args {
   url: string;
@@ -36,10 +37,9 @@ export interface HrtimeResult {
 }
 
 export function dist(xs: number[]): Dist {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]! : NaN);
   const r = (x: number) => Math.round(x * 10) / 10;
-  return { p50: r(q(0.5)), p90: r(q(0.9)), p99: r(q(0.99)), max: r(s.length ? s[s.length - 1]! : NaN), mean: r(s.length ? s.reduce((a, b) => a + b, 0) / s.length : NaN) };
+  const q = (p: number) => r(percentile(xs, p));
+  return { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: q(1), mean: r(xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN) };
 }
 
 async function main(): Promise<void> {
