@@ -2,22 +2,13 @@ import type { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
-import { BUDGET_SYNC_PATH, BudgetSyncRequestSchema, GROUP, VERSION, formatIssues, type Budget, type BudgetSyncResponse } from '../crds/src/index.js';
+import { BUDGET_SYNC_PATH, BudgetSyncRequestSchema, GROUP, VERSION, formatIssues, type Budget, type BudgetAllowance, type BudgetSyncResponse } from '../crds/src/index.js';
 import { formatUsd, parseUsd } from '../sidecar/metering/money.js';
 import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
 import { BudgetLedger, ledgerTotals, type PeriodLedger } from './budget-ledger.js';
 import type { ClusterCache, RawObject } from './cache.js';
 import { setCondition } from './conditions.js';
 import { checkBudget } from './snapshots.js';
-
-interface AllowanceStatus {
-  pod: string;
-  uid: string;
-  granted: string;
-  spent: string;
-  seq: number;
-  expires: string;
-}
 
 export interface BudgetGauges {
   limit: Gauge;
@@ -84,7 +75,7 @@ export class BudgetService {
     for (const raw of list.items) {
       const b = checkBudget(raw);
       if (!b) continue;
-      const status = (raw.status ?? {}) as { periodStart?: string; allowances?: AllowanceStatus[] };
+      const status = (raw.status ?? {}) as { periodStart?: string; allowances?: BudgetAllowance[] };
       const ns = b.metadata.namespace ?? 'default';
       const current = this.ledger.current(ns, b.metadata.name, b.spec);
       if (status.periodStart !== current.periodStart) continue;

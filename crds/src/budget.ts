@@ -48,6 +48,17 @@ export const BudgetSpecSchema = z
   });
 export type BudgetSpec = z.infer<typeof BudgetSpecSchema>;
 
+/** One pod's share of the period's limit, as the operator's book holds it (integer nano-USD). */
+export const BudgetAllowanceSchema = z.object({
+  pod: z.string().describe('Name of the pod the allowance was granted to.'),
+  uid: z.string().describe('UID of that pod (a re-created pod with the same name is another holder).'),
+  granted: z.string().regex(/^\d{1,30}$/).describe('Allowance granted to the pod this period, in integer nano-USD.'),
+  spent: z.string().regex(/^\d{1,30}$/).describe('Spend the pod reported this period, in integer nano-USD.'),
+  seq: z.number().int().min(0).describe('Highest usage-report sequence number applied (a retried report is not counted twice).'),
+  expires: z.string().describe('When the allowance lapses unless the pod renews it; it is reclaimed some time after.'),
+}).describe("One pod's allowance.");
+export type BudgetAllowance = z.infer<typeof BudgetAllowanceSchema>;
+
 export const BudgetStatusSchema = z.object({
   observedGeneration: z.number().int().optional(),
   periodStart: z.string().optional(),
@@ -56,6 +67,10 @@ export const BudgetStatusSchema = z.object({
   remaining: z.string().optional(),
   state: z.enum(['Ok', 'Warning', 'Exceeded']).optional(),
   conditions: z.array(ConditionSchema).optional(),
+  allowances: z
+    .array(BudgetAllowanceSchema)
+    .optional()
+    .describe("The operator's book of per-pod allowances this period; written before money is handed out, read back by a new leader."),
 });
 
 export const BudgetSchema = z.object({

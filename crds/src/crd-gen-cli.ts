@@ -1,5 +1,6 @@
 /**
- * `make crds`: writes the generated CRD manifests (crds/*.yaml) from the zod schemas.
+ * `make crds`: writes the generated CRD manifests (crds/*.yaml, and the Helm chart's copy in
+ * charts/paygo/crds/) from the zod schemas.
  *
  *   node dist/crds/src/crd-gen-cli.js [--check] [--root DIR]
  *
@@ -7,9 +8,12 @@
  * --root is the repository root (default: the current directory).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderCrds } from './crd-gen.js';
+
+/** Helm installs CRDs from the chart's crds/ directory: a copy of the generated ones. */
+const CHART_CRDS = join('charts', 'paygo', 'crds');
 
 function main(): number {
   const { values } = parseArgs({
@@ -21,7 +25,7 @@ function main(): number {
     process.stderr.write(`crd-gen: ${root} is not the paygo repository root (no crds/src); run from it or pass --root\n`);
     return 2;
   }
-  const crds = renderCrds();
+  const crds = renderCrds().flatMap((c) => [c, { ...c, file: join(CHART_CRDS, basename(c.file)) }]);
   if (values.check) {
     const stale = crds.filter(({ file, yaml }) => {
       const path = join(root, file);

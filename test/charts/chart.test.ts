@@ -81,7 +81,7 @@ describe('charts/paygo', { timeout: 60_000 }, () => {
     expect(generated.length).toBeGreaterThan(0);
     expect(readdirSync(join(CHART, 'crds')).sort()).toEqual(generated);
     for (const f of generated) {
-      expect(readFileSync(join(CHART, 'crds', f), 'utf8'), `charts/paygo/crds/${f} is stale: cp crds/${f} charts/paygo/crds/`).toBe(readFileSync(join(ROOT, 'crds', f), 'utf8'));
+      expect(readFileSync(join(CHART, 'crds', f), 'utf8'), `charts/paygo/crds/${f} is stale: run make crds`).toBe(readFileSync(join(ROOT, 'crds', f), 'utf8'));
     }
   });
 

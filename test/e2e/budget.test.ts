@@ -153,6 +153,10 @@ describe('fleet-wide hard budget', () => {
       const status = JSON.parse(await env.k(['get', 'budget', run, '-n', NS, '-o', 'json'])) as { status: { spent: string; state: string } };
       await until('status settles', async () => JSON.parse(await env.k(['get', 'budget', run, '-n', NS, '-o', 'json'])) as { status: { spent: string; state: string } }, (b) => Number(b.status.spent) * 1e9 >= Number(r.servedNano) - 1, 10_000);
       expect(Number(status.status.spent)).toBeLessThanOrEqual(1);
+      // The book a new leader restores from: one allowance per sidecar pod, never more than the limit in all.
+      const book = JSON.parse(await env.k(['get', 'budget', run, '-n', NS, '-o', 'json'])) as { status: { allowances: Array<{ pod: string; granted: string }> } };
+      expect(book.status.allowances.map((a) => a.pod).sort()).toEqual(['shop-1', 'shop-2', 'shop-3', 'shop-4']);
+      expect(book.status.allowances.reduce((sum, a) => sum + BigInt(a.granted), 0n)).toBeLessThanOrEqual(LIMIT);
     }, 180_000);
   }
 
