@@ -1,6 +1,6 @@
 import { parseUsd } from '../sidecar/metering/money.js';
 import { periodBounds } from '../sidecar/budget/period.js';
-import type { BudgetSpec } from '../crds/src/index.js';
+import type { BudgetSpec, BudgetSyncRequest, BudgetSyncResponse } from '../crds/src/index.js';
 
 /** One pod's allowance in one budget period. Amounts in nano-USD. */
 export interface PodAllowance {
@@ -24,6 +24,19 @@ export interface PeriodLedger {
   pods: Map<string, PodAllowance>;
   /** A sidecar asked for more than was left. */
   exhausted: boolean;
+}
+
+/** One budget entry of a pod's sync (amounts in nano-USD; see BUDGET_SYNC_PATH). */
+export interface SyncReport {
+  seq: number;
+  /** The pod's cumulative spend this period. */
+  spent: bigint;
+  /** Allowance the pod keeps; the rest of its grant comes back. */
+  keep: bigint;
+  /** Extra allowance asked for. */
+  want: bigint;
+  /** Least extra allowance worth granting (below it, nothing is granted). */
+  need: bigint;
 }
 
 export interface EntryResult {
@@ -99,32 +112,63 @@ export class BudgetLedger {
   }
 
   /** Applies one sync entry of a pod and grants what fits. */
-  apply(l: PeriodLedger, pod: { name: string; uid: string }, seq: number, spent: bigint, keep: bigint, want: bigint): EntryResult {
+  apply(l: PeriodLedger, pod: { name: string; uid: string }, report: SyncReport): EntryResult {
     const now = this.o.now();
     let p = l.pods.get(pod.uid);
     if (!p) {
       p = { pod: pod.name, uid: pod.uid, granted: 0n, spent: 0n, seq: 0, expires: 0 };
       l.pods.set(pod.uid, p);
     }
-    if (seq <= p.seq) return { granted: p.granted, expires: p.expires, grew: false };
-    p.seq = seq;
-    if (spent > p.spent) p.spent = spent;
+    if (report.seq <= p.seq) return { granted: p.granted, expires: p.expires, grew: false };
+    p.seq = report.seq;
+    if (report.spent > p.spent) p.spent = report.spent;
     // Giving back: never below what the pod spent.
-    const kept = keep > p.spent ? keep : p.spent;
+    const kept = report.keep > p.spent ? report.keep : p.spent;
     if (kept < p.granted) p.granted = kept;
     if (p.granted < p.spent) p.granted = p.spent; // reported spend beyond the allowance is still counted
     let grew = false;
-    if (want > 0n) {
+    if (report.want > 0n) {
       const available = l.limit - ledgerTotals(l).granted;
-      const give = available <= 0n ? 0n : want < available ? want : available;
+      const fits = available > 0n && available >= report.need;
+      const give = !fits ? 0n : report.want < available ? report.want : available;
       if (give > 0n) {
         p.granted += give;
         grew = true;
       }
-      l.exhausted = give < want;
+      l.exhausted = give < report.want;
     }
     p.expires = now + this.ttlMs;
     return { granted: p.granted, expires: p.expires, grew };
+  }
+
+  /**
+   * Answers one entry of a pod's sync against the budget's current period: applies it and
+   * tells the pod its allowance, what is outstanding fleet-wide and what is left to grant.
+   * An entry for another period (or no budget: `spec` undefined) gets nothing.
+   */
+  answer(
+    namespace: string,
+    spec: BudgetSpec | undefined,
+    pod: { name: string; uid: string },
+    seq: number,
+    e: BudgetSyncRequest['entries'][number],
+  ): { entry: BudgetSyncResponse['entries'][number]; applied: boolean; grew: boolean } {
+    const nothing = { name: e.name, periodStart: e.periodStart, granted: '0', spent: '0', outstanding: '0', available: '0', expires: new Date(this.o.now()).toISOString() };
+    if (!spec) return { entry: nothing, applied: false, grew: false };
+    const l = this.current(namespace, e.name, spec);
+    if (l.periodStart !== e.periodStart) return { entry: nothing, applied: false, grew: false };
+    const r = this.apply(l, pod, { seq, spent: BigInt(e.spent), keep: BigInt(e.keep), want: BigInt(e.want), need: BigInt(e.need ?? '0') });
+    const totals = ledgerTotals(l);
+    const entry = {
+      name: e.name,
+      periodStart: l.periodStart,
+      granted: r.granted.toString(),
+      spent: (l.pods.get(pod.uid)?.spent ?? 0n).toString(),
+      outstanding: (totals.granted > totals.spent ? totals.granted - totals.spent : 0n).toString(),
+      available: (l.limit > totals.granted ? l.limit - totals.granted : 0n).toString(),
+      expires: new Date(r.expires).toISOString(),
+    };
+    return { entry, applied: true, grew: r.grew };
   }
 
   /** Reclaims allowances of pods silent past expiry + grace; returns the budgets that changed. */

@@ -112,31 +112,14 @@ export class BudgetService {
     const grew = new Set<string>();
     for (const e of parsed.data.entries) {
       const raw = this.o.cache.budgets.get(e.name, id.namespace);
-      const budget = raw ? checkBudget(raw) : undefined;
       // Only the pod's own namespace, and only budgets that cover it; anything else gets nothing.
-      if (!budget) {
-        out.entries.push({ name: e.name, periodStart: e.periodStart, granted: '0', spent: '0', outstanding: '0', available: '0', expires: this.o.now().toISOString() });
-        continue;
-      }
-      const l = this.ledger.current(id.namespace, e.name, budget.spec);
-      if (l.periodStart !== e.periodStart) {
-        out.entries.push({ name: e.name, periodStart: e.periodStart, granted: '0', spent: '0', outstanding: '0', available: '0', expires: this.o.now().toISOString() });
-        continue;
-      }
-      const r = this.ledger.apply(l, { name: id.podName, uid: id.podUid }, parsed.data.seq, BigInt(e.spent), BigInt(e.keep), BigInt(e.want));
+      const budget = raw ? checkBudget(raw) : undefined;
+      const answer = this.ledger.answer(id.namespace, budget?.spec, { name: id.podName, uid: id.podUid }, parsed.data.seq, e);
+      out.entries.push(answer.entry);
+      if (!answer.applied) continue;
       const key = BudgetLedger.key(id.namespace, e.name);
       this.dirty.add(key);
-      if (r.grew) grew.add(key);
-      const totals = ledgerTotals(l);
-      out.entries.push({
-        name: e.name,
-        periodStart: l.periodStart,
-        granted: r.granted.toString(),
-        spent: (l.pods.get(id.podUid)?.spent ?? 0n).toString(),
-        outstanding: (totals.granted > totals.spent ? totals.granted - totals.spent : 0n).toString(),
-        available: (l.limit > totals.granted ? l.limit - totals.granted : 0n).toString(),
-        expires: new Date(r.expires).toISOString(),
-      });
+      if (answer.grew) grew.add(key);
     }
     // Money handed out is written down before the sidecar may spend it.
     await Promise.all([...grew].map((k) => this.persist(k)));

@@ -35,7 +35,9 @@ export type AckMessage = z.infer<typeof AckMessageSchema>;
  * strings. Reports are cumulative and sequence-numbered, so a retried or duplicated sync is
  * never counted twice: `spent` is the pod's total spend in the period so far; `keep` is the
  * allowance it keeps (spent + in-flight reservations; the rest goes back); `want` is extra
- * allowance it asks for.
+ * allowance it asks for; `need` is the least extra allowance worth having (a waiting request
+ * cannot use less, so the operator grants nothing rather than strand money with a pod that
+ * cannot spend it).
  */
 export const BUDGET_SYNC_PATH = '/v1/budget/sync';
 
@@ -51,6 +53,7 @@ export const BudgetSyncRequestSchema = z.object({
         spent: nano,
         keep: nano,
         want: nano,
+        need: nano.optional(),
       }),
     )
     .max(256),

@@ -16,11 +16,10 @@ interface Allowance {
   outstanding: bigint;
   /** What the operator had left to grant at the last sync. */
   available: bigint;
-  /** Extra allowance wanted at the next sync. */
-  want: bigint;
+  /** Amounts of the requests here waiting for allowance. */
+  waiting: bigint[];
   /** Typical reservation, for the cushion kept between syncs. */
   lastAmount: bigint;
-  changed: boolean;
 }
 
 export interface RemoteFundsOptions {
@@ -73,7 +72,7 @@ export class RemoteFunds implements BudgetFunds {
     if (!e) {
       const at = key.lastIndexOf('@');
       const name = key.slice(key.indexOf('/') + 1, at);
-      e = { name, periodStart: key.slice(at + 1), granted: 0n, spent: 0n, reserved: 0n, validUntil: 0, outstanding: 0n, available: 1n, want: 0n, lastAmount: 0n, changed: true };
+      e = { name, periodStart: key.slice(at + 1), granted: 0n, spent: 0n, reserved: 0n, validUntil: 0, outstanding: 0n, available: 1n, waiting: [], lastAmount: 0n };
       // Allowances of past periods are dropped: their keys never come back.
       for (const [k, old] of this.entries) if (old.name === name && old.periodStart !== e.periodStart && old.reserved === 0n) this.entries.delete(k);
       this.entries.set(key, e);
@@ -85,32 +84,39 @@ export class RemoteFunds implements BudgetFunds {
     return this.now() < e.validUntil - EXPIRY_MARGIN_MS && e.spent + e.reserved + amount <= e.granted;
   }
 
+  private take(e: Allowance, amount: bigint): true {
+    e.reserved += amount;
+    return true;
+  }
+
   async reserve(key: string, _limitNano: bigint, amount: bigint): Promise<boolean> {
     const e = this.entry(key);
     e.lastAmount = amount;
-    const deadline = this.now() + (this.o.waitMs ?? 10_000);
-    for (;;) {
-      if (this.fits(e, amount)) {
-        e.reserved += amount;
-        return true;
+    if (this.fits(e, amount)) return this.take(e, amount);
+    // Waiting requests are part of what the next sync asks for, so one round trip serves them all.
+    e.waiting.push(amount);
+    try {
+      const deadline = this.now() + (this.o.waitMs ?? 10_000);
+      for (;;) {
+        try {
+          await this.sync();
+        } catch (err) {
+          this.o.logger.warn({ error: (err as Error).message }, 'budget sync with the operator failed');
+        }
+        if (this.fits(e, amount)) return this.take(e, amount);
+        // The limit minus the fleet's spend: if even that cannot take the request, nothing that
+        // comes back ever will. Otherwise reservations in flight may settle below their worst case.
+        if (e.available + e.outstanding < amount || this.closed) return false;
+        if (this.now() >= deadline) {
+          // Money may still come back, but not soon enough: a slow or unreachable operator.
+          this.o.logger.warn({ budget: e.name, waitedMs: this.o.waitMs ?? 10_000 }, 'budget allowance did not arrive in time; request refused');
+          return false;
+        }
+        await new Promise((r) => setTimeout(r, 25));
+        if (this.fits(e, amount)) return this.take(e, amount);
       }
-      const missing = e.spent + e.reserved + amount - e.granted;
-      // Ask for about as much again as is in flight, so a busy sidecar does not sync per request.
-      const want = (missing > 0n ? missing : 0n) + (e.reserved > amount * 3n ? e.reserved : amount * 3n);
-      if (want > e.want) e.want = want;
-      try {
-        await this.sync();
-      } catch (err) {
-        this.o.logger.warn({ error: (err as Error).message }, 'budget sync with the operator failed');
-      }
-      if (this.fits(e, amount)) {
-        e.reserved += amount;
-        return true;
-      }
-      // Refuse only when no money can come back: none in flight here or elsewhere in the fleet.
-      const mayComeBack = e.reserved > 0n || e.outstanding > 0n;
-      if (!mayComeBack || this.now() >= deadline || this.closed) return false;
-      await new Promise((r) => setTimeout(r, 25));
+    } finally {
+      e.waiting.splice(e.waiting.indexOf(amount), 1);
     }
   }
 
@@ -118,14 +124,12 @@ export class RemoteFunds implements BudgetFunds {
     const e = this.entry(key);
     e.reserved -= reserved;
     e.spent += actual;
-    e.changed = true;
     this.schedule();
   }
 
   record(key: string, actual: bigint): void {
     const e = this.entry(key);
     e.spent += actual;
-    e.changed = true;
     this.schedule();
   }
 
@@ -159,53 +163,49 @@ export class RemoteFunds implements BudgetFunds {
   }
   private next: Promise<void> | undefined;
 
+  /**
+   * What to keep, ask for and need of one allowance. While the operator has money left, keep
+   * what is spent, reserved and waiting plus a cushion of about as much again as is busy (so a
+   * busy sidecar does not sync per request), and top it up when it runs low. When the operator
+   * has nothing left, keep no cushion (others may be waiting for exactly that money) and keep
+   * free money only if a request waiting here can use it; ask for what waits, and accept no
+   * less than the smallest waiting request needs.
+   */
+  private report(e: Allowance): BudgetSyncRequest['entries'][number] {
+    const waiting = e.waiting.reduce((a, b) => a + b, 0n);
+    const smallest = e.waiting.reduce<bigint | undefined>((a, b) => (a === undefined || b < a ? b : a), undefined);
+    const plenty = e.available > 0n && !this.closed;
+    const busy = e.reserved + waiting;
+    const cushion = !plenty ? 0n : busy > e.lastAmount * 4n ? busy : e.lastAmount * 4n;
+    const inUse = e.spent + e.reserved;
+    const usable = !this.closed && smallest !== undefined && e.granted - inUse >= smallest;
+    const kept = inUse + (plenty ? waiting + cushion : usable ? waiting : 0n);
+    const keep = kept < e.granted ? kept : e.granted;
+    // What goes back is gone from now on: the operator may hand it to another sidecar before its
+    // answer reaches us, so no reservation may use it meanwhile.
+    e.granted = keep;
+    const free = keep - inUse;
+    const runningLow = free < waiting + cushion / 2n;
+    const want = runningLow && !this.closed ? waiting + cushion - free : 0n;
+    const need = smallest !== undefined && smallest > free ? smallest - free : 0n;
+    return { name: e.name, periodStart: e.periodStart, spent: e.spent.toString(), keep: keep.toString(), want: want.toString(), need: need.toString() };
+  }
+
   private async doSync(): Promise<void> {
     if (this.entries.size === 0) return;
     this.seq = Math.max(this.seq + 1, this.now());
     const sent = [...this.entries.values()];
-    const body: BudgetSyncRequest = {
-      seq: this.seq,
-      entries: sent.map((e) => {
-        // Keep what is spent and reserved plus a cushion for the next few requests; the rest goes
-        // back to the fleet. When the operator has nothing left to grant, keep no cushion: others
-        // may be waiting for exactly that money.
-        const cushion = e.available > 0n ? (e.reserved > e.lastAmount * 4n ? e.reserved : e.lastAmount * 4n) : 0n;
-        const wanted = e.spent + e.reserved + cushion;
-        const keep = wanted < e.granted ? wanted : e.granted;
-        // What goes back is gone from now on: the operator may hand it to another sidecar
-        // before its answer reaches us, so no reservation may use it meanwhile.
-        e.granted = keep;
-        return { name: e.name, periodStart: e.periodStart, spent: e.spent.toString(), keep: keep.toString(), want: e.want.toString() };
-      }),
-    };
-    const wants = sent.map((e) => e.want);
-    for (const e of sent) {
-      e.want = 0n;
-      e.changed = false;
-    }
+    const body: BudgetSyncRequest = { seq: this.seq, entries: sent.map((e) => this.report(e)) };
     const token = readFileSync(this.o.tokenFile, 'utf8').trim();
-    let res;
-    try {
-      res = await this.agent.request({
-        origin: new URL(this.o.url).origin,
-        path: BUDGET_SYNC_PATH,
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-    } catch (err) {
-      sent.forEach((e, i) => {
-        if (wants[i]! > e.want) e.want = wants[i]!;
-        e.changed = true;
-      });
-      throw err;
-    }
+    const res = await this.agent.request({
+      origin: new URL(this.o.url).origin,
+      path: BUDGET_SYNC_PATH,
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     const text = await res.body.text();
     if (res.statusCode !== 200) {
-      sent.forEach((e, i) => {
-        if (wants[i]! > e.want) e.want = wants[i]!;
-        e.changed = true;
-      });
       throw new Error(`operator answered ${res.statusCode} to a budget sync: ${text.slice(0, 200)}`);
     }
     const parsed = BudgetSyncResponseSchema.parse(JSON.parse(text));
@@ -226,8 +226,7 @@ export class RemoteFunds implements BudgetFunds {
     this.closed = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.timer);
-    // Final report: give back every unused allowance.
-    for (const e of this.entries.values()) e.lastAmount = 0n;
+    // Final report: give back every unused allowance (closed: no cushion, nothing wanted).
     await this.sync().catch(() => {});
     await this.agent.close().catch(() => {});
   }

@@ -1,0 +1,153 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BUDGET_SYNC_PATH, BudgetSpecSchema, BudgetSyncRequestSchema, type BudgetSyncResponse } from '../../../crds/src/index.js';
+import { BudgetLedger, ledgerTotals } from '../../../operator/budget-ledger.js';
+import { budgetKey } from '../../../sidecar/budget/funds.js';
+import { periodBounds } from '../../../sidecar/budget/period.js';
+import { RemoteFunds } from '../../../sidecar/budget/remote-funds.js';
+
+/**
+ * RemoteFunds against the operator's real ledger behind a loopback HTTP server speaking the
+ * sync protocol (the operator's authentication and status writes are left out: they are
+ * tested on the real control plane in test/e2e/budget.test.ts).
+ */
+const NS = 'shop';
+const LIMIT = 1_000_000n;
+const spec = BudgetSpecSchema.parse({ period: 'monthly', limit: '0.001' });
+const key = budgetKey(NS, 'b', periodBounds('monthly', 'UTC', new Date()).start);
+const logger = pino({ level: 'silent' });
+const ANSWER_DELAY_MS = 50;
+
+let dir: string;
+let server: Server;
+let url: string;
+let ledger: BudgetLedger;
+let syncs = 0;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'paygo-remote-funds-'));
+  server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      const pod = req.headers.authorization!.slice('Bearer '.length);
+      const parsed = BudgetSyncRequestSchema.parse(JSON.parse(body));
+      syncs++;
+      const out: BudgetSyncResponse = { entries: parsed.entries.map((e) => ledger.answer(NS, spec, { name: pod, uid: pod }, parsed.seq, e).entry) };
+      res.setHeader('content-type', 'application/json');
+      // The operator writes grants to the API server before it answers: answers take a while.
+      setTimeout(() => res.end(JSON.stringify(out)), ANSWER_DELAY_MS);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const funds: RemoteFunds[] = [];
+afterEach(async () => {
+  await Promise.all(funds.splice(0).map((f) => f.close()));
+});
+
+function sidecar(pod: string, waitMs = 10_000): RemoteFunds {
+  const tokenFile = join(dir, pod);
+  writeFileSync(tokenFile, pod);
+  const f = new RemoteFunds({ url, tokenFile, ca: undefined, logger, waitMs });
+  funds.push(f);
+  return f;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}
+
+describe('RemoteFunds', () => {
+  it('4 sidecars × 32 concurrent requests: never more than the limit, refused only when the rest cannot take a request', async () => {
+    ledger = new BudgetLedger({ now: Date.now });
+    syncs = 0;
+    const amount = 1_000n; // worst case of every request
+    let spent = 0n; // independent of the ledger: what the requests really cost
+    let ok = 0;
+    const refusedAt: bigint[] = [];
+    const sidecars = ['a', 'b', 'c', 'd'].map((p) => sidecar(p));
+    const client = async (f: RemoteFunds, i: number) => {
+      for (let n = 0; n < 1_000; n++) {
+        if (!(await f.reserve(key, LIMIT, amount))) {
+          refusedAt.push(spent);
+          return;
+        }
+        await sleep(2 + ((i + n) % 8)); // requests take a little while
+        const actual = 400n + BigInt(((i * 7 + n * 13) % 4) * 20); // 400…460: well below the worst case
+        spent += actual;
+        ok++;
+        f.settle(key, amount, actual);
+      }
+    };
+    await Promise.all(sidecars.flatMap((f) => Array.from({ length: 32 }, (_, i) => client(f, i))));
+
+    expect(spent).toBeLessThanOrEqual(LIMIT);
+    expect(refusedAt).toHaveLength(128); // every client ended by a refusal, none by running out of turns
+    // A refusal means the limit minus what was spent could not take one more worst case.
+    expect(LIMIT - refusedAt[0]!).toBeLessThan(amount);
+    expect(ok).toBeGreaterThan(1_000);
+    // Allowance comes in batches: far fewer syncs than requests.
+    expect(syncs).toBeLessThan(ok / 2);
+  }, 30_000);
+
+  it('waiting requests are served as money comes back, and refused as soon as what is left cannot take them', async () => {
+    ledger = new BudgetLedger({ now: Date.now });
+    const l = ledger.current(NS, 'b', spec);
+    const pod = (name: string) => ({ name, uid: name });
+    const report = (seq: number, spent: bigint, keep: bigint, want: bigint) => ({ seq, spent, keep, want, need: 0n });
+    // a and b spent 450,000 each; x (a third pod) holds the last 100,000.
+    for (const p of ['a', 'b']) {
+      ledger.apply(l, pod(p), report(1, 0n, 0n, 450_000n));
+      ledger.apply(l, pod(p), report(2, 450_000n, 450_000n, 0n));
+    }
+    ledger.apply(l, pod('x'), report(1, 0n, 0n, 100_000n));
+    const a = sidecar('a');
+    const b = sidecar('b');
+    const started = Date.now();
+    const results = new Map<string, boolean>();
+    const waits = [
+      a.reserve(key, LIMIT, 60_000n).then((ok) => results.set('a', ok)),
+      b.reserve(key, LIMIT, 60_000n).then((ok) => results.set('b', ok)),
+    ];
+    await sleep(150);
+    ledger.apply(l, pod('x'), report(2, 0n, 50_000n, 0n)); // half comes back: too little for either
+    await sleep(150);
+    expect(results.size).toBe(0);
+    ledger.apply(l, pod('x'), report(3, 0n, 0n, 0n)); // the rest: enough for one of them
+    await until(() => [...results.values()].includes(true));
+    const [winner] = [...results].find(([, ok]) => ok)!;
+    (winner === 'a' ? a : b).settle(key, 60_000n, 60_000n);
+    await Promise.all(waits);
+    expect([...results.values()].sort()).toEqual([false, true]);
+    // Refused because the 40,000 left cannot take 60,000, not after waiting out its 30 s.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(ledgerTotals(l).granted).toBeLessThanOrEqual(LIMIT);
+  }, 30_000);
+
+  it('fails closed when the operator cannot be reached before any allowance was granted', async () => {
+    const f = new RemoteFunds({ url: 'http://127.0.0.1:1', tokenFile: join(dir, 'a'), ca: undefined, logger, waitMs: 5_000 });
+    funds.push(f);
+    const started = Date.now();
+    expect(await f.reserve(key, LIMIT, 1_000n)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
