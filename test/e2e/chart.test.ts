@@ -6,7 +6,7 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHART, findAll, findOne, flag, parseManifests, type DeploymentObject, type K8sObject, type WebhookConfigObject } from '../support/chart.js';
 import { until } from '../support/cluster-env.js';
-import { helm, kubectl, startControlPlane, type ControlPlane } from '../support/controlplane/controlplane.js';
+import { helm, kubectl, startControlPlane, waitCrdsEstablished, type ControlPlane } from '../support/controlplane/controlplane.js';
 import { OPERATOR_BIN, startOperator, type OperatorProcess } from '../support/operator-process.js';
 import { ROOT, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 
@@ -140,7 +140,7 @@ describe('charts/paygo on a real API server', () => {
     expect(JSON.parse(await k(['get', 'clusterrole', 'paygo-operator', '-o', 'jsonpath={.rules}']))).toEqual(findOne<K8sObject & { rules: unknown }>(installed, 'ClusterRole').rules);
     expect(await k(['get', 'deployment', 'paygo-operator', '-n', NS, '-o', 'jsonpath={.spec.replicas}'])).toBe('2');
 
-    await k(['wait', '--for', 'condition=Established', 'crd/modelroutes.paygo.dev', 'crd/budgets.paygo.dev', '--timeout', '60s']);
+    await waitCrdsEstablished(cp, ['modelroutes.paygo.dev', 'budgets.paygo.dev']);
     const explain = await k(['explain', 'modelroute.spec.targets']);
     expect(explain).toMatch(/Which provider API the target speaks/);
     expect(await k(['get', 'crd', 'budgets.paygo.dev', '-o', 'jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}'])).toBe('Period Limit Spent Remaining State Age');
@@ -301,7 +301,7 @@ describe('charts/paygo on a real API server', () => {
     });
     const crds = [standIn('monitoring.coreos.com', 'ServiceMonitor', 'servicemonitors'), standIn('monitoring.coreos.com', 'PodMonitor', 'podmonitors'), standIn('cert-manager.io', 'Issuer', 'issuers'), standIn('cert-manager.io', 'Certificate', 'certificates')];
     await k(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: crds }));
-    await k(['wait', '--for', 'condition=Established', '--timeout', '60s', ...crds.map((c) => `crd/${c.metadata.name}`)]);
+    await waitCrdsEstablished(cp, crds.map((c) => c.metadata.name));
 
     await h(['install', 'obs', CHART, '-n', 'obs-system', '--create-namespace', '--wait=false', '--set', 'certificates.mode=certManager']);
     const objs = parseManifests(await h(['get', 'manifest', 'obs', '-n', 'obs-system']));

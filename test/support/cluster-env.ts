@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kubectl, startControlPlane, type ControlPlane } from './controlplane/controlplane.js';
+import { kubectl, startControlPlane, waitCrdsEstablished, type ControlPlane } from './controlplane/controlplane.js';
 import { startOperator, type OperatorProcess } from './operator-process.js';
 import { ROOT, freePort, startSidecar, type SidecarProcess } from './sidecar-process.js';
 
@@ -37,7 +37,7 @@ export async function startClusterEnv(namespaces: string[]): Promise<ClusterEnv>
     await k(['apply', '-f', '-'], yaml);
   };
   for (const f of readdirSync(join(ROOT, 'crds')).filter((f) => f.endsWith('.yaml'))) await k(['apply', '-f', join(ROOT, 'crds', f)]);
-  await k(['wait', '--for', 'condition=Established', 'crd/modelroutes.paygo.dev', 'crd/budgets.paygo.dev', '--timeout', '60s']);
+  await waitCrdsEstablished(cp, ['modelroutes.paygo.dev', 'budgets.paygo.dev']);
   await k(['create', 'namespace', 'paygo-system']);
   for (const ns of namespaces) {
     await k(['create', 'namespace', ns]);

@@ -170,6 +170,22 @@ export function kubectl(
 }
 
 /**
+ * Waits until the named CRDs are Established. Polls instead of `kubectl wait`, which fails at
+ * once ("status.conditions accessor error") when asked before the API server wrote any condition.
+ */
+export async function waitCrdsEstablished(cp: ControlPlane, names: string[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const r = await kubectl(cp, ['get', 'crd', ...names, '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{" "}{end}']);
+    last = r.code === 0 ? r.stdout : r.stderr;
+    if (r.code === 0 && r.stdout.split(' ').filter((s) => s === 'True').length === names.length) return;
+    if (Date.now() > deadline) throw new Error(`CRDs ${names.join(', ')} not Established within ${timeoutMs} ms: ${last}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+/**
  * Runs helm against the control plane (admin kubeconfig); helm's cache/config/data live in
  * dataDir/helm so nothing under $HOME is touched. Never rejects on a non-zero exit.
  */
