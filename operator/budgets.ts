@@ -2,7 +2,7 @@ import type { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
-import { BUDGET_SYNC_PATH, BudgetSyncRequestSchema, GROUP, VERSION, formatIssues, type Budget, type BudgetAllowance, type BudgetSyncResponse } from '../crds/src/index.js';
+import { BUDGET_SYNC_PATH, BudgetSchema, BudgetSyncRequestSchema, GROUP, VERSION, formatIssues, type Budget, type BudgetAllowance, type BudgetSyncResponse, type Condition } from '../crds/src/index.js';
 import { formatUsd, parseUsd } from '../sidecar/metering/money.js';
 import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
 import { BudgetLedger, ledgerTotals, type PeriodLedger } from './budget-ledger.js';
@@ -86,6 +86,46 @@ export class BudgetService {
       this.ledger.forget(ns, b.metadata.name);
       this.ledger.restore(l);
     }
+  }
+
+  /**
+   * Level-triggered status of a namespace's Budgets, for what no sync reports: a Budget the API
+   * server accepted but the full validation refuses (e.g. an unknown time zone) gets
+   * Ready=False/Invalid naming the field, and is not enforced; a valid one whose status is not
+   * of its current period and generation gets its book written, so kubectl shows it at once.
+   */
+  async reconcileNamespace(namespace: string): Promise<void> {
+    if (!this.o.isLeader()) return;
+    for (const raw of this.o.cache.budgets.list(namespace)) {
+      const name = raw.metadata?.name;
+      if (!name) continue;
+      const parsed = BudgetSchema.safeParse(raw);
+      if (!parsed.success) {
+        await this.markInvalid(raw, formatIssues(parsed.error));
+        continue;
+      }
+      const l = this.ledger.current(namespace, name, parsed.data.spec);
+      const status = (raw.status ?? {}) as { periodStart?: string; observedGeneration?: number };
+      if (status.periodStart !== l.periodStart || status.observedGeneration !== raw.metadata?.generation) await this.persist(BudgetLedger.key(namespace, name));
+    }
+  }
+
+  private async markInvalid(raw: RawObject, message: string): Promise<void> {
+    const generation = raw.metadata?.generation;
+    const old = (raw.status ?? {}) as { conditions?: Condition[] };
+    const full = `${message} (the budget is not enforced)`;
+    const ready = old.conditions?.find((c) => c.type === 'Ready');
+    if (ready?.reason === 'Invalid' && ready.message === full && ready.observedGeneration === generation) return;
+    const conditions = setCondition(old.conditions, { type: 'Ready', status: 'False', reason: 'Invalid', message: full, observedGeneration: generation }, this.o.now());
+    await this.o.custom.replaceNamespacedCustomObjectStatus({
+      group: GROUP,
+      version: VERSION,
+      namespace: raw.metadata!.namespace!,
+      plural: 'budgets',
+      name: raw.metadata!.name!,
+      body: { ...raw, status: { ...old, observedGeneration: generation, conditions } },
+      fieldManager: this.o.fieldManager,
+    });
   }
 
   private async sync(req: FastifyRequest, reply: FastifyReply): Promise<void> {

@@ -107,6 +107,7 @@ export class Operator {
     this.cache.onNamespaceChanged((ns) => {
       this.distributor.refresh(ns);
       this.enqueueNamespace(ns);
+      this.reconcileBudgets(ns);
     });
     this.tlsManager = new TlsManager({
       core,
@@ -130,12 +131,17 @@ export class Operator {
     this.budgets.restore().then(
       () => {
         this.budgetsRestored = true;
+        for (const ns of new Set(this.cache.budgets.list().map((b) => b.metadata?.namespace ?? 'default'))) this.reconcileBudgets(ns);
       },
       (err: unknown) => {
         this.logger.warn({ error: (err as Error).message }, 'could not restore budgets; retrying');
         setTimeout(() => this.isLeader() && this.restoreBudgets(), 1000).unref();
       },
     );
+  }
+
+  private reconcileBudgets(namespace: string): void {
+    this.budgets.reconcileNamespace(namespace).catch((err: unknown) => this.logger.warn({ namespace, error: (err as Error).message }, 'budget status reconcile failed'));
   }
 
   isLeader(): boolean {

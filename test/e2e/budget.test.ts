@@ -266,6 +266,24 @@ spec: { model: watched, ${target('watched')} }
     expect(badLimit.stderr).toMatch(/spec\.limit/);
   });
 
+  it('a Budget only the operator can find invalid (unknown time zone) says so in its status and is not enforced; fixed, it is', async () => {
+    const budget = (timeZone: string) => `apiVersion: paygo.dev/v1alpha1\nkind: Budget\nmetadata: { name: tz, namespace: ${NS} }\nspec: { period: daily, limit: "5", timeZone: ${timeZone} }\n`;
+    await env.apply(budget('Mars/Olympus_Mons'));
+    const ready = async () =>
+      (JSON.parse(await env.k(['get', 'budget', 'tz', '-n', NS, '-o', 'json'])) as { status?: { periodStart?: string; conditions?: Array<{ type: string; status: string; reason: string; message: string }> } }).status;
+    const { value: invalid } = await until('Invalid condition', ready, (st) => st?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'Invalid') ?? false);
+    const cond = invalid!.conditions!.find((c) => c.type === 'Ready')!;
+    expect(cond.status).toBe('False');
+    expect(cond.message).toMatch(/spec\.timeZone.*Mars\/Olympus_Mons.*not enforced/);
+    expect(await fetch(sidecars[0]!.metricsUrl).then((r) => r.text())).not.toMatch(/paygo_budget_limit_usd\{[^}]*budget="tz"/);
+
+    await env.apply(budget('Europe/Berlin'));
+    const { value: fixed } = await until('Ready again', ready, (st) => st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
+    expect(fixed!.periodStart).toMatch(/^\d{4}-\d{2}-\d{2}T2[23]:00:00\.000Z$/); // midnight in Berlin, before any spend
+    await until('tz on the sidecars', () => fetch(sidecars[0]!.metricsUrl).then((r) => r.text()), (m) => m.includes(`paygo_budget_limit_usd{namespace="${NS}",budget="tz"`), 15_000);
+    await env.k(['delete', 'budget', 'tz', '-n', NS]);
+  });
+
   it('threshold Events were recorded and kubectl get budgets shows the numbers', async () => {
     const events = await env.k(['get', 'events', '-n', NS, '--field-selector', 'reason=BudgetThreshold', '-o', 'json']);
     const messages = (JSON.parse(events) as { items: Array<{ message: string }> }).items.map((e) => e.message);
