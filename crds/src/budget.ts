@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { API_VERSION, ConditionSchema, LabelSelectorSchema, ObjectMetaSchema, usdAmount } from './meta.js';
+import { API_VERSION, ConditionSchema, LabelSelectorSchema, ObjectMetaSchema, nanoUsd, usdAmount } from './meta.js';
 
 export const BudgetSpecSchema = z
   .object({
@@ -52,8 +52,8 @@ export type BudgetSpec = z.infer<typeof BudgetSpecSchema>;
 export const BudgetAllowanceSchema = z.object({
   pod: z.string().describe('Name of the pod the allowance was granted to.'),
   uid: z.string().describe('UID of that pod (a re-created pod with the same name is another holder).'),
-  granted: z.string().regex(/^\d{1,30}$/).describe('Allowance granted to the pod this period, in integer nano-USD.'),
-  spent: z.string().regex(/^\d{1,30}$/).describe('Spend the pod reported this period, in integer nano-USD.'),
+  granted: nanoUsd.describe('Allowance granted to the pod this period, in integer nano-USD.'),
+  spent: nanoUsd.describe('Spend the pod reported this period, in integer nano-USD.'),
   seq: z.number().int().min(0).describe('Highest usage-report sequence number applied (a retried report is not counted twice).'),
   expires: z.string().describe('When the allowance lapses unless the pod renews it; it is reclaimed some time after.'),
 }).describe("One pod's allowance.");

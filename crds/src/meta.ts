@@ -66,6 +66,9 @@ export const usdAmount = (what: string) =>
     .string()
     .regex(/^\d{1,12}(\.\d{1,9})?$/, `${what} must be a decimal string of US dollars such as "250.00" (at most 9 decimals)`);
 
+/** An integer amount of nano-USD as a decimal string (money on the wire and in status). */
+export const nanoUsd = z.string().regex(/^\d{1,30}$/, 'an integer number of nano-USD');
+
 export const SecretKeyRefSchema = z
   .object({
     name: dnsSubdomain('secretRef.name').describe('Name of the Secret in the same namespace.'),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { nanoUsd } from './meta.js';
 import { SnapshotSchema } from './snapshot.js';
 
 /**
@@ -41,7 +42,6 @@ export type AckMessage = z.infer<typeof AckMessageSchema>;
  */
 export const BUDGET_SYNC_PATH = '/v1/budget/sync';
 
-const nano = z.string().regex(/^\d{1,30}$/, 'an integer number of nano-USD');
 
 export const BudgetSyncRequestSchema = z.object({
   seq: z.number().int().min(1),
@@ -50,10 +50,10 @@ export const BudgetSyncRequestSchema = z.object({
       z.object({
         name: z.string().min(1).max(253),
         periodStart: z.iso.datetime(),
-        spent: nano,
-        keep: nano,
-        want: nano,
-        need: nano.optional(),
+        spent: nanoUsd,
+        keep: nanoUsd,
+        want: nanoUsd,
+        need: nanoUsd.optional(),
       }),
     )
     .max(256),
@@ -66,13 +66,13 @@ export const BudgetSyncResponseSchema = z.object({
       name: z.string(),
       periodStart: z.string(),
       /** The pod's total allowance for the period (absolute, so a lost answer costs nothing). */
-      granted: nano,
+      granted: nanoUsd,
       /** The pod's spend as the operator recorded it (a restarted sidecar resumes from it). */
-      spent: nano,
+      spent: nanoUsd,
       /** Allowance granted fleet-wide and not yet spent: money that may still come back. */
-      outstanding: nano,
+      outstanding: nanoUsd,
       /** What is left to grant (limit minus every allowance); when 0, sidecars keep no cushion. */
-      available: nano,
+      available: nanoUsd,
       /** The allowance stops being valid at this time unless renewed by another sync. */
       expires: z.iso.datetime(),
     }),
