@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { runProgram, type RunResult } from '../support/run-program.js';
 
 /** Repository root: these files run as dist/test/bench/*.js. */
 export const ROOT = resolve(import.meta.dirname, '../../..');
@@ -17,7 +18,10 @@ const tracked = new Set<ChildProcess>();
 
 /** Spawns a child that stopAll() ends (SIGTERM, then SIGKILL after 5 s). */
 export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
-  const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  return track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts }));
+}
+
+function track(c: ChildProcess): ChildProcess {
   tracked.add(c);
   c.once('exit', () => tracked.delete(c));
   return c;
@@ -41,24 +45,9 @@ export function killAll(): void {
   for (const c of tracked) c.kill('SIGKILL');
 }
 
-/** Runs a program to completion with a hard timeout; never rejects on a non-zero exit. */
-export function run(cmd: string, args: string[], timeoutMs: number, opts: SpawnOptions = {}): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
-  const c = spawnTracked(cmd, args, opts);
-  let stdout = '';
-  let stderr = '';
-  c.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  c.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-20_000)));
-  let timedOut = false;
-  const t = setTimeout(() => {
-    timedOut = true;
-    c.kill('SIGKILL');
-  }, timeoutMs);
-  return new Promise((r) =>
-    c.once('close', (code) => {
-      clearTimeout(t);
-      r({ code, stdout, stderr, timedOut });
-    }),
-  );
+/** Runs a program to completion with a hard timeout (a tracked child); never rejects on a non-zero exit. */
+export function run(cmd: string, args: string[], timeoutMs: number, opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return runProgram(cmd, args, { timeoutMs, ...opts, onSpawn: track });
 }
 
 /** Waits for a line matching re on a child's stdout (bounded). */

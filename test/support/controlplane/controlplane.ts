@@ -4,10 +4,10 @@
 //
 // What a test gets: a kube-apiserver on 127.0.0.1 with RBAC, client-cert auth, admission
 // webhooks, TokenRequest/TokenReview; no controller-manager, scheduler or nodes.
-import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runProgram as run, type RunResult } from '../run-program.js';
 
 const HERE = import.meta.dirname;
 const INSTALL_SH = join(HERE, 'install.sh');
@@ -38,53 +38,7 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-interface RunOptions {
-  stdin?: string;
-  timeoutMs: number;
-  env?: NodeJS.ProcessEnv;
-  /** Copy the child's stderr to ours as it comes (progress of long builds). */
-  teeStderr?: boolean;
-}
-
-/** Runs a program; never rejects on a non-zero exit (code -1 on a timeout or spawn error). */
-function run(cmd: string, args: string[], opts: RunOptions): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, {
-      env: opts.env ?? process.env,
-      stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    let done = false;
-    const finish = (code: number, extra = ''): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr: stderr + extra });
-    };
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      finish(-1, `\n${cmd} timed out after ${opts.timeoutMs} ms`);
-    }, opts.timeoutMs);
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      if (opts.teeStderr) process.stderr.write(d);
-    });
-    child.on('error', (err) => finish(-1, `\n${cmd}: ${err.message}`));
-    child.on('close', (code, signal) => finish(code ?? (signal ? 128 : -1)));
-    if (opts.stdin !== undefined && child.stdin) {
-      child.stdin.on('error', () => {}); // the child may exit before reading it all
-      child.stdin.end(opts.stdin);
-    }
-  });
-}
+export type { RunResult };
 
 function tail(text: string, lines = 60): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
