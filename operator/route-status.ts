@@ -1,5 +1,6 @@
 import type { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { canonicalJson } from '../crds/src/canonical-json.js';
 import { GROUP, VERSION, type Condition } from '../crds/src/index.js';
 import type { ClusterCache, RawObject } from './cache.js';
 import { conditionStatus, setCondition } from './conditions.js';
@@ -48,21 +49,9 @@ export function desiredRouteStatus(cache: ClusterCache, raw: RawObject, sync: Ro
   };
 }
 
-/** JSON with object keys sorted: the API server returns objects with keys in its own order. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v)
-      .sort()
-      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
-
+/** The API server returns objects with keys in its own order. */
 function sameStatus(a: unknown, b: unknown): boolean {
-  return canonical(a ?? {}) === canonical(b ?? {});
+  return canonicalJson(a ?? {}) === canonicalJson(b ?? {});
 }
 
 export interface RouteStatusWriterOptions {

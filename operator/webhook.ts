@@ -3,6 +3,7 @@ import type { CoreV1Api, V1Container, V1EnvVar, V1Pod, V1ResourceRequirements, V
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { canonicalJson } from '../crds/src/canonical-json.js';
 import { TOKEN_AUDIENCE } from '../crds/src/index.js';
 
 /**
@@ -150,24 +151,13 @@ export function appEnv(cfg: InjectionConfig): V1EnvVar[] {
   ];
 }
 
-/** JSON with sorted keys, so the hash does not depend on property order. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
-
 /**
  * A short digest of everything injection puts into a pod. It hashes the rendered template, not
  * just the config, so a paygo upgrade that changes the template (probes, args, …) also marks
  * the pods injected by the old version as outdated.
  */
 export function injectionHash(cfg: InjectionConfig): string {
-  const rendered = canonical({ container: sidecarContainer(cfg), volumes: sidecarVolumes(), env: appEnv(cfg) });
+  const rendered = canonicalJson({ container: sidecarContainer(cfg), volumes: sidecarVolumes(), env: appEnv(cfg) });
   return createHash('sha256').update(rendered).digest('hex').slice(0, 16);
 }
 
