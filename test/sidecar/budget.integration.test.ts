@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 
 /** Standalone budgets on the real process: block, downgrade, alert, caps, persistence. */
 let upstream: FakeUpstream;
@@ -69,11 +69,7 @@ spec:
 `;
 
 async function chat(model: string, content = 'one two three', extra: Record<string, unknown> = {}) {
-  return fetch(`${sidecar.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content }], ...extra }),
-  });
+  return postChat(sidecar, { model, messages: [{ role: 'user', content }], ...extra });
 }
 
 beforeAll(async () => {

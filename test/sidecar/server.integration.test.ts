@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 
 /** The built sidecar as a real process, in front of fake OpenAI-wire upstreams that inject faults. */
 let a: FakeUpstream;
@@ -41,12 +41,7 @@ stringData: { a: sk-upstream-secret-a }
 `;
 
 async function chat(body: Record<string, unknown>, init: RequestInit = {}) {
-  return fetch(`${sidecar.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ messages: [{ role: 'user', content: 'hi there' }], ...body }),
-    ...init,
-  });
+  return postChat(sidecar, { messages: [{ role: 'user', content: 'hi there' }], ...body }, init);
 }
 
 // Response bodies are checked field by field: loosely typed on purpose.

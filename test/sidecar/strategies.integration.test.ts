@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 
 /** Strategies, limits and estimated usage on the real sidecar process. */
 let fast: FakeUpstream;
@@ -10,11 +10,7 @@ let bare: FakeUpstream;
 let sidecar: SidecarProcess;
 
 async function chat(model: string, extra: Record<string, unknown> = {}) {
-  return fetch(`${sidecar.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'count my tokens please' }], ...extra }),
-  });
+  return postChat(sidecar, { model, messages: [{ role: 'user', content: 'count my tokens please' }], ...extra });
 }
 
 beforeAll(async () => {

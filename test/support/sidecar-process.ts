@@ -8,6 +8,11 @@ import { join, resolve } from 'node:path';
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const SIDECAR_BIN = join(ROOT, 'dist/sidecar/main.js');
 
+/** POST /v1/chat/completions on a sidecar with a JSON body (as an app does). */
+export function postChat(sidecar: { url: string }, body: unknown, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${sidecar.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init });
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const s = createServer();
