@@ -11,6 +11,7 @@ import { dispatch, UpstreamHttpError, type DispatchOptions } from './router/disp
 import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { parseRetryAfter } from './router/strategy.js';
 import { SseParser, sseData } from './sse.js';
+import type { CachedResponse } from './response-cache.js';
 import { readAll, readBody, TransportError, type UpstreamResponse } from './transport.js';
 import { usageToOpenAI, type Usage } from './usage.js';
 
@@ -26,6 +27,8 @@ export interface ChatContext {
   extraHeaders?: Record<string, string>;
   /** Called once with the metered cost when the request is over (budget settlement). */
   onMetered?: (result: MeterResult) => void;
+  /** Set on a route with a response cache when the request was not found in it. */
+  cache?: 'miss';
 }
 
 /** Meters a finished request and tells the caller its cost. */
@@ -121,7 +124,7 @@ interface Committed {
   attempts: number;
 }
 
-function baseRecord(ctx: ChatContext, stream: boolean): RequestRecord {
+function baseRecord(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'cache'>, stream: boolean): RequestRecord {
   return {
     requestId: ctx.requestId,
     operation: 'chat',
@@ -142,6 +145,7 @@ function baseRecord(ctx: ChatContext, stream: boolean): RequestRecord {
     durationMs: 0,
     ttftMs: undefined,
     pricingOverride: undefined,
+    cache: ctx.cache,
   };
 }
 
@@ -244,6 +248,23 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
     meter(ctx, deps, rec);
     throw apiError;
   }
+}
+
+/** Answers from the response cache: no upstream call, no cost, metered as a hit. */
+export function serveCached(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'startedAt'>, deps: ChatDeps, hit: CachedResponse): Record<string, string> {
+  const rec = baseRecord({ ...ctx, cache: undefined }, false);
+  rec.cache = 'hit';
+  rec.responseModel = hit.responseModel;
+  rec.durationMs = deps.now() - ctx.startedAt;
+  deps.meter.record(rec);
+  return {
+    'x-paygo-route': ctx.route.name,
+    'x-paygo-target': hit.target,
+    'x-paygo-provider': hit.provider,
+    'x-paygo-attempts': '0',
+    'x-paygo-cache': 'hit',
+    'x-paygo-cost-usd': formatUsd(0n),
+  };
 }
 
 function completionText(c: ChatCompletion): string {

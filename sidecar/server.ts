@@ -4,13 +4,14 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { formatIssues } from '../crds/src/index.js';
 import { Cancel, sleep, type CancelSignal } from './cancel.js';
-import { completeChat, recordError, routingHeaders, streamChat, applyLimits, type ChatDeps } from './chat.js';
+import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
 import { formatUsd } from './metering/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
 import { admitChat, type BudgetGate } from './budget/admission.js';
 import { ChatRequestSchema, EmbeddingsRequestSchema } from './openai-schema.js';
 import { UpstreamProtocolError } from './providers/types.js';
+import { ResponseCache } from './response-cache.js';
 import { dispatch, UpstreamHttpError } from './router/dispatch.js';
 import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { parseRetryAfter } from './router/strategy.js';
@@ -60,8 +61,11 @@ function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
 }
 
 /** Builds the OpenAI-compatible data-plane app (not listening: call listen() or use inject()). */
+const JSON_TYPE = 'application/json; charset=utf-8';
+
 export function buildApp(o: AppOptions): FastifyInstance {
   const now = o.now ?? Date.now;
+  const responses = new ResponseCache(now);
   const deps: ChatDeps = {
     meter: o.meter,
     now,
@@ -145,6 +149,13 @@ export function buildApp(o: AppOptions): FastifyInstance {
     const asked = parseBody(ChatRequestSchema, request.body);
     const requested = resolve(asked.model, request);
     await applyLimits(requested, asked);
+    // A cached answer costs nothing: it is served before any budget is asked.
+    const cacheKey = responses.keyOf(requested, asked);
+    const hit = cacheKey === undefined ? undefined : responses.get(requested, cacheKey);
+    if (hit) {
+      const headers = serveCached({ requestId: String(request.id), route: requested, req: asked, startedAt: now() }, deps, hit);
+      return reply.headers({ 'x-request-id': String(request.id), ...headers }).type(JSON_TYPE).send(hit.body);
+    }
     const { route, req, hold, downgradedFrom } = o.budgets
       ? await admitChat(o.budgets, o.getConfig()!, requested, asked)
       : { route: requested, req: asked, hold: undefined, downgradedFrom: undefined };
@@ -158,6 +169,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
       raw: { req: request.raw, res: reply.raw },
       startedAt: now(),
       onMetered: hold ? (m: MeterResult) => o.budgets!.enforcer.settle(hold, m.costNano) : undefined,
+      ...(cacheKey !== undefined ? { cache: 'miss' as const } : {}),
     };
     if (req.stream) {
       try {
@@ -174,7 +186,12 @@ export function buildApp(o: AppOptions): FastifyInstance {
       return reply;
     }
     const out = await completeChat(ctx, deps);
-    return reply.code(out.status).headers({ 'x-request-id': ctx.requestId, ...extraHeaders, ...out.headers }).send(out.body);
+    const headers = { 'x-request-id': ctx.requestId, ...extraHeaders, ...out.headers };
+    if (cacheKey === undefined) return reply.code(out.status).headers(headers).send(out.body);
+    // Serialised once, for the client and the cache. A downgraded answer is not the route's own.
+    const body = Buffer.from(JSON.stringify(out.body));
+    if (downgradedFrom === undefined) responses.set(requested, cacheKey, { body, target: out.record.target!, provider: out.record.provider!, responseModel: out.record.responseModel });
+    return reply.code(out.status).headers({ ...headers, 'x-paygo-cache': 'miss' }).type(JSON_TYPE).send(body);
   });
 
   app.post('/v1/embeddings', async (request, reply) => {

@@ -189,6 +189,22 @@ export const LimitsSchema = z
   })
   .describe('Per-request limits.');
 
+export const CacheSchema = z
+  .object({
+    ttlSeconds: z.number().int().min(1).max(604_800).describe('How long a stored response is served again, in seconds (at most 7 days).'),
+    maxEntries: z.number().int().min(1).max(100_000).default(1000).describe('Most responses kept per sidecar; the least recently used goes first.'),
+    maxBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024 * 1024)
+      .default(16 * 1024 * 1024)
+      .describe('Most bytes of stored responses per sidecar; the least recently used go first.'),
+  })
+  .describe(
+    'Exact-match response cache for non-streaming chat completions: a request identical to an earlier one (after limits apply) is answered from the sidecar memory without an upstream call and costs nothing. Streams are neither served nor stored. Emptied when the configuration changes.',
+  );
+
 export const ModelRouteSpecSchema = z
   .object({
     model: z
@@ -207,6 +223,7 @@ export const ModelRouteSpecSchema = z
     retry: RetrySchema.optional(),
     circuitBreaker: CircuitBreakerSchema.optional(),
     limits: LimitsSchema.optional(),
+    cache: CacheSchema.optional(),
     requirePricing: z
       .boolean()
       .optional()

@@ -33,6 +33,8 @@ interface Series {
   requests: Map<string, Record<string, string>>;
   /** By error_type. */
   duration: Map<string, Record<string, string>>;
+  /** By cache result. */
+  cache: Map<string, Record<string, string>>;
   cost: { labels: Record<string, string>; nano: bigint };
 }
 
@@ -119,6 +121,7 @@ export class UsageMeter implements Meter {
       tokens: { input: { ...route, type: 'input' }, output: { ...route, type: 'output' }, cache_read: { ...route, type: 'cache_read' }, cache_write: { ...route, type: 'cache_write' }, reasoning: { ...route, type: 'reasoning' } },
       requests: new Map(),
       duration: new Map(),
+      cache: new Map(),
       cost,
     };
     this.series.set(key, s);
@@ -129,7 +132,8 @@ export class UsageMeter implements Meter {
     const at = this.clock();
     let costNano = 0n;
     let priced = false;
-    if (r.usage && r.provider && r.providerModel) {
+    if (r.cache === 'hit') priced = true; // nothing was called: known to cost nothing
+    else if (r.usage && r.provider && r.providerModel) {
       const q = this.price(r.provider, r.providerModel, r.usage, r.pricingOverride, at);
       costNano = q.costNano;
       priced = q.known;
@@ -166,6 +170,7 @@ export class UsageMeter implements Meter {
       if (u.cacheWriteTokens) m.tokens.inc(s.tokens.cache_write, u.cacheWriteTokens);
       if (u.reasoningTokens) m.tokens.inc(s.tokens.reasoning, u.reasoningTokens);
     }
+    if (r.cache) m.cacheRequests.inc(memo(s.cache, r.cache, () => ({ namespace: r.namespace, route: r.route, result: r.cache! })));
     const errorType = r.outcome === 'success' ? '' : (r.errorType ?? r.outcome);
     m.operationDuration.observe(memo(s.duration, errorType, () => ({ ...s.genai, error_type: errorType })), r.durationMs / 1000);
     if (r.stream && r.ttftMs !== undefined && servedByTarget) m.timeToFirstToken.observe(s.genai, r.ttftMs / 1000);
@@ -204,6 +209,7 @@ export class UsageMeter implements Meter {
         priced,
         estimated: r.estimated,
         attempts: r.attempts,
+        cache: r.cache,
         latencyMs: Math.round(r.durationMs * 1000) / 1000,
         ttftMs: r.ttftMs === undefined ? undefined : Math.round(r.ttftMs * 1000) / 1000,
       },

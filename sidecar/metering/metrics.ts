@@ -60,6 +60,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: [...ROUTE_LABELS, 'type'],
       registers: [registry],
     }),
+    cacheRequests: new Counter({
+      name: 'paygo_cache_requests_total',
+      help: 'Requests on routes with a response cache, by result: hit (answered from the cache, no upstream call) or miss.',
+      labelNames: ['namespace', 'route', 'result'],
+      registers: [registry],
+    }),
     failovers: new Counter({
       name: 'paygo_failovers_total',
       help: 'Times a request moved on from a failing target to the next one.',

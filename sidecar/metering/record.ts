@@ -29,6 +29,8 @@ export interface RequestRecord {
   durationMs: number;
   ttftMs: number | undefined;
   pricingOverride: import('../../crds/src/index.js').Pricing | undefined;
+  /** On a route with a response cache: answered from it (no upstream call, no cost) or not. */
+  cache?: 'hit' | 'miss';
 }
 
 export interface MeterResult {

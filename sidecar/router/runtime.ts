@@ -47,6 +47,7 @@ export interface RuntimeRoute {
   targets: RuntimeTarget[];
   retry: Retry;
   limits: SnapshotRoute['spec']['limits'];
+  cache: SnapshotRoute['spec']['cache'];
   requirePricing: boolean;
 }
 
@@ -111,6 +112,7 @@ export class ConfigCompiler {
         targets,
         retry,
         limits: spec.limits,
+        cache: spec.cache,
         requirePricing: spec.requirePricing ?? false,
       };
       for (const model of routeModelNames(spec)) {

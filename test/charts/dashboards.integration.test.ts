@@ -49,6 +49,7 @@ spec:
       provider: simulate
       model: sim-local
       simulate: { latencyMs: 5, ttftMs: 2, outputTokens: 8 }
+  cache: { ttlSeconds: 600 }
 ---
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute

@@ -314,6 +314,21 @@ function costDashboard(): dashboard.Dashboard {
     )
     .withPanel(
       timeSeries({
+        title: 'Response cache hit ratio by route',
+        description: 'Share of cacheable requests (non-stream, on routes with spec.cache) answered from the sidecar cache: no upstream call, no cost.',
+        unit: 'percentunit',
+        min: 0,
+        max: 1,
+        queries: [
+          {
+            expr: `sum by (namespace, route) (rate(paygo_cache_requests_total{${f}, result="hit"}${RATE})) / sum by (namespace, route) (rate(paygo_cache_requests_total{${f}}${RATE}))`,
+            legend: '{{namespace}}/{{route}}',
+          },
+        ],
+      }),
+    )
+    .withPanel(
+      timeSeries({
         title: 'Traffic share by target',
         description: 'Share of each route\'s requests that each target served (target "none": no target answered).',
         unit: 'percentunit',

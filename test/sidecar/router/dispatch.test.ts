@@ -34,6 +34,7 @@ function route(targets: RuntimeTarget[], retry: Partial<ReturnType<typeof RetryS
     targets,
     retry: { ...RetrySchema.parse({}), initialBackoffMs: 10, maxBackoffMs: 100, ...retry },
     limits: undefined,
+    cache: undefined,
     requirePricing: false,
   };
 }
