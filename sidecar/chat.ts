@@ -124,7 +124,7 @@ interface Committed {
   attempts: number;
 }
 
-function baseRecord(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'cache'>, stream: boolean): RequestRecord {
+function baseRecord(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req'> & { cache?: RequestRecord['cache'] }, stream: boolean): RequestRecord {
   return {
     requestId: ctx.requestId,
     operation: 'chat',
@@ -252,8 +252,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
 
 /** Answers from the response cache: no upstream call, no cost, metered as a hit. */
 export function serveCached(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'startedAt'>, deps: ChatDeps, hit: CachedResponse): Record<string, string> {
-  const rec = baseRecord({ ...ctx, cache: undefined }, false);
-  rec.cache = 'hit';
+  const rec = baseRecord({ ...ctx, cache: 'hit' }, false);
   rec.responseModel = hit.responseModel;
   rec.durationMs = deps.now() - ctx.startedAt;
   deps.meter.record(rec);

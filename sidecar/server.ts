@@ -60,9 +60,9 @@ function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   return parsed.data;
 }
 
-/** Builds the OpenAI-compatible data-plane app (not listening: call listen() or use inject()). */
 const JSON_TYPE = 'application/json; charset=utf-8';
 
+/** Builds the OpenAI-compatible data-plane app (not listening: call listen() or use inject()). */
 export function buildApp(o: AppOptions): FastifyInstance {
   const now = o.now ?? Date.now;
   const responses = new ResponseCache(now);
