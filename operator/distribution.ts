@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ACK_PATH, AckMessageSchema, STREAM_PATH, formatIssues, type Snapshot } from '../crds/src/index.js';
+import type { z } from 'zod';
+import { ACK_PATH, AckMessageSchema, STREAM_PATH, TARGET_REPORT_PATH, TargetReportSchema, formatIssues, type Snapshot, type TargetReport } from '../crds/src/index.js';
 import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
 
 /** One connected sidecar stream. */
@@ -32,6 +33,8 @@ export interface DistributorOptions {
   isLeader(): boolean;
   /** Called when connections or ACKs change what a namespace's status should say. */
   onNamespaceSyncChanged(namespace: string): void;
+  /** A sidecar process's per-target totals (POST /v1/targets/report). */
+  onTargetReport?(identity: PodIdentity, report: TargetReport): void;
   logger: Logger;
   keepaliveMs?: number;
 }
@@ -39,7 +42,7 @@ export interface DistributorOptions {
 /**
  * Config distribution: each sidecar holds one authenticated SSE stream; it is sent its pod's
  * snapshot on connect and whenever that snapshot changes, and answers each version with an
- * ACK or NACK (POST /v1/ack).
+ * ACK or NACK (POST /v1/ack). Sidecars also report per-target totals (POST /v1/targets/report).
  */
 export class Distributor {
   readonly connections = new Map<string, SidecarConnection>();
@@ -58,6 +61,26 @@ export class Distributor {
   register(app: FastifyInstance): void {
     app.get(STREAM_PATH, (req, reply) => this.stream(req, reply));
     app.post(ACK_PATH, (req, reply) => this.ack(req, reply));
+    app.post(TARGET_REPORT_PATH, (req, reply) => this.targetReport(req, reply));
+  }
+
+  /** The calling pod and its validated JSON body; undefined once an error answer went out. */
+  private async receive<S extends z.ZodType>(req: FastifyRequest, reply: FastifyReply, schema: S, code: string): Promise<{ identity: PodIdentity; body: z.infer<S> } | undefined> {
+    const identity = await this.identify(req, reply);
+    if (!identity) return undefined;
+    const parsed = schema.safeParse(req.body);
+    if (!parsed.success) {
+      await reply.code(400).send({ error: { message: formatIssues(parsed.error), code } });
+      return undefined;
+    }
+    return { identity, body: parsed.data };
+  }
+
+  private async targetReport(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const got = await this.receive(req, reply, TargetReportSchema, 'invalid_report');
+    if (!got) return;
+    this.o.onTargetReport?.(got.identity, got.body);
+    await reply.code(204).send();
   }
 
   private async identify(req: FastifyRequest, reply: FastifyReply): Promise<PodIdentity | undefined> {
@@ -96,21 +119,17 @@ export class Distributor {
   }
 
   private async ack(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const identity = await this.identify(req, reply);
-    if (!identity) return;
-    const parsed = AckMessageSchema.safeParse(req.body);
-    if (!parsed.success) {
-      await reply.code(400).send({ error: { message: formatIssues(parsed.error), code: 'invalid_ack' } });
-      return;
-    }
+    const got = await this.receive(req, reply, AckMessageSchema, 'invalid_ack');
+    if (!got) return;
+    const { identity, body: ack } = got;
     let matched = false;
     for (const c of this.connections.values()) {
-      if (c.identity.podUid !== identity.podUid || c.sent?.version !== parsed.data.version) continue;
-      c.ack = parsed.data;
+      if (c.identity.podUid !== identity.podUid || c.sent?.version !== ack.version) continue;
+      c.ack = ack;
       matched = true;
     }
-    if (!parsed.data.accepted) {
-      this.o.logger.warn({ pod: `${identity.namespace}/${identity.podName}`, version: parsed.data.version, reason: parsed.data.reason }, 'sidecar rejected a snapshot');
+    if (!ack.accepted) {
+      this.o.logger.warn({ pod: `${identity.namespace}/${identity.podName}`, version: ack.version, reason: ack.reason }, 'sidecar rejected a snapshot');
     }
     if (matched) this.o.onNamespaceSyncChanged(identity.namespace);
     await reply.code(matched ? 204 : 409).send();

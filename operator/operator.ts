@@ -6,6 +6,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { TokenAuthenticator } from './auth.js';
 import { ClusterCache } from './cache.js';
 import { BudgetService } from './budgets.js';
+import { TargetTotals } from './target-totals.js';
 import { Distributor } from './distribution.js';
 import { LeaderElector } from './leader.js';
 import type { OperatorOptions } from './options.js';
@@ -14,6 +15,9 @@ import { RouteStatusWriter } from './route-status.js';
 import { snapshotForPod } from './snapshots.js';
 import { TlsManager, type ServingTls } from './tls.js';
 import { INJECTED_LABEL, OutdatedPodReporter, coreEventWriter, injectionHash, registerWebhook, type InjectionConfig } from './webhook.js';
+
+/** Least time between two status writes of a route caused by per-target totals alone. */
+const TARGET_STATUS_INTERVAL_MS = 5_000;
 
 /** The control plane process: caches, config distribution, status, leader election, health. */
 export class Operator {
@@ -47,6 +51,9 @@ export class Operator {
         connected.set(this.distributor.connections.size);
         this.enqueueNamespace(ns);
       },
+      onTargetReport: (id, report) => {
+        for (const key of this.targetTotals.report(id.namespace, id.podUid, report)) this.enqueueTargetStatus(key);
+      },
       logger,
     });
     const writer = new RouteStatusWriter({
@@ -54,6 +61,7 @@ export class Operator {
       custom,
       core,
       routeSync: (ns, name) => this.distributor.routeSync(ns, name),
+      targetTotals: (ns, route, target) => this.targetTotals.totals(ns, route, target),
       now,
       logger,
       fieldManager: `paygo-operator-${o.identity}`.slice(0, 128),
@@ -148,6 +156,22 @@ export class Operator {
     return this.leader ? this.leader.isLeader() : true;
   }
 
+  /** Per-target totals change with every report: a route's status takes them at most every few seconds. */
+  private enqueueTargetStatus(key: string): void {
+    if (this.targetStatusTimers.has(key)) return;
+    const wait = Math.max(0, (this.targetStatusAt.get(key) ?? 0) + TARGET_STATUS_INTERVAL_MS - Date.now());
+    const timer = setTimeout(() => {
+      this.targetStatusTimers.delete(key);
+      this.targetStatusAt.set(key, Date.now());
+      this.queue.add(key);
+    }, wait);
+    timer.unref();
+    this.targetStatusTimers.set(key, timer);
+  }
+  private readonly targetTotals = new TargetTotals();
+  private readonly targetStatusAt = new Map<string, number>();
+  private readonly targetStatusTimers = new Map<string, NodeJS.Timeout>();
+
   private enqueueNamespace(ns: string): void {
     for (const r of this.cache.routes.list(ns)) this.queue.add(`${ns}/${r.metadata?.name}`);
   }
@@ -232,6 +256,7 @@ export class Operator {
   /** Graceful stop: release the lease first so another replica takes over at once. */
   async stop(): Promise<void> {
     clearInterval(this.tlsTimer);
+    for (const t of this.targetStatusTimers.values()) clearTimeout(t);
     await this.reporter?.stop();
     await this.leader?.stop();
     this.budgets.stop();

@@ -1,24 +1,39 @@
 import type { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { canonicalJson } from '../crds/src/canonical-json.js';
-import { GROUP, VERSION, type Condition } from '../crds/src/index.js';
+import { GROUP, VERSION, targetName, type Condition } from '../crds/src/index.js';
+import { formatUsd } from '../sidecar/metering/money.js';
 import type { ClusterCache, RawObject } from './cache.js';
 import { conditionStatus, setCondition } from './conditions.js';
 import type { RouteSync } from './distribution.js';
 import { checkRoute, unresolvedRefs } from './snapshots.js';
+import type { TargetCounts } from './target-totals.js';
+
+/** Per-target totals as status shows them (money as decimal USD strings). */
+export interface TargetStatus {
+  name: string;
+  requests: number;
+  errors: number;
+  cost: string;
+  costPerSuccess?: string;
+}
 
 export interface RouteStatus {
   observedGeneration?: number;
   conditions: Condition[];
   sidecars: { desired: number; synced: number; rejected: number };
   targetCount: number;
+  targets?: TargetStatus[];
 }
+
+/** Totals of one target of a route, as the sidecars reported them. */
+export type TargetTotalsFn = (namespace: string, route: string, target: string) => TargetCounts;
 
 /**
  * The status a ModelRoute should have, from the cache and the sidecars' ACKs alone
  * (level-triggered: the same state always gives the same status).
  */
-export function desiredRouteStatus(cache: ClusterCache, raw: RawObject, sync: RouteSync, now: Date): RouteStatus {
+export function desiredRouteStatus(cache: ClusterCache, raw: RawObject, sync: RouteSync, now: Date, totals?: TargetTotalsFn): RouteStatus {
   const old = (raw.status ?? {}) as Partial<RouteStatus>;
   const generation = raw.metadata?.generation;
   const checked = checkRoute(raw);
@@ -41,11 +56,28 @@ export function desiredRouteStatus(cache: ClusterCache, raw: RawObject, sync: Ro
     else if (sync.synced < sync.desired) cond('Ready', false, 'Syncing', `${sync.synced} of ${sync.desired} sidecars have the current configuration`);
     else cond('Ready', true, 'Synced', `${sync.synced} of ${sync.desired} sidecars have the current configuration`);
   }
+  const namespace = raw.metadata?.namespace ?? 'default';
+  const name = raw.metadata?.name ?? '';
+  const targetStatus =
+    totals && checked.error === undefined
+      ? checked.route.spec.targets.map((t, i): TargetStatus => {
+          const target = targetName(t, i);
+          const c = totals(namespace, name, target);
+          return {
+            name: target,
+            requests: c.requests,
+            errors: c.errors,
+            cost: formatUsd(c.costNano),
+            ...(c.successes > 0 ? { costPerSuccess: formatUsd(c.costNano / BigInt(c.successes)) } : {}),
+          };
+        })
+      : undefined;
   return {
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
     conditions,
     sidecars: { desired: sync.desired, synced: sync.synced, rejected: sync.rejected },
     targetCount,
+    ...(targetStatus ? { targets: targetStatus } : {}),
   };
 }
 
@@ -59,6 +91,8 @@ export interface RouteStatusWriterOptions {
   custom: CustomObjectsApi;
   core: CoreV1Api;
   routeSync(namespace: string, name: string): RouteSync;
+  /** Per-target totals the sidecars reported (status.targets). */
+  targetTotals?: TargetTotalsFn;
   now: () => Date;
   logger: Logger;
   /** Field manager of status writes (names the replica, so managedFields shows who wrote). */
@@ -72,10 +106,10 @@ export class RouteStatusWriter {
   async reconcile(namespace: string, name: string): Promise<void> {
     const raw = this.o.cache.routes.get(name, namespace);
     if (!raw) return; // deleted: nothing to write
-    const status = desiredRouteStatus(this.o.cache, raw, this.o.routeSync(namespace, name), this.o.now());
+    const status = desiredRouteStatus(this.o.cache, raw, this.o.routeSync(namespace, name), this.o.now(), this.o.targetTotals);
     const old = raw.status as Partial<RouteStatus> | undefined;
     const keep = (old ?? {}) as Record<string, unknown>;
-    // Fields this writer does not own (e.g. per-target counters) are kept.
+    // Fields this writer does not own are kept.
     const next = { ...keep, ...status };
     if (sameStatus(old, next)) return;
     await this.o.custom.replaceNamespacedCustomObjectStatus({

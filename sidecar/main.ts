@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { FileConfigSource } from './config/file-source.js';
 import { OperatorConfigSource } from './config/operator-source.js';
 import { UsageMeter } from './metering/meter.js';
+import { TargetReporter } from './metering/target-reporter.js';
 import { createMetrics } from './metering/metrics.js';
 import { createPricer } from './metering/pricing.js';
 import { parseOptions, USAGE } from './options.js';
@@ -79,10 +80,12 @@ async function main(): Promise<void> {
   };
 
   let source: { stop(): void | Promise<void>; reload?(reason: string): boolean };
+  let reporter: TargetReporter | undefined;
   if (options.operator) {
     // Operator mode: not ready until a snapshot arrives (or the last good one is on disk).
     const op = new OperatorConfigSource({ url: options.operator, tokenFile: options.tokenFile, caFile: options.operatorCa, caPem: options.operatorCaPem, stateDir: options.stateDir, logger, apply });
     op.start();
+    reporter = new TargetReporter({ targets: meter.targets, flush: () => meter.flush(), post: (path, body) => op.post(path, body), logger, intervalMs: options.targetReportIntervalMs });
     source = op;
   } else {
     const file = new FileConfigSource({ path: options.config, env: process.env, logger, apply: (s) => apply(s, 'file') });
@@ -163,11 +166,15 @@ async function main(): Promise<void> {
       process.exit(0);
     }, options.shutdownGraceMs);
     force.unref();
-    Promise.allSettled([source.stop(), funds.close(), app.close(), new Promise((r) => metricsServer.close(r)), transport.close()]).then(() => {
-      meter.flush();
-      logger.info('stopped');
-      process.exit(0);
-    });
+    Promise.allSettled([funds.close(), app.close(), new Promise((r) => metricsServer.close(r)), transport.close()])
+      // The last per-target totals go out over the operator connection, then it closes.
+      .then(() => reporter?.stop())
+      .finally(() => source.stop())
+      .finally(() => {
+        meter.flush();
+        logger.info('stopped');
+        process.exit(0);
+      });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

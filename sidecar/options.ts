@@ -23,6 +23,7 @@ const OptionsSchema = z.object({
   operatorCa: z.string().min(1).optional(),
   operatorCaPem: z.string().includes('BEGIN CERTIFICATE').optional(),
   stateDir: z.string().min(1),
+  targetReportIntervalMs: z.coerce.number().int().min(100).max(3_600_000),
 });
 export type SidecarOptions = z.infer<typeof OptionsSchema>;
 
@@ -43,6 +44,8 @@ export const USAGE = `Usage: paygo-sidecar [options]
                          in PAYGO_OPERATOR_CA_PEM as the injection webhook sets it)
   --state-dir DIR        state: the last good snapshot (operator mode), budget spend (file mode)
                          (default /var/lib/paygo in operator mode, ~/.local/state/paygo otherwise; env PAYGO_STATE_DIR)
+  --target-report-interval-ms N
+                         operator mode: how often per-target totals go to the operator (default 15000)
   --help                 this text`;
 
 /** Parses argv and env once into validated options; throws an Error with a readable message. */
@@ -63,6 +66,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       'token-file': { type: 'string' },
       'operator-ca': { type: 'string' },
       'state-dir': { type: 'string' },
+      'target-report-interval-ms': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -86,6 +90,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       values['state-dir'] ??
       env.PAYGO_STATE_DIR ??
       (values.operator ?? env.PAYGO_OPERATOR_URL ? '/var/lib/paygo' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'paygo')),
+    targetReportIntervalMs: values['target-report-interval-ms'] ?? 15_000,
   });
   if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
   if (parsed.data.operator && values.config) throw new Error('--config and --operator exclude each other');

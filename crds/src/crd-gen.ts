@@ -486,11 +486,11 @@ const MODELROUTE_DESCRIPTIONS: DescriptionOverrides = {
     'status.sidecars.desired': 'Sidecars (pods) the route selects.',
     'status.sidecars.synced': 'Sidecars that acknowledged the current configuration.',
     'status.sidecars.rejected': 'Sidecars that rejected the current configuration.',
-    'status.targets': 'Per-target counters for comparing targets (e.g. an A/B split).',
+    'status.targets': 'Per-target counters for comparing targets (e.g. an A/B split), summed over the sidecars that reported them to the current leader, each since it started.',
     'status.targets[]': 'Counters of one target.',
     'status.targets[].name': 'Name of the target (explicit or "<provider>-<index>").',
-    'status.targets[].requests': 'Requests sent to the target.',
-    'status.targets[].errors': 'Requests to the target that failed.',
+    'status.targets[].requests': 'Requests the target answered or failed (a request that failed over counts at the target that finally answered).',
+    'status.targets[].errors': 'Of those, requests that did not succeed.',
   },
   append: {
     'spec.model':

@@ -79,3 +79,28 @@ export const BudgetSyncResponseSchema = z.object({
   ),
 });
 export type BudgetSyncResponse = z.infer<typeof BudgetSyncResponseSchema>;
+
+/**
+ * Per-target totals for ModelRoute status (A/B comparison): POST /v1/targets/report (same
+ * Authorization). A sidecar process reports, now and then, what each target of its routes served
+ * since the process started: cumulative, so a lost or repeated report costs nothing. `boot`
+ * names the process (a restarted sidecar starts from zero under a new one).
+ */
+export const TARGET_REPORT_PATH = '/v1/targets/report';
+
+export const TargetReportSchema = z.object({
+  boot: z.string().min(1).max(64),
+  targets: z
+    .array(
+      z.object({
+        route: z.string().min(1).max(253),
+        target: z.string().min(1).max(253),
+        requests: z.number().int().min(0),
+        successes: z.number().int().min(0),
+        errors: z.number().int().min(0),
+        cost: nanoUsd,
+      }),
+    )
+    .max(4096),
+});
+export type TargetReport = z.infer<typeof TargetReportSchema>;

@@ -153,17 +153,23 @@ export class OperatorConfigSource {
 
   private async ack(body: { version: string; accepted: boolean; reason?: string }): Promise<void> {
     try {
-      const res = await this.agent.request({
-        origin: new URL(this.o.url).origin,
-        path: ACK_PATH,
-        method: 'POST',
-        headers: { authorization: `Bearer ${this.token()}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-      await res.body.dump();
+      await this.post(ACK_PATH, body);
     } catch (err) {
       this.o.logger.warn({ error: (err as Error).message }, 'could not send the ACK');
     }
+  }
+
+  /** POSTs JSON to the operator with the pod's token; resolves with the HTTP status. */
+  async post(path: string, body: unknown): Promise<number> {
+    const res = await this.agent.request({
+      origin: new URL(this.o.url).origin,
+      path,
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token()}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    await res.body.dump();
+    return res.statusCode;
   }
 
   async stop(): Promise<void> {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startClusterEnv, until, type ClusterEnv } from '../support/cluster-env.js';
 import { kubectl } from '../support/controlplane/controlplane.js';
 import { startOperator } from '../support/operator-process.js';
-import type { SidecarProcess } from '../support/sidecar-process.js';
+import { postChat, type SidecarProcess } from '../support/sidecar-process.js';
 
 /**
  * The control plane for real: a kube-apiserver + etcd, the CRDs, the operator process and
@@ -42,6 +42,7 @@ interface RouteObject {
     observedGeneration?: number;
     sidecars?: { desired: number; synced: number; rejected: number };
     conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
+    targets?: Array<{ name: string; requests: number; errors: number; cost: string; costPerSuccess?: string }>;
   };
 }
 
@@ -55,7 +56,7 @@ const apply = (yaml: string) => env.apply(yaml);
 
 beforeAll(async () => {
   env = await startClusterEnv(['team-a', 'team-b']);
-  for (let i = 1; i <= 3; i++) sidecars.push(await env.sidecarFor(await env.podWithToken('team-a', `app-${i}`, { app: 'web', replica: String(i) })));
+  for (let i = 1; i <= 3; i++) sidecars.push(await env.sidecarFor(await env.podWithToken('team-a', `app-${i}`, { app: 'web', replica: String(i) }), { args: ['--target-report-interval-ms', '300'] }));
   intruder = await env.sidecarFor(await env.podWithToken('team-b', 'other', { app: 'web' }));
 });
 
@@ -88,6 +89,20 @@ describe('operator on a real API server', () => {
     expect(cond(value, 'Ready')).toMatchObject({ status: 'True', reason: 'Synced' });
     const table = await k(['get', 'modelroutes', '-n', 'team-a']);
     expect(table).toMatch(/support\s+support-bot\s+fallback\s+1\s+3\s+True/);
+  });
+
+  it('status.targets sums what each target served across the sidecars', async () => {
+    await apply(route('counted', 'counted-bot'));
+    await until('route on all sidecars', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => m.includes('counted-bot')), 5_000);
+    let cost = 0n;
+    for (const s of [sidecars[0]!, sidecars[0]!, sidecars[1]!]) {
+      const res = await postChat(s, { model: 'counted-bot', messages: [{ role: 'user', content: 'count me' }] });
+      expect(res.status).toBe(200);
+      cost += BigInt(res.headers.get('x-paygo-cost-usd')!.replace('.', ''));
+    }
+    const { value } = await until('targets counted', () => getRoute('counted'), (r) => r.status?.targets?.[0]?.requests === 3, 15_000);
+    const usd = (nano: bigint) => `${nano / 1_000_000_000n}.${(nano % 1_000_000_000n).toString().padStart(9, '0')}`;
+    expect(value.status!.targets).toEqual([{ name: 'sim', requests: 3, errors: 0, cost: usd(cost), costPerSuccess: usd(cost / 3n) }]);
   });
 
   it('serves a sidecar of another namespace nothing of this one', async () => {
