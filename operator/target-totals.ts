@@ -82,10 +82,6 @@ export class TargetTotals {
     }
     return sum;
   }
-
-  forget(namespace: string, route: string): void {
-    this.routes.delete(`${namespace}/${route}`);
-  }
 }
 
 function sameCounts(a: Map<string, TargetCounts>, b: Map<string, TargetCounts>): boolean {

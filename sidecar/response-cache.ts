@@ -90,7 +90,7 @@ export class ResponseCache {
     c.set(key, value, this.now());
   }
 
-  /** Entries held for a route (tests, metrics). */
+  /** Entries held for a route. */
   size(route: RuntimeRoute): number {
     return this.routes.get(route)?.size ?? 0;
   }

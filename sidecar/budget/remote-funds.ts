@@ -96,7 +96,8 @@ export class RemoteFunds implements BudgetFunds {
     // Waiting requests are part of what the next sync asks for, so one round trip serves them all.
     e.waiting.push(amount);
     try {
-      const deadline = this.now() + (this.o.waitMs ?? 10_000);
+      const waitMs = this.o.waitMs ?? 10_000;
+      const deadline = this.now() + waitMs;
       for (;;) {
         try {
           await this.sync();
@@ -109,7 +110,7 @@ export class RemoteFunds implements BudgetFunds {
         if (e.available + e.outstanding < amount || this.closed) return false;
         if (this.now() >= deadline) {
           // Money may still come back, but not soon enough: a slow or unreachable operator.
-          this.o.logger.warn({ budget: e.name, waitedMs: this.o.waitMs ?? 10_000 }, 'budget allowance did not arrive in time; request refused');
+          this.o.logger.warn({ budget: e.name, waitedMs: waitMs }, 'budget allowance did not arrive in time; request refused');
           return false;
         }
         await new Promise((r) => setTimeout(r, 25));
