@@ -1,5 +1,5 @@
-import { parseUsd } from '../sidecar/metering/money.js';
-import { periodBounds } from '../sidecar/budget/period.js';
+import { parseUsd } from '../crds/src/money.js';
+import { periodBounds } from '../crds/src/period.js';
 import type { BudgetSpec, BudgetSyncRequest, BudgetSyncResponse } from '../crds/src/index.js';
 
 /** One pod's allowance in one budget period. Amounts in nano-USD. */

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
 import { BUDGET_SYNC_PATH, BudgetSchema, BudgetSyncRequestSchema, GROUP, VERSION, formatIssues, type Budget, type BudgetAllowance, type BudgetSyncResponse, type Condition } from '../crds/src/index.js';
-import { formatUsd, parseUsd } from '../sidecar/metering/money.js';
+import { formatUsd, parseUsd } from '../crds/src/money.js';
 import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
 import { BudgetLedger, ledgerTotals, type PeriodLedger } from './budget-ledger.js';
 import type { ClusterCache, RawObject } from './cache.js';

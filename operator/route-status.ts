@@ -2,7 +2,7 @@ import type { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { canonicalJson } from '../crds/src/canonical-json.js';
 import { GROUP, VERSION, targetName, type Condition } from '../crds/src/index.js';
-import { formatUsd } from '../sidecar/metering/money.js';
+import { formatUsd } from '../crds/src/money.js';
 import type { ClusterCache, RawObject } from './cache.js';
 import { conditionStatus, setCondition } from './conditions.js';
 import type { RouteSync } from './distribution.js';

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CancelSignal } from './cancel.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from './openai-schema.js';
 import { ApiError, invalidRequest } from './errors.js';
-import { formatUsd } from './metering/money.js';
+import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, Outcome, RequestRecord } from './metering/record.js';
 import { countPromptTokens, countTextTokens } from './metering/tokens.js';
 import type { StreamTranslator, TargetContext } from './providers/types.js';

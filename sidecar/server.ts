@@ -6,7 +6,7 @@ import { formatIssues } from '../crds/src/index.js';
 import { Cancel, sleep, type CancelSignal } from './cancel.js';
 import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
-import { formatUsd } from './metering/money.js';
+import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
 import { admitChat, type BudgetGate } from './budget/admission.js';
 import { ChatRequestSchema, EmbeddingsRequestSchema } from './openai-schema.js';

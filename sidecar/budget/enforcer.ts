@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import type { SnapshotBudget } from '../../crds/src/index.js';
-import { parseUsd } from '../metering/money.js';
+import { parseUsd } from '../../crds/src/money.js';
 import { budgetKey, type BudgetFunds } from './funds.js';
-import { periodBounds } from './period.js';
+import { periodBounds } from '../../crds/src/period.js';
 
 /** What a request holds against its budgets until it settles. */
 export interface BudgetHold {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ProviderName, Pricing } from '../../crds/src/index.js';
 import type { Usage } from '../usage.js';
 import type { SidecarMetrics } from './metrics.js';
-import { formatUsd } from './money.js';
+import { formatUsd } from '../../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './record.js';
 
 export interface PriceFn {

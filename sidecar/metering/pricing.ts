@@ -42,7 +42,7 @@
 import { calcPrice, type ModelInfo, type ModelPrice, type Provider as CatalogProvider } from '@pydantic/genai-prices';
 import type { Pricing, ProviderName } from '../../crds/src/index.js';
 import type { Usage } from '../usage.js';
-import { costFromPerMillion, parsePerMillionUsd, tokenCount, usdNumberToNano, type PricedQuantity } from './money.js';
+import { costFromPerMillion, parsePerMillionUsd, tokenCount, usdNumberToNano, type PricedQuantity } from '../../crds/src/money.js';
 
 export type PriceSource = 'override' | 'catalog' | 'unknown';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VariableModel } from '@grafana/grafana-foundation-sdk/dashboard';
 import { buildDashboards, PERIOD_END_SECONDS, type BudgetPeriod } from '../../charts/paygo/dashboards/generate.js';
-import { periodBounds } from '../../sidecar/budget/period.js';
+import { periodBounds } from '../../crds/src/period.js';
 import { freePort, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 import { queriesOf, substitute, variablesIn, variablesOf } from './promql.js';
 

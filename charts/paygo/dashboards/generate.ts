@@ -548,7 +548,7 @@ export type BudgetPeriod = 'daily' | 'weekly' | 'monthly';
 
 /**
  * PromQL for the seconds from evaluation time to the end of the current calendar period, in
- * UTC (PromQL's date functions are UTC). Weeks start on Monday, as in sidecar/budget/period.ts.
+ * UTC (PromQL's date functions are UTC). Weeks start on Monday, as in crds/src/period.ts.
  * A Budget with another spec.timeZone ends its period off by that zone's UTC offset.
  */
 export const PERIOD_END_SECONDS: Record<BudgetPeriod, string> = {

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BUDGET_SYNC_PATH, BudgetSpecSchema, BudgetSyncRequestSchema, type BudgetSyncResponse } from '../../../crds/src/index.js';
 import { BudgetLedger, ledgerTotals } from '../../../operator/budget-ledger.js';
 import { budgetKey } from '../../../sidecar/budget/funds.js';
-import { periodBounds } from '../../../sidecar/budget/period.js';
+import { periodBounds } from '../../../crds/src/period.js';
 import { RemoteFunds } from '../../../sidecar/budget/remote-funds.js';
 
 /**

@@ -7,7 +7,7 @@ import {
   parseUsd,
   tokenCount,
   usdNumberToNano,
-} from '../../../sidecar/metering/money.js';
+} from '../../crds/src/money.js';
 
 describe('parseUsd', () => {
   it.each([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { periodBounds } from '../../../sidecar/budget/period.js';
+import { periodBounds } from '../../crds/src/period.js';
 
 const iso = (b: { start: Date; end: Date }) => [b.start.toISOString(), b.end.toISOString()];
 
