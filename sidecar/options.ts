@@ -29,6 +29,7 @@ export type SidecarOptions = z.infer<typeof OptionsSchema>;
 
 export const USAGE = `Usage: paygo-sidecar [options]
   --config FILE          standalone config (multi-document YAML); default: the embedded examples/standalone.yaml
+                         (env PAYGO_CONFIG)
   --host HOST            listen address (default 127.0.0.1; env PAYGO_HOST)
   --port N               listen port (default 4000; env PAYGO_PORT)
   --metrics-host HOST    Prometheus listener address (default 0.0.0.0; env PAYGO_METRICS_HOST)
@@ -37,16 +38,18 @@ export const USAGE = `Usage: paygo-sidecar [options]
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info; env PAYGO_LOG_LEVEL)
   --shutdown-grace-ms N  how long SIGTERM waits for in-flight requests (default 25000)
   --seed N               seed the routing draws (weighted split, backoff jitter) for reproducible runs
+                         (env PAYGO_SEED)
   --operator URL         operator mode: stream config from the operator (https://...) instead of --config
                          (env PAYGO_OPERATOR_URL)
-  --token-file FILE      projected ServiceAccount token, audience paygo (default /var/run/secrets/paygo/token)
+  --token-file FILE      projected ServiceAccount token, audience paygo (default /var/run/secrets/paygo/token;
+                         env PAYGO_TOKEN_FILE)
   --operator-ca FILE     CA bundle of the operator's certificate (env PAYGO_OPERATOR_CA, or the PEM itself
                          in PAYGO_OPERATOR_CA_PEM as the injection webhook sets it)
   --state-dir DIR        state: the last good snapshot (operator mode), budget spend (file mode)
                          (default /var/lib/paygo in operator mode, ~/.local/state/paygo otherwise; env PAYGO_STATE_DIR)
   --target-report-interval-ms N
                          operator mode: how often per-target totals go to the operator (default 15000)
-  --help                 this text`;
+  --help                 print this text and exit`;
 
 /** Parses argv and env once into validated options; throws an Error with a readable message. */
 export function parseOptions(argv: string[], env: Record<string, string | undefined>): SidecarOptions | 'help' {

@@ -47,18 +47,34 @@ export interface SidecarProcess {
  */
 export async function startSidecar(
   configYaml: string | null,
-  opts: { env?: Record<string, string>; args?: string[]; waitReady?: boolean } = {},
+  opts: {
+    env?: Record<string, string>;
+    args?: string[];
+    waitReady?: boolean;
+    /** Start it another way than `node dist/sidecar/main.js` (e.g. `npx paygo-sidecar`); signals then go to its process group. */
+    launcher?: { command: string; args: string[]; cwd?: string };
+  } = {},
 ): Promise<SidecarProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'paygo-sidecar-'));
   const configPath = join(dir, 'config.yaml');
   if (configYaml !== null) writeFileSync(configPath, configYaml);
   const port = await freePort();
   const metricsPort = await freePort();
+  const launcher = opts.launcher ?? { command: process.execPath, args: [SIDECAR_BIN] };
   const child = spawn(
-    process.execPath,
-    [SIDECAR_BIN, ...(configYaml !== null ? ['--config', configPath] : []), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', ...(opts.args?.includes('--state-dir') ? [] : ['--state-dir', join(dir, 'state')]), ...(opts.args ?? [])],
-    { env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    launcher.command,
+    [...launcher.args, ...(configYaml !== null ? ['--config', configPath] : []), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', ...(opts.args?.includes('--state-dir') ? [] : ['--state-dir', join(dir, 'state')]), ...(opts.args ?? [])],
+    { env: { PATH: process.env.PATH ?? '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.launcher ? { detached: true, cwd: opts.launcher.cwd } : {}) },
   );
+  // A launcher (npx → sh → node) may not pass signals on: signal the whole process group.
+  const signal = (sig: NodeJS.Signals): void => {
+    if (!opts.launcher || !child.pid) return void child.kill(sig);
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      /* the group is gone already */
+    }
+  };
   const lines: string[] = [];
   const waiters = new Set<() => void>();
   let buf = '';
@@ -114,7 +130,7 @@ export async function startSidecar(
       /* not listening yet */
     }
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
+      signal('SIGKILL');
       throw new Error(`sidecar not ready after 15 s: ${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -128,9 +144,9 @@ export async function startSidecar(
     lines,
     usage: () => parsed().filter((r) => r.msg === 'usage'),
     waitForLog,
-    stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null) child.kill(signal);
-      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    stop: async (sig = 'SIGTERM') => {
+      if (child.exitCode === null) signal(sig);
+      const killer = setTimeout(() => signal('SIGKILL'), 10_000);
       const code = await exited;
       clearTimeout(killer);
       return code;
