@@ -17,7 +17,14 @@ export class UpstreamHttpError extends Error {
   }
 }
 
-export type FailureKind = '429' | '5xx' | 'timeout' | 'connect' | 'protocol' | 'auth' | 'translate' | 'client';
+/**
+ * Why an attempt failed. `overloaded` is the provider saying "busy, come back" (HTTP 503,
+ * Anthropic's 529, an `overloaded_error` stream event); `5xx` is any other server failure.
+ */
+export type FailureKind = '429' | 'overloaded' | '5xx' | 'timeout' | 'connect' | 'protocol' | 'auth' | 'translate' | 'client';
+
+/** HTTP statuses by which providers say they are overloaded or unavailable for now. */
+const OVERLOADED_STATUSES = new Set([503, 529]);
 
 export interface DispatchHooks {
   onRetry?(route: RuntimeRoute, target: RuntimeTarget, kind: FailureKind): void;
@@ -48,6 +55,7 @@ export type Attempt<T> = (target: RuntimeTarget, signal: CancelSignal, deadlineM
 function classify(err: unknown): { kind: FailureKind; retryAfterMs?: number } {
   if (err instanceof UpstreamHttpError) {
     if (err.status === 429) return { kind: '429', retryAfterMs: err.retryAfterMs };
+    if (OVERLOADED_STATUSES.has(err.status)) return { kind: 'overloaded', retryAfterMs: err.retryAfterMs };
     if (err.status >= 500) return { kind: '5xx', retryAfterMs: err.retryAfterMs };
     if (err.status === 401 || err.status === 403 || err.status === 404) return { kind: 'auth' };
     return { kind: 'client' };
@@ -56,17 +64,19 @@ function classify(err: unknown): { kind: FailureKind; retryAfterMs?: number } {
     if (err.failure === 'timeout') return { kind: 'timeout' };
     return { kind: 'connect' };
   }
+  if (err instanceof UpstreamStreamError && err.errorType === 'overloaded_error') return { kind: 'overloaded' };
   if (err instanceof UpstreamStreamError || err instanceof UpstreamProtocolError) return { kind: 'protocol' };
   if (err instanceof ApiError) return { kind: 'translate' };
   return { kind: 'protocol' };
 }
 
-/** Which failure kinds the route's retryOn list covers. Protocol garbage counts as a 5xx. */
+/** Which failure kinds the route's retryOn list covers. Overload and protocol garbage count as 5xx. */
 function retryable(route: RuntimeRoute, kind: FailureKind): boolean {
   const on = route.retry.retryOn;
   switch (kind) {
     case '429':
       return on.includes('429');
+    case 'overloaded':
     case '5xx':
     case 'protocol':
       return on.includes('5xx');
@@ -188,11 +198,13 @@ function finalError(
     );
   }
   const detail = lastError.message;
+  // The provider's own Retry-After (seconds) is passed on where it gave one.
+  const retryAfter: Record<string, string> = lastError instanceof UpstreamHttpError && lastError.retryAfterMs ? { 'retry-after': String(Math.ceil(lastError.retryAfterMs / 1000)) } : {};
   switch (lastKind) {
-    case '429': {
-      const retryAfter = lastError instanceof UpstreamHttpError && lastError.retryAfterMs ? String(Math.ceil(lastError.retryAfterMs / 1000)) : undefined;
-      return new ApiError(429, 'rate_limit_error', 'upstream_rate_limited', `Every target of route "${route.name}" is rate limited ${tried}: ${detail}`, null, retryAfter ? { 'retry-after': retryAfter } : {});
-    }
+    case '429':
+      return new ApiError(429, 'rate_limit_error', 'upstream_rate_limited', `Every target of route "${route.name}" is rate limited ${tried}: ${detail}`, null, retryAfter);
+    case 'overloaded':
+      return new ApiError(503, 'upstream_error', 'upstream_overloaded', `Every target of route "${route.name}" is overloaded or unavailable ${tried}: ${detail}`, null, retryAfter);
     case 'timeout':
       return new ApiError(504, 'timeout_error', 'upstream_timeout', `Every target of route "${route.name}" timed out ${tried}.`);
     case 'auth':

@@ -475,7 +475,7 @@ function trafficDashboard(): dashboard.Dashboard {
     .withPanel(
       timeSeries({
         title: 'Failovers by reason (/s)',
-        description: 'Requests moved on from a failing target to the next one. reason: 429, 5xx, timeout, connect, protocol, auth.',
+        description: 'Requests moved on from a failing target to the next one. reason: 429, overloaded, 5xx, timeout, connect, protocol, auth.',
         unit: 'short',
         stacked: true,
         queries: [{ expr: `sum by (reason) (rate(paygo_failovers_total{${f}}${RATE}))`, legend: '{{reason}}' }],

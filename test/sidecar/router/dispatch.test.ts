@@ -5,6 +5,7 @@ import { ApiError, invalidRequest } from '../../../sidecar/errors.js';
 import { CircuitBreaker } from '../../../sidecar/router/breaker.js';
 import { dispatch, UpstreamHttpError, type DispatchOptions } from '../../../sidecar/router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from '../../../sidecar/router/runtime.js';
+import { UpstreamProtocolError, UpstreamStreamError } from '../../../sidecar/providers/types.js';
 import { TransportError } from '../../../sidecar/transport.js';
 
 function target(name: string, over: Partial<RuntimeTarget> = {}): RuntimeTarget {
@@ -79,7 +80,7 @@ describe('dispatch', () => {
       r,
       async (t) => {
         calls.push(t.name);
-        if (t.name === 'a') throw new UpstreamHttpError(503, 'down', undefined);
+        if (t.name === 'a') throw new UpstreamHttpError(500, 'down', undefined);
         return 'ok';
       },
       h.o,
@@ -172,6 +173,51 @@ describe('dispatch', () => {
     await expect(dispatch(r, async () => Promise.reject(new TransportError('connect', 'refused')), h.o)).rejects.toMatchObject({ status: 502, code: 'upstream_failed' });
   });
 
+  // One row per failure class of the README's "Errors" table (status mapping); every target fails alike.
+  it.each([
+    ['rate limited, Retry-After given', 429, 'upstream_rate_limited', '3', () => new UpstreamHttpError(429, 'rl', 3000)],
+    ['rate limited, no Retry-After', 429, 'upstream_rate_limited', undefined, () => new UpstreamHttpError(429, 'rl', undefined)],
+    ['503 unavailable, Retry-After given', 503, 'upstream_overloaded', '5', () => new UpstreamHttpError(503, 'busy', 5000)],
+    ['529 overloaded (Anthropic)', 503, 'upstream_overloaded', undefined, () => new UpstreamHttpError(529, 'overloaded', undefined)],
+    ['overloaded_error stream event', 503, 'upstream_overloaded', undefined, () => new UpstreamStreamError('Overloaded', 'overloaded_error')],
+    ['500 internal error', 502, 'upstream_failed', undefined, () => new UpstreamHttpError(500, 'boom', 2000)],
+    ['502 bad gateway', 502, 'upstream_failed', undefined, () => new UpstreamHttpError(502, 'bad', undefined)],
+    ['504 gateway timeout (upstream)', 502, 'upstream_failed', undefined, () => new UpstreamHttpError(504, 'late', undefined)],
+    ['connection refused', 502, 'upstream_failed', undefined, () => new TransportError('connect', 'refused')],
+    ['connection reset', 502, 'upstream_failed', undefined, () => new TransportError('reset', 'socket hang up')],
+    ['unreadable body', 502, 'upstream_failed', undefined, () => new UpstreamProtocolError('not JSON')],
+    ['other stream error event', 502, 'upstream_failed', undefined, () => new UpstreamStreamError('bad', 'api_error')],
+    ['timeout', 504, 'upstream_timeout', undefined, () => new TransportError('timeout', 'no headers')],
+    ['401 bad key', 502, 'upstream_auth_failed', undefined, () => new UpstreamHttpError(401, 'no', undefined)],
+    ['403 forbidden', 502, 'upstream_auth_failed', undefined, () => new UpstreamHttpError(403, 'no', undefined)],
+  ] as const)('every target fails with %s → %i %s', async (_name, status, code, retryAfter, error) => {
+    const h = harness();
+    const r = route([target('a'), target('b')], { attempts: 2 });
+    const err = (await dispatch(r, async () => Promise.reject(error()), h.o).catch((e: unknown) => e)) as ApiError;
+    expect(err).toBeInstanceOf(ApiError);
+    expect({ status: err.status, code: err.code, retryAfter: err.headers['retry-after'] }).toEqual({ status, code, retryAfter });
+  });
+
+  it('a 4xx the provider blames on the request is passed on at once, no failover', async () => {
+    const h = harness();
+    let calls = 0;
+    const rejected = new UpstreamHttpError(400, 'bad request', undefined);
+    const err = await dispatch(route([target('a'), target('b')]), async () => {
+      calls++;
+      throw rejected;
+    }, h.o).catch((e: unknown) => e);
+    expect(err).toBe(rejected);
+    expect(calls).toBe(1);
+  });
+
+  it('the last target tried decides the status when targets fail differently', async () => {
+    const h = harness();
+    const failures = [new TransportError('reset', 'reset'), new UpstreamHttpError(529, 'overloaded', 1000)];
+    let i = 0;
+    const err = await dispatch(route([target('a'), target('b')], { attempts: 1 }), async () => Promise.reject(failures[i++]), h.o).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 503, code: 'upstream_overloaded', headers: { 'retry-after': '1' } });
+  });
+
   it('skips targets without credentials and says why', async () => {
     const h = harness();
     const r = route([target('a', { unavailableReason: 'credentials unavailable: Secret default/openai not found' })]);
@@ -188,7 +234,7 @@ describe('dispatch', () => {
         h.advance(30);
         throw new UpstreamHttpError(503, 'x', undefined);
       }, h.o),
-    ).rejects.toMatchObject({ status: 502 });
+    ).rejects.toMatchObject({ status: 503, code: 'upstream_overloaded' });
     expect(calls).toBeLessThanOrEqual(3);
   });
 
