@@ -1,7 +1,7 @@
 import type { ProviderName } from '../../crds/src/index.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest } from '../openai-schema.js';
 import type { SseEvent } from '../sse.js';
-import { usageFromOpenAI, type Usage } from '../usage.js';
+import { mergeOpenAIUsage, usageFromOpenAI, type Usage } from '../usage.js';
 import {
   UpstreamProtocolError,
   UpstreamStreamError,
@@ -63,16 +63,22 @@ class OpenAIStreamTranslator implements StreamTranslator {
     if (chunk.error) {
       throw new UpstreamStreamError(chunk.error.message ?? 'upstream stream error', String(chunk.error.type ?? chunk.error.code ?? 'error'));
     }
-    if (!Array.isArray(chunk.choices)) throw new UpstreamProtocolError('upstream chunk has no choices array');
-    if (typeof chunk.model === 'string') this.responseModel = chunk.model;
-    // usage is null on every chunk but the last when include_usage is on; the client gets
-    // its own usage chunk from paygo if it asked for one.
+    // usage is null on every chunk but the last when include_usage is on (DeepSeek and Mistral put
+    // it on the last chunk with choices); the client gets its own usage chunk from paygo, in
+    // OpenAI's shape, if it asked for one.
+    const usage = chunk.usage ? usageFromOpenAI(chunk.usage) : undefined;
+    if (usage) this.usage = usage;
     if ('usage' in chunk) {
-      if (chunk.usage) this.usage = usageFromOpenAI(chunk.usage);
       // undefined, not delete: JSON.stringify leaves it out either way, and delete would make
       // the object a slow dictionary.
       chunk.usage = undefined;
     }
+    if (!Array.isArray(chunk.choices)) {
+      // OpenRouter documents its last SSE message as {"object":"chat.completion.chunk","usage":{…}}.
+      if (usage && chunk.object === 'chat.completion.chunk') return [];
+      throw new UpstreamProtocolError('upstream chunk has no choices array');
+    }
+    if (typeof chunk.model === 'string') this.responseModel = chunk.model;
     if (chunk.choices.length === 0) return [];
     return [chunk];
   }
@@ -101,7 +107,11 @@ export function createOpenAIAdapter(name: keyof typeof DIALECTS): ProviderAdapte
       if (!completion || typeof completion !== 'object' || !Array.isArray(completion.choices)) {
         throw new UpstreamProtocolError('upstream response is not a chat completion');
       }
-      return { completion, usage: usageFromOpenAI(completion.usage) };
+      const usage = usageFromOpenAI(completion.usage);
+      // The provider's usage object keeps its own fields (DeepSeek's prompt_cache_hit_tokens,
+      // OpenRouter's cost); OpenAI's cached/cache-write/reasoning fields are merged in.
+      if (usage) completion.usage = mergeOpenAIUsage(completion.usage as unknown as Record<string, unknown>, usage);
+      return { completion, usage };
     },
 
     chatStream(): StreamTranslator {

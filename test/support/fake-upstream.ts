@@ -28,6 +28,8 @@ export interface RecordedRequest {
 
 export type Reply =
   | { kind: 'json'; status?: number; body: unknown; headers?: Record<string, string> }
+  /** A JSON body sent byte for byte as given (a recorded response), not re-serialized. */
+  | { kind: 'raw'; status?: number; body: string | Uint8Array; headers?: Record<string, string> }
   | { kind: 'sse'; frames: string[]; headers?: Record<string, string>; frameDelayMs?: number };
 
 /** Turns a recorded request into the provider's native reply. */
@@ -99,6 +101,11 @@ export async function startFakeUpstream(responder: Responder): Promise<FakeUpstr
     if (reply.kind === 'json') {
       res.writeHead(reply.status ?? 200, { 'content-type': 'application/json', ...reply.headers });
       res.end(JSON.stringify(reply.body));
+      return;
+    }
+    if (reply.kind === 'raw') {
+      res.writeHead(reply.status ?? 200, { 'content-type': 'application/json', ...reply.headers });
+      res.end(reply.body);
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...reply.headers });

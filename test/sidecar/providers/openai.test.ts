@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { ChatRequest } from '../../../sidecar/openai-schema.js';
 import { createOpenAIAdapter } from '../../../sidecar/providers/openai.js';
-import { UpstreamStreamError, type TargetContext } from '../../../sidecar/providers/types.js';
+import { UpstreamProtocolError, UpstreamStreamError, type TargetContext } from '../../../sidecar/providers/types.js';
 import { SseParser } from '../../../sidecar/sse.js';
 
 const ctx = (over: Partial<TargetContext> = {}): TargetContext => ({
@@ -89,6 +89,23 @@ describe('OpenAI-wire adapters: responses', () => {
     const { completion, usage } = createOpenAIAdapter('deepseek').chatResponse(body, ctx());
     expect(completion).toBe(body);
     expect(usage).toEqual({ inputTokens: 100, outputTokens: 5, cacheReadTokens: 80, cacheWriteTokens: 0, reasoningTokens: 0 });
+    // the client's usage: DeepSeek's own fields stay, OpenAI's are merged in
+    expect(completion.usage).toEqual({
+      prompt_tokens: 100,
+      completion_tokens: 5,
+      total_tokens: 105,
+      prompt_cache_hit_tokens: 80,
+      prompt_cache_miss_tokens: 20,
+      prompt_tokens_details: { cached_tokens: 80, cache_write_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 0 },
+    });
+  });
+
+  it('a chunk without choices is a protocol error unless it is a usage-only chunk (OpenRouter)', () => {
+    const t = createOpenAIAdapter('openrouter').chatStream(ctx());
+    expect(() => t.push({ data: '{"object":"chat.completion.chunk"}' })).toThrow(UpstreamProtocolError);
+    expect(t.push({ data: '{"object":"chat.completion.chunk","usage":{"prompt_tokens":194,"completion_tokens":2,"prompt_tokens_details":{"cache_write_tokens":100}}}' })).toEqual([]);
+    expect(t.usage).toEqual({ inputTokens: 194, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 100, reasoningTokens: 0 });
   });
 
   it('reads error messages of the OpenAI shape and others', () => {
