@@ -9,12 +9,11 @@ import { LocalFunds } from './budget/local-funds.js';
 import type { BudgetFunds } from './budget/funds.js';
 import { RemoteFunds } from './budget/remote-funds.js';
 import { readFileSync } from 'node:fs';
-import { FileConfigSource } from './config/file-source.js';
 import { OperatorConfigSource } from './config/operator-source.js';
 import { UsageMeter } from './metering/meter.js';
 import { TargetReporter } from './metering/target-reporter.js';
 import { createMetrics } from './metering/metrics.js';
-import { createPricer } from './metering/pricing.js';
+import { catalogLoaded, createPricer, loadCatalog, Pricer } from './metering/pricing.js';
 import { parseOptions, USAGE } from './options.js';
 import { seededRandom } from './random.js';
 import { ConfigCompiler, type RuntimeConfig } from './router/runtime.js';
@@ -61,11 +60,24 @@ async function main(): Promise<void> {
   const compiler = new ConfigCompiler(transport);
   let config: RuntimeConfig | undefined;
 
-  const apply = (snapshot: Snapshot, source: string) => {
+  const applyNow = (snapshot: Snapshot, source: string) => {
     config = compiler.compile(snapshot);
     enforcer.setBudgets(snapshot.budgets);
     metrics.configInfo.reset();
     metrics.configInfo.set({ version: snapshot.version, source }, 1);
+  };
+  // The price catalog is loaded only once a config needs it; a snapshot that does waits for it
+  // (once, ~100 ms), and a newer snapshot that arrives meanwhile wins.
+  let applying = 0;
+  const apply = (snapshot: Snapshot, source: string): Promise<void> | undefined => {
+    const mine = ++applying;
+    if (catalogLoaded() || !Pricer.needsCatalog(snapshot.routes.flatMap((r) => r.spec.targets))) {
+      applyNow(snapshot, source);
+      return undefined;
+    }
+    return loadCatalog().then(() => {
+      if (mine === applying) applyNow(snapshot, source);
+    });
   };
   (metrics.circuitOpen as unknown as { collect?: () => void }).collect = () => {
     metrics.circuitOpen.reset();
@@ -88,7 +100,14 @@ async function main(): Promise<void> {
     reporter = new TargetReporter({ targets: meter.targets, flush: () => meter.flush(), post: (path, body) => op.post(path, body), logger, intervalMs: options.targetReportIntervalMs });
     source = op;
   } else {
-    const file = new FileConfigSource({ path: options.config, env: process.env, logger, apply: (s) => apply(s, 'file') });
+    // File mode only: YAML parsing and the config builder are not loaded in operator mode.
+    const { FileConfigSource } = await import('./config/file-source.js');
+    const file = new FileConfigSource({
+      path: options.config,
+      env: process.env,
+      logger,
+      apply: (s) => void apply(s, 'file')?.catch((err: Error) => logger.error({ version: s.version, error: err.message }, 'config refused; still serving the previous config')),
+    });
     try {
       const snapshot = file.start();
       logger.info({ config: options.config, version: snapshot.version, routes: snapshot.routes.map((r) => r.name) }, 'config loaded');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { formatIssues } from '../crds/src/index.js';
+import { formatIssues } from '../crds/src/meta.js';
 
 /** The embedded default config: the standalone example (simulate provider, works offline). */
 export const DEFAULT_CONFIG = fileURLToPath(new URL('../../examples/standalone.yaml', import.meta.url));

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { formatIssues } from '../crds/src/index.js';
+import { formatIssues } from '../crds/src/meta.js';
 import { Cancel, sleep, type CancelSignal } from './cancel.js';
 import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';

@@ -2,34 +2,13 @@ import { createHash } from 'node:crypto';
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { BudgetSchema, type Budget } from './budget.js';
-import { API_VERSION } from './meta.js';
+import { API_VERSION, formatIssues } from './meta.js';
 import { ModelRouteSchema, targetName, type ModelRoute } from './modelroute.js';
 import { SecretSchema, secretValues, type Secret } from './secret.js';
 import type { Snapshot, SnapshotRoute } from './snapshot.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
-}
-
-/** "spec.targets[0].provider" from a zod issue path. */
-export function issuePath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const p of path) {
-    if (typeof p === 'number') out += `[${p}]`;
-    else out += out ? `.${String(p)}` : String(p);
-  }
-  return out;
-}
-
-/** One line per issue, each naming the field: `spec.targets[0].model: Too small ...`. */
-export function formatIssues(error: z.ZodError, prefix = ''): string {
-  return error.issues
-    .map((i) => {
-      const path = issuePath(i.path);
-      const where = [prefix, path].filter(Boolean).join(path && prefix ? ' ' : '');
-      return where ? `${where}: ${i.message}` : i.message;
-    })
-    .join('; ');
 }
 
 export interface ConfigDocuments {

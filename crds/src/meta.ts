@@ -120,3 +120,24 @@ export function selectorMatches(selector: LabelSelector | undefined, labels: Rec
   }
   return true;
 }
+
+/** "spec.targets[0].provider" from a zod issue path. */
+export function issuePath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out;
+}
+
+/** One line per issue, each naming the field: `spec.targets[0].model: Too small ...`. */
+export function formatIssues(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .map((i) => {
+      const path = issuePath(i.path);
+      const where = [prefix, path].filter(Boolean).join(path && prefix ? ' ' : '');
+      return where ? `${where}: ${i.message}` : i.message;
+    })
+    .join('; ');
+}

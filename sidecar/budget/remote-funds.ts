@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Agent } from 'undici';
-import { BUDGET_SYNC_PATH, BudgetSyncResponseSchema, type BudgetSyncRequest } from '../../crds/src/index.js';
+import { BUDGET_SYNC_PATH, BudgetSyncResponseSchema, type BudgetSyncRequest } from '../../crds/src/protocol.js';
 import type { BudgetFunds } from './funds.js';
 
 interface Allowance {

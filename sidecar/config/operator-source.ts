@@ -2,7 +2,9 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent } from 'undici';
-import { ACK_PATH, STREAM_PATH, SnapshotMessageSchema, SnapshotSchema, formatIssues, type Snapshot } from '../../crds/src/index.js';
+import { formatIssues } from '../../crds/src/meta.js';
+import { ACK_PATH, STREAM_PATH, SnapshotMessageSchema } from '../../crds/src/protocol.js';
+import { SnapshotSchema, type Snapshot } from '../../crds/src/snapshot.js';
 import { SseParser } from '../sse.js';
 
 export interface OperatorSourceOptions {
@@ -17,7 +19,8 @@ export interface OperatorSourceOptions {
   stateDir: string;
   logger: Logger;
   /** Applies a snapshot; throws (with a reason) when it cannot be served. */
-  apply(snapshot: Snapshot, source: 'operator' | 'disk'): void;
+  /** Applies a snapshot; a promise when it completes later (settles once the config is live). */
+  apply(snapshot: Snapshot, source: 'operator' | 'disk'): void | Promise<void>;
   random?: () => number;
   maxBackoffMs?: number;
 }
@@ -62,7 +65,8 @@ export class OperatorConfigSource {
     }
     try {
       const snapshot = SnapshotSchema.parse(JSON.parse(text));
-      this.o.apply(snapshot, 'disk');
+      const applied = this.o.apply(snapshot, 'disk');
+      if (applied) applied.catch((err: Error) => this.o.logger.warn({ error: err.message }, 'ignoring an unusable persisted snapshot'));
       this.o.logger.info({ version: snapshot.version }, 'serving the last good snapshot from disk until the operator answers');
       return true;
     } catch (err) {
@@ -134,7 +138,7 @@ export class OperatorConfigSource {
       const parsed = SnapshotMessageSchema.safeParse(raw);
       if (!parsed.success) throw new Error(`invalid snapshot: ${formatIssues(parsed.error)}`);
       snapshot = parsed.data.snapshot;
-      this.o.apply(snapshot, 'operator');
+      await this.o.apply(snapshot, 'operator');
     } catch (err) {
       const reason = (err as Error).message;
       this.o.logger.error({ version, reason }, 'snapshot rejected; still serving the previous config');

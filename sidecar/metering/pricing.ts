@@ -39,10 +39,29 @@
  * Inconsistent usage (cache parts larger than inputTokens) charges the parts as reported and the
  * uncached remainder as 0.
  */
-import { calcPrice, type ModelInfo, type ModelPrice, type Provider as CatalogProvider } from '@pydantic/genai-prices';
+import type { ModelInfo, ModelPrice, Provider as CatalogProvider } from '@pydantic/genai-prices';
 import type { Pricing, ProviderName } from '../../crds/src/index.js';
 import type { Usage } from '../usage.js';
 import { costFromPerMillion, parsePerMillionUsd, tokenCount, usdNumberToNano, type PricedQuantity } from '../../crds/src/money.js';
+
+/**
+ * The catalog module, loaded on first need: its bundled data costs ≈ 3 MB of heap and ≈ 10 MB
+ * of RSS in every pod, and a config whose targets all carry a `pricing` override (or are
+ * `simulate`) never needs it. Callers load it before applying a config that does
+ * (`Pricer.needsCatalog`, `loadCatalog`); until then catalog prices are unknown.
+ */
+type Catalog = typeof import('@pydantic/genai-prices');
+let catalog: Catalog | undefined;
+let catalogLoading: Promise<Catalog> | undefined;
+
+export function loadCatalog(): Promise<Catalog> {
+  catalogLoading ??= import('@pydantic/genai-prices').then((m) => (catalog = m));
+  return catalogLoading;
+}
+
+export function catalogLoaded(): boolean {
+  return catalog !== undefined;
+}
 
 export type PriceSource = 'override' | 'catalog' | 'unknown';
 
@@ -291,9 +310,16 @@ export class Pricer {
   }
 
   /** The catalog model for a paygo provider and model name, cached (misses too). */
+  /** Whether pricing these targets may need the catalog (a target without override on a catalogued provider). */
+  static needsCatalog(targets: Iterable<{ provider: ProviderName; pricing?: Pricing | undefined }>): boolean {
+    for (const t of targets) if (!t.pricing && CATALOG_MAPPING[t.provider]) return true;
+    return false;
+  }
+
   private lookup(provider: ProviderName, model: string): CatalogEntry | undefined {
     const mapping = CATALOG_MAPPING[provider];
-    if (!mapping) return undefined;
+    if (!mapping || !catalog) return undefined;
+    const { calcPrice } = catalog;
     const lookupModel = mapping.rewrite ? mapping.rewrite(model) : model;
     const key = `${mapping.providerId ?? '*'}\u0000${lookupModel}`;
     const cached = this.catalogCache.get(key);
@@ -322,6 +348,8 @@ export class Pricer {
   private cardAt(entry: CatalogEntry, at: Date): RateCard | undefined {
     const prices = entry.model.prices;
     if (!Array.isArray(prices)) return this.card(prices);
+    if (!catalog) return undefined;
+    const { calcPrice } = catalog;
     try {
       // Let the catalog apply its own start-date / time-of-day rules.
       const r = calcPrice({}, entry.lookupModel, { provider: entry.single, timestamp: at });

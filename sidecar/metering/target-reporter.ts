@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { TARGET_REPORT_PATH, type TargetReport } from '../../crds/src/index.js';
+import { TARGET_REPORT_PATH, type TargetReport } from '../../crds/src/protocol.js';
 import type { TargetStats } from './meter.js';
 
 export interface TargetReporterOptions {

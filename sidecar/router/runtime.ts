@@ -1,14 +1,5 @@
-import {
-  CircuitBreakerSchema,
-  RetrySchema,
-  routeModelNames,
-  targetName,
-  type Pricing,
-  type ProviderName,
-  type Retry,
-  type Snapshot,
-  type SnapshotRoute,
-} from '../../crds/src/index.js';
+import { CircuitBreakerSchema, RetrySchema, routeModelNames, targetName, type Pricing, type ProviderName, type Retry } from '../../crds/src/modelroute.js';
+import type { Snapshot, SnapshotRoute } from '../../crds/src/snapshot.js';
 import { ADAPTERS } from '../providers/index.js';
 import { createSimulateTransport } from '../providers/simulate.js';
 import type { ProviderAdapter } from '../providers/types.js';

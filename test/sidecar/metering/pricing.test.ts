@@ -1,7 +1,7 @@
 import { calcPrice } from '@pydantic/genai-prices';
 import { describe, expect, it } from 'vitest';
 import type { Pricing, ProviderName } from '../../../crds/src/index.js';
-import { createPricer, Pricer } from '../../../sidecar/metering/pricing.js';
+import { createPricer, loadCatalog, Pricer } from '../../../sidecar/metering/pricing.js';
 import type { Usage } from '../../../sidecar/usage.js';
 
 /**
@@ -29,6 +29,7 @@ const u = (inputTokens: number, outputTokens: number, cacheReadTokens = 0, cache
   reasoningTokens,
 });
 
+await loadCatalog();
 const pricer = new Pricer({ clock: () => AT });
 
 interface Case {
