@@ -2,6 +2,10 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { formatIssues } from '../crds/src/index.js';
+import { DEFAULT_SIDECAR_RESOURCES } from './webhook.js';
+
+/** A Kubernetes resource quantity such as 50m, 96Mi or 0.5 (the API server's own syntax). */
+const quantity = z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/, 'must be a Kubernetes quantity such as 50m or 96Mi');
 
 const OptionsSchema = z.object({
   kubeconfig: z.string().optional(),
@@ -23,6 +27,9 @@ const OptionsSchema = z.object({
   sidecarImage: z.string().min(1),
   sidecarImagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
   sidecarLogLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+  sidecarCpuRequest: quantity,
+  sidecarMemoryRequest: quantity,
+  sidecarMemoryLimit: quantity,
   operatorURL: z.url().optional(),
   webhookConfigName: z.string().min(1).optional(),
 });
@@ -44,6 +51,9 @@ export const USAGE = `Usage: paygo-operator [options]
   --sidecar-image IMAGE   image of the injected sidecar (default ghcr.io/paygo-dev/paygo-sidecar:0.1.0)
   --sidecar-image-pull-policy POLICY   Always|IfNotPresent|Never (default: the cluster's)
   --sidecar-log-level L   log level of injected sidecars
+  --sidecar-cpu-request Q     CPU request of injected sidecars (default 50m; no CPU limit is set)
+  --sidecar-memory-request Q  memory request of injected sidecars (default 96Mi: the measured idle RSS)
+  --sidecar-memory-limit Q    memory limit of injected sidecars (default 192Mi: the measured peak RSS under load + 20%)
   --operator-url URL      URL injected sidecars stream from (default https://<service-name>.<namespace>.svc:8443)
   --webhook-config-name N MutatingWebhookConfiguration whose caBundle the operator keeps set to its CA`;
 
@@ -74,6 +84,9 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       'sidecar-image': { type: 'string' },
       'sidecar-image-pull-policy': { type: 'string' },
       'sidecar-log-level': { type: 'string' },
+      'sidecar-cpu-request': { type: 'string' },
+      'sidecar-memory-request': { type: 'string' },
+      'sidecar-memory-limit': { type: 'string' },
       'operator-url': { type: 'string' },
       'webhook-config-name': { type: 'string' },
       help: { type: 'boolean' },
@@ -105,6 +118,9 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     sidecarImage: values['sidecar-image'] ?? 'ghcr.io/paygo-dev/paygo-sidecar:0.1.0',
     sidecarImagePullPolicy: values['sidecar-image-pull-policy'],
     sidecarLogLevel: values['sidecar-log-level'],
+    sidecarCpuRequest: values['sidecar-cpu-request'] ?? DEFAULT_SIDECAR_RESOURCES.requests!.cpu,
+    sidecarMemoryRequest: values['sidecar-memory-request'] ?? DEFAULT_SIDECAR_RESOURCES.requests!.memory,
+    sidecarMemoryLimit: values['sidecar-memory-limit'] ?? DEFAULT_SIDECAR_RESOURCES.limits!.memory,
     operatorURL: values['operator-url'],
     webhookConfigName: values['webhook-config-name'],
   });

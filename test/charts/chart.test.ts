@@ -148,6 +148,9 @@ describe('charts/paygo', { timeout: 60_000 }, () => {
       '--operator-url=https://paygo-operator.paygo-system.svc:8443',
       `--sidecar-image=ghcr.io/paygo-dev/paygo-sidecar:${packageVersion}`,
       '--sidecar-image-pull-policy=IfNotPresent',
+      '--sidecar-cpu-request=50m',
+      '--sidecar-memory-request=96Mi',
+      '--sidecar-memory-limit=192Mi',
       '--log-level=info',
       '--tls-secret=paygo-operator-tls',
       '--webhook-config-name=paygo-inject',
@@ -164,11 +167,26 @@ describe('charts/paygo', { timeout: 60_000 }, () => {
       operatorURL: 'https://paygo-operator.paygo-system.svc:8443',
       webhookConfigName: 'paygo-inject',
       sidecarImagePullPolicy: 'IfNotPresent',
+      sidecarCpuRequest: '50m',
+      sidecarMemoryRequest: '96Mi',
+      sidecarMemoryLimit: '192Mi',
     });
     const custom = operatorContainer(
-      await template(['--set', 'sidecar.image.repository=registry.example/paygo-sidecar', '--set', 'sidecar.image.tag=dev', '--set', 'sidecar.image.pullPolicy=Never', '--set', 'sidecar.logLevel=debug', '--set', 'operator.logLevel=warn']),
+      await template([
+        ...['--set', 'sidecar.image.repository=registry.example/paygo-sidecar', '--set', 'sidecar.image.tag=dev', '--set', 'sidecar.image.pullPolicy=Never', '--set', 'sidecar.logLevel=debug', '--set', 'operator.logLevel=warn'],
+        ...['--set', 'sidecar.resources.requests.cpu=100m', '--set', 'sidecar.resources.requests.memory=128Mi', '--set', 'sidecar.resources.limits.memory=256Mi'],
+      ]),
     ).args;
-    expect(parseOptions(custom, {})).toMatchObject({ sidecarImage: 'registry.example/paygo-sidecar:dev', sidecarImagePullPolicy: 'Never', sidecarLogLevel: 'debug', logLevel: 'warn' });
+    expect(parseOptions(custom, {})).toMatchObject({
+      sidecarImage: 'registry.example/paygo-sidecar:dev',
+      sidecarImagePullPolicy: 'Never',
+      sidecarLogLevel: 'debug',
+      logLevel: 'warn',
+      sidecarCpuRequest: '100m',
+      sidecarMemoryRequest: '128Mi',
+      sidecarMemoryLimit: '256Mi',
+    });
+    expect(() => parseOptions(['--sidecar-memory-limit=lots'], {})).toThrow(/sidecarMemoryLimit: must be a Kubernetes quantity/);
   });
 
   it.each([

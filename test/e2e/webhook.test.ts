@@ -132,6 +132,7 @@ describe('sidecar injection through a real API server', () => {
         { name: 'PAYGO_LOG_LEVEL', value: 'debug' },
       ],
       ports: [{ name: 'paygo-metrics', containerPort: 9464, protocol: 'TCP' }],
+      resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '192Mi' } },
       startupProbe: { httpGet: { path: '/healthz', port: 9464 } },
       readinessProbe: { httpGet: { path: '/readyz', port: 9464 } },
       livenessProbe: { httpGet: { path: '/healthz', port: 9464 } },

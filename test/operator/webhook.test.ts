@@ -118,7 +118,7 @@ describe('mutatePod', () => {
       readinessProbe: { httpGet: { path: '/readyz', port: 9464 } },
       livenessProbe: { httpGet: { path: '/healthz', port: 9464 } },
       securityContext: { runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-      resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+      resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '192Mi' } },
       volumeMounts: [
         { name: 'paygo-token', mountPath: '/var/run/secrets/paygo', readOnly: true },
         { name: 'paygo-state', mountPath: '/var/lib/paygo' },
