@@ -96,9 +96,10 @@ kind-e2e: ## end-to-end on the kind cluster (after kind-up)
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
 
-bench: build ## benchmarks: direct / nginx / Portkey / bare Node.js / paygo data plane, then config propagation (~6-9 min); results in test/bench/results/
+BASELINE ?=
+bench: build ## benchmarks: direct / nginx / Portkey / bare Node.js / paygo data plane, then config propagation (~6-9 min); BASELINE=<git ref> also runs that commit's sidecar; results in test/bench/results/
 	bash test/bench/install-tools.sh
-	node dist/test/bench/run.js
+	$(if $(BASELINE),BENCH_BASELINE="$$(test/bench/baseline.sh $(BASELINE))" BENCH_BASELINE_REF="$(BASELINE) ($$(git rev-parse --short $(BASELINE)))") node dist/test/bench/run.js
 
 clean: ## remove build output
 	rm -rf dist

@@ -14,7 +14,10 @@
  * Environment (all optional): BENCH_ROUNDS (3), BENCH_DURATION_S (5, autocannon per target and
  * round), BENCH_C1_N (2000), BENCH_STREAM_N (500), BENCH_TARGETS (comma list, default all),
  * BENCH_PROPAGATION (auto | 0 | 1), BENCH_OUT (results file stem, default "latest"),
- * BENCH_SIDECAR_NODE_FLAGS (default: the flags of the sidecar image's ENTRYPOINT).
+ * BENCH_SIDECAR_NODE_FLAGS (default: the flags of the sidecar image's ENTRYPOINT),
+ * BENCH_BASELINE (a checkout with dist/ built, e.g. by `make bench BASELINE=<git ref>`: its sidecar
+ * runs beside this one as target "paygo-baseline", for before/after in the same run) and
+ * BENCH_BASELINE_REF (what to call it in the results).
  */
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -31,6 +34,8 @@ const STREAM_N = Number(process.env.BENCH_STREAM_N ?? 500);
 const ONLY = process.env.BENCH_TARGETS ? new Set(process.env.BENCH_TARGETS.split(',')) : undefined;
 const PROPAGATION = process.env.BENCH_PROPAGATION ?? 'auto';
 const OUT = process.env.BENCH_OUT ?? 'latest';
+const BASELINE = process.env.BENCH_BASELINE;
+const BASELINE_REF = process.env.BENCH_BASELINE_REF ?? BASELINE;
 /** c=1 phases: count-bounded, and at most this long each (Portkey's streams take >25 ms each). */
 const C1_TIME_MS = 6_000;
 const HARD_LIMIT_MS = 9.5 * 60_000;
@@ -166,7 +171,7 @@ interface Sidecar {
   flags: string[];
 }
 /** The built sidecar as a pod runs it: default log level (usage lines on stdout, here a file), metrics on. */
-async function startSidecar(upPort: number): Promise<Sidecar> {
+async function startSidecar(upPort: number, sidecarMain = SIDECAR): Promise<Sidecar> {
   const dir = mkdtempSync(join(tmpdir(), 'paygo-bench-sidecar-'));
   // The config in a directory of its own, as a mounted ConfigMap is: the sidecar watches the
   // config's directory, and a log file written next to it would wake it on every write.
@@ -179,7 +184,7 @@ async function startSidecar(upPort: number): Promise<Sidecar> {
   const flags = imageNodeFlags();
   const child = spawnTracked(
     NODE,
-    [...flags, SIDECAR, '--config', join(dir, 'config/config.yaml'), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state')],
+    [...flags, sidecarMain, '--config', join(dir, 'config/config.yaml'), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state')],
     { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'] },
   );
   closeSync(fd);
@@ -358,6 +363,7 @@ function markdown(results: Record<string, any>): string {
     ...rows,
     '',
     `paygo sidecar RSS: idle ${fmt(mb(sc.idle.rss), 1)} MB (private ${fmt(mb(sc.idle.anon), 1)} MB), peak ${fmt(mb(sc.peak.hwm), 1)} MB (private ${fmt(mb(sc.peak.anon), 1)} MB; the rest is mapped files, mostly the node binary). The bare Node.js proxy: idle ${fmt(mb(results.nodeProxy.idle.rss), 1)} MB, peak ${fmt(mb(results.nodeProxy.peak.hwm), 1)} MB.`,
+    results.baseline ? `Baseline sidecar (${results.baseline.ref}) RSS: idle ${fmt(mb(results.baseline.idle.rss), 1)} MB (private ${fmt(mb(results.baseline.idle.anon), 1)} MB), peak ${fmt(mb(results.baseline.peak.hwm), 1)} MB (private ${fmt(mb(results.baseline.peak.anon), 1)} MB).` : '',
     s['node-proxy'] && s.nginx ? `Floor: the bare Node.js proxy reaches ${fmt((100 * s['node-proxy'].rps32) / s.nginx.rps32)}% of nginx's RPS and adds ${sign(s['node-proxy'].addedP50c1Us)} µs at p50 (c=1); paygo spends ${fmt(s.paygo ? s.paygo.cpuUsPerReq / s['node-proxy'].cpuUsPerReq : NaN, 1)}× its CPU per request.` : '',
     p?.measured
       ? `Config propagation (${p.clients} sidecar streams, ${p.changes} ModelRoute changes by \`kubectl apply\`): ACK latency p50 ${fmt(p.ackMs.p50)} ms, p99 ${fmt(p.ackMs.p99)} ms, all ACKed after ${fmt(p.allAckedMs.p50)} ms (median change; worst ${fmt(p.allAckedMs.max)} ms). Operator RSS: ${fmt(mb(p.operatorRss.idle.rss), 1)} MB idle with the streams, ${fmt(mb(p.operatorRss.with1000Routes.rss), 1)} MB with 1,000 ModelRoutes (peak ${fmt(mb(p.operatorRss.with1000Routes.hwm), 1)} MB).`
@@ -419,6 +425,15 @@ async function main(): Promise<void> {
     { name: 'paygo-failover', what: 'paygo, 3-target fallback route, first target fails (500)', url: sc.url, model: 'bench-failover', headers: {}, pids: scPid, expectedHits: 2 },
   );
 
+  // The same sidecar built from another commit, measured beside this one (before/after, same run).
+  let baseline: { sc: Sidecar; idle: ProcMem; mem: ReturnType<typeof memSampler> } | undefined;
+  if (BASELINE && (!ONLY || ONLY.has('paygo-baseline'))) {
+    const bs = await startSidecar(up.port, join(BASELINE, 'dist/sidecar/main.js'));
+    await sleep(1000);
+    baseline = { sc: bs, idle: procMem(bs.child.pid!), mem: memSampler(bs.child.pid!) };
+    targets.push({ name: 'paygo-baseline', what: `paygo sidecar built from ${BASELINE_REF}, the same route`, url: bs.url, model: 'bench', headers: {}, pids: () => [bs.child.pid!], expectedHits: 1 });
+  }
+
   const active: Target[] = [];
   const probes: Record<string, Record<string, string>> = {};
   for (const t of targets) {
@@ -441,6 +456,7 @@ async function main(): Promise<void> {
   }
   const peak: ProcMem = mem.stop();
   const npPeak: ProcMem = npMem.stop();
+  const baselinePeak = baseline?.mem.stop();
   const metricsText = await (await fetch(sc.metricsUrl, { signal: AbortSignal.timeout(5000) })).text();
   const metered = metricsText.split('\n').filter((l) => l.startsWith('paygo_requests_total{') || l.startsWith('paygo_cost_usd_total{'));
   const usageLines = readFileSync(sc.logPath, 'utf8').split('\n').filter((l) => l.includes('"msg":"usage"')).length;
@@ -505,6 +521,7 @@ async function main(): Promise<void> {
       usageLogLines: usageLines,
     },
     nodeProxy: { idle: npIdle, peak: npPeak },
+    ...(baseline ? { baseline: { ref: BASELINE_REF, nodeFlags: baseline.sc.flags, idle: baseline.idle, peak: baselinePeak } } : {}),
     probes,
     upstreamTotals,
     propagation,
