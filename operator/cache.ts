@@ -115,10 +115,13 @@ export class ClusterCache {
     const wanted = new Set<string>();
     for (const route of this.routes.list()) {
       const ns = route.metadata?.namespace ?? 'default';
-      const targets = (route.spec as { targets?: Array<{ credentials?: { secretRef?: { name?: unknown } } }> } | undefined)?.targets;
+      // Not yet validated: read every *Ref of credentials defensively.
+      const targets = (route.spec as { targets?: Array<{ credentials?: Record<string, { name?: unknown } | undefined> }> } | undefined)?.targets;
       for (const t of Array.isArray(targets) ? targets : []) {
-        const name = t?.credentials?.secretRef?.name;
-        if (typeof name === 'string' && name) wanted.add(`${ns}/${name}`);
+        for (const ref of Object.values(t?.credentials ?? {})) {
+          const name = ref?.name;
+          if (typeof name === 'string' && name) wanted.add(`${ns}/${name}`);
+        }
       }
     }
     for (const [key, lw] of this.secretWatches) {

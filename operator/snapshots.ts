@@ -3,6 +3,7 @@ import {
   BudgetSchema,
   ModelRouteSchema,
   buildSnapshot,
+  targetSecretRefs,
   formatIssues,
   selectorMatches,
   type Budget,
@@ -41,7 +42,7 @@ function toSecret(s: V1Secret): Secret {
 /** The secrets the given routes reference, as far as the cache knows them. */
 function referencedSecrets(cache: ClusterCache, namespace: string, routes: ModelRoute[]): Secret[] {
   const names = new Set<string>();
-  for (const r of routes) for (const t of r.spec.targets) if (t.credentials?.secretRef) names.add(t.credentials.secretRef.name);
+  for (const r of routes) for (const t of r.spec.targets) for (const { ref } of targetSecretRefs(t)) names.add(ref.name);
   const out: Secret[] = [];
   for (const name of names) {
     const s = cache.secret(namespace, name);

@@ -5,7 +5,7 @@ import { ApiError, invalidRequest } from './errors.js';
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, Outcome, RequestRecord } from './metering/record.js';
 import { countPromptTokens, countTextTokens } from './metering/tokens.js';
-import type { StreamTranslator, TargetContext } from './providers/types.js';
+import type { StreamDecoder, StreamTranslator, TargetContext } from './providers/types.js';
 import { UpstreamProtocolError, UpstreamStreamError } from './providers/types.js';
 import { dispatch, UpstreamHttpError, type DispatchOptions } from './router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
@@ -105,7 +105,8 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
   const dc = deadlineController(signal, deadline, now);
   try {
     const tctx = targetContext(target, ctx.requestId, now);
-    const upstream = target.adapter.chatRequest(ctx.req, tctx, stream);
+    let upstream = target.adapter.chatRequest(ctx.req, tctx, stream);
+    if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, dc.signal);
     const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
     await failIfNotOk(res, target, deps.now());
     return { res, tctx, dc };
@@ -116,7 +117,7 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
 }
 
 function targetContext(target: RuntimeTarget, requestId: string, now: number): TargetContext {
-  return { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now / 1000), responseId: `chatcmpl-${requestId}` };
+  return { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now / 1000), responseId: `chatcmpl-${requestId}`, settings: target.settings };
 }
 
 interface Committed {
@@ -277,7 +278,7 @@ function completionText(c: ChatCompletion): string {
 
 interface OpenStream {
   iterator: AsyncIterator<Uint8Array>;
-  parser: SseParser;
+  parser: StreamDecoder;
   translator: StreamTranslator;
   pending: ChatCompletionChunk[];
   dc: { commit(): void; dispose(): void };
@@ -287,7 +288,7 @@ interface OpenStream {
 function openStream(target: RuntimeTarget, tctx: TargetContext, res: UpstreamResponse, dc: OpenStream['dc']): OpenStream {
   return {
     iterator: readBody(res.body)[Symbol.asyncIterator](),
-    parser: new SseParser(),
+    parser: target.adapter.streamDecoder?.() ?? new SseParser(),
     translator: target.adapter.chatStream(tctx),
     pending: [],
     dc,

@@ -211,8 +211,10 @@ export function buildApp(o: AppOptions): FastifyInstance {
           if (!target.adapter.embeddingsRequest) {
             throw invalidRequest(`Provider ${target.provider} (target ${target.name}) has no embeddings API.`, 'model', 'unsupported_operation');
           }
-          const tctx = { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now() / 1000), responseId: String(request.id) };
-          const res = await target.transport.send(target.adapter.embeddingsRequest(req, tctx), { signal: sig, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+          const tctx = { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now() / 1000), responseId: String(request.id), settings: target.settings };
+          let upstream = target.adapter.embeddingsRequest(req, tctx);
+          if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, sig);
+          const res = await target.transport.send(upstream, { signal: sig, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
           const text = await readAll(res.body);
           if (res.status < 200 || res.status >= 300) {
             throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${target.adapter.errorMessage(text) ?? `HTTP ${res.status}`}`, parseRetryAfter(res.headers['retry-after'], now()));

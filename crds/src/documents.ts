@@ -3,7 +3,7 @@ import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { BudgetSchema, type Budget } from './budget.js';
 import { API_VERSION, formatIssues } from './meta.js';
-import { ModelRouteSchema, targetName, type ModelRoute } from './modelroute.js';
+import { ModelRouteSchema, targetName, targetSecretRefs, type ModelRoute } from './modelroute.js';
 import { SecretSchema, secretValues, type Secret } from './secret.js';
 import type { Snapshot, SnapshotRoute } from './snapshot.js';
 
@@ -84,17 +84,27 @@ export function buildSnapshot(input: SnapshotInput): Snapshot {
     const namespace = route.metadata.namespace ?? 'default';
     const credentials: Record<string, string> = {};
     const unresolved: Record<string, string> = {};
+    const credentialParts: Record<string, Record<string, string>> = {};
     route.spec.targets.forEach((target, i) => {
-      const ref = target.credentials?.secretRef;
-      if (!ref) return;
       const name = targetName(target, i);
-      const fromSecret = secretsById.get(`${namespace}/${ref.name}`);
-      const envName = secretEnvName(ref.name, ref.key);
-      const value = fromSecret?.[ref.key] ?? (fromSecret ? undefined : input.env?.[envName]);
-      if (value) credentials[name] = value;
-      else if (fromSecret) unresolved[name] = `Secret ${namespace}/${ref.name} has no key "${ref.key}"`;
-      else if (input.env) unresolved[name] = `Secret ${namespace}/${ref.name} not found and environment variable ${envName} is not set`;
-      else unresolved[name] = `Secret ${namespace}/${ref.name} not found`;
+      const missing: string[] = [];
+      for (const { part, ref } of targetSecretRefs(target)) {
+        const fromSecret = secretsById.get(`${namespace}/${ref.name}`);
+        const envName = secretEnvName(ref.name, ref.key);
+        const value = fromSecret?.[ref.key] ?? (fromSecret ? undefined : input.env?.[envName]);
+        if (value) {
+          if (part === 'key') credentials[name] = value;
+          else (credentialParts[name] ??= {})[part] = value;
+        } else if (fromSecret) missing.push(`Secret ${namespace}/${ref.name} has no key "${ref.key}"`);
+        else if (input.env) missing.push(`Secret ${namespace}/${ref.name} not found and environment variable ${envName} is not set`);
+        else missing.push(`Secret ${namespace}/${ref.name} not found`);
+      }
+      if (missing.length > 0) {
+        // A target with part of its credentials is as unusable as one with none.
+        unresolved[name] = [...new Set(missing)].join('; ');
+        delete credentials[name];
+        delete credentialParts[name];
+      }
     });
     return {
       name: route.metadata.name,
@@ -103,6 +113,7 @@ export function buildSnapshot(input: SnapshotInput): Snapshot {
       spec: route.spec,
       credentials,
       unresolved,
+      ...(Object.keys(credentialParts).length > 0 ? { credentialParts } : {}),
     };
   });
   const budgets = input.budgets.map((b) => ({

@@ -7,6 +7,7 @@ import {
   SecretKeyRefSchema,
   dnsLabel,
   usdAmount,
+  type SecretKeyRef,
 } from './meta.js';
 
 export const PROVIDERS = [
@@ -17,12 +18,21 @@ export const PROVIDERS = [
   'qwen',
   'mistral',
   'openrouter',
+  'xai',
+  'groq',
+  'together',
+  'fireworks',
+  'cerebras',
+  'perplexity',
+  'cohere',
   'openai-compatible',
   'simulate',
 ] as const;
 export const ProviderNameSchema = z
   .enum(PROVIDERS)
-  .describe('Which provider API the target speaks. openai-compatible requires baseURL; simulate is an in-process fake.');
+  .describe(
+    'Which provider API the target speaks. anthropic, gemini and cohere (v2 Chat) are translated natively; the others speak the OpenAI Chat Completions wire format with their own default base URL; openai-compatible requires baseURL; simulate is an in-process fake.',
+  );
 export type ProviderName = z.infer<typeof ProviderNameSchema>;
 
 export const STRATEGIES = ['fallback', 'weighted', 'cheapest', 'lowestLatency'] as const;
@@ -79,6 +89,35 @@ export const SimulateSchema = z
   .describe('Behaviour of the simulate provider (ignored by real providers).');
 export type SimulateOptions = z.infer<typeof SimulateSchema>;
 
+/** The parts of a target's credentials besides secretRef, by the name the adapter knows them by. */
+export const CREDENTIAL_PARTS = { accessKeyId: 'accessKeyIdRef', sessionToken: 'sessionTokenRef' } as const;
+export type CredentialPart = keyof typeof CREDENTIAL_PARTS;
+
+export const CredentialsSchema = z
+  .object({
+    secretRef: SecretKeyRefSchema.describe(
+      'The API key; for bedrock the secret access key (e.g. key AWS_SECRET_ACCESS_KEY); for vertex and vertex-anthropic a service-account JSON key.',
+    ),
+    accessKeyIdRef: SecretKeyRefSchema.optional().describe('bedrock: the access key id that goes with secretRef (e.g. key AWS_ACCESS_KEY_ID).'),
+    sessionTokenRef: SecretKeyRefSchema.optional().describe('bedrock: the session token of temporary credentials (e.g. key AWS_SESSION_TOKEN).'),
+  })
+  .describe(
+    'Where the key is. Absent for providers that need none (simulate, some local hosts) or that take the pod identity (bedrock: web identity; vertex: workload identity).',
+  );
+export type Credentials = z.infer<typeof CredentialsSchema>;
+
+/** Every Secret key a target's credentials name: the API key first, then the parts. */
+export function targetSecretRefs(t: Pick<Target, 'credentials'>): Array<{ part: 'key' | CredentialPart; ref: SecretKeyRef }> {
+  const c = t.credentials;
+  if (!c) return [];
+  const out: Array<{ part: 'key' | CredentialPart; ref: SecretKeyRef }> = [{ part: 'key', ref: c.secretRef }];
+  for (const [part, field] of Object.entries(CREDENTIAL_PARTS) as Array<[CredentialPart, (typeof CREDENTIAL_PARTS)[CredentialPart]]>) {
+    const ref = c[field];
+    if (ref) out.push({ part, ref });
+  }
+  return out;
+}
+
 export const TargetSchema = z
   .object({
     name: dnsLabel('targets[].name')
@@ -97,12 +136,24 @@ export const TargetSchema = z
       .url()
       .optional()
       .describe(
-        "Override of the provider's endpoint, following its SDK convention: OpenAI-style providers include the version path (https://api.openai.com/v1); anthropic and gemini take the bare host.",
+        "Override of the provider's endpoint, following its SDK convention: OpenAI-style providers include the version path (https://api.openai.com/v1; perplexity has none: https://api.perplexity.ai); anthropic, gemini and cohere take the bare host.",
       ),
-    credentials: z
-      .object({ secretRef: SecretKeyRefSchema })
+    credentials: CredentialsSchema.optional(),
+    region: z
+      .string()
+      .regex(/^[a-z0-9-]{2,40}$/, 'must be a cloud region or location such as us-east-1 or us-central1')
       .optional()
-      .describe('Where the API key is. Absent for providers that need none (simulate, some local hosts).'),
+      .describe('bedrock: the AWS region (us-east-1); vertex and vertex-anthropic: the Google Cloud location (us-central1, global).'),
+    project: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{4,61}[a-z0-9]$/, 'must be a Google Cloud project id')
+      .optional()
+      .describe("vertex and vertex-anthropic: the Google Cloud project id (default: the service-account key's project_id)."),
+    apiVersion: z
+      .string()
+      .regex(/^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$/, 'must be an api-version such as 2024-10-21')
+      .optional()
+      .describe('azure: the api-version query parameter of Azure OpenAI.'),
     timeoutMs: z
       .number()
       .int()

@@ -16,6 +16,8 @@ export const SnapshotRouteSchema = z.object({
   credentials: z.record(z.string(), z.string()).default({}),
   /** Why a target's credentials are missing (names the Secret and key, never a value). */
   unresolved: z.record(z.string(), z.string()).default({}),
+  /** Further credential parts per target name (bedrock: accessKeyId, sessionToken). */
+  credentialParts: z.record(z.string(), z.record(z.string(), z.string())).optional(),
 });
 export type SnapshotRoute = z.infer<typeof SnapshotRouteSchema>;
 

@@ -159,6 +159,17 @@ const CATALOG_MAPPING: Record<ProviderName, { providerId?: string; rewrite?: (mo
   mistral: { providerId: 'mistral' },
   openrouter: { providerId: 'openrouter' },
   qwen: { providerId: 'openrouter', rewrite: (m) => (m.includes('/') ? m : `qwen/${m}`) },
+  // @pydantic/genai-prices 0.1.8 provider ids. Fireworks models are matched by their resource
+  // names (accounts/fireworks/models/<model>), the only ids its API takes.
+  xai: { providerId: 'x-ai' },
+  groq: { providerId: 'groq' },
+  together: { providerId: 'together' },
+  fireworks: { providerId: 'fireworks' },
+  // The catalog has no Cerebras provider (only HuggingFace-routed Cerebras entries, under
+  // HuggingFace model names and prices): a route needs `pricing` to meter Cerebras targets.
+  cerebras: null,
+  perplexity: { providerId: 'perplexity' },
+  cohere: { providerId: 'cohere' },
   'openai-compatible': {},
   simulate: null,
 };

@@ -1,5 +1,6 @@
 import type { ProviderName } from '../../crds/src/index.js';
 import { anthropicAdapter } from './anthropic.js';
+import { cohereAdapter } from './cohere.js';
 import { geminiAdapter } from './gemini.js';
 import { createOpenAIAdapter } from './openai.js';
 import type { ProviderAdapter } from './types.js';
@@ -11,8 +12,15 @@ export const ADAPTERS: Readonly<Record<ProviderName, ProviderAdapter>> = {
   qwen: createOpenAIAdapter('qwen'),
   mistral: createOpenAIAdapter('mistral'),
   openrouter: createOpenAIAdapter('openrouter'),
+  xai: createOpenAIAdapter('xai'),
+  groq: createOpenAIAdapter('groq'),
+  together: createOpenAIAdapter('together'),
+  fireworks: createOpenAIAdapter('fireworks'),
+  cerebras: createOpenAIAdapter('cerebras'),
+  perplexity: createOpenAIAdapter('perplexity'),
   'openai-compatible': createOpenAIAdapter('openai-compatible'),
   simulate: createOpenAIAdapter('simulate'),
   anthropic: anthropicAdapter,
   gemini: geminiAdapter,
+  cohere: cohereAdapter,
 };

@@ -1,4 +1,5 @@
 import type { ProviderName } from '../../crds/src/index.js';
+import type { CancelSignal } from '../cancel.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest } from '../openai-schema.js';
 import type { SseEvent } from '../sse.js';
 import type { Usage } from '../usage.js';
@@ -21,6 +22,24 @@ export interface TargetContext {
   created: number;
   /** Id for translated responses when the provider gives none. */
   responseId: string;
+  /** The target's provider settings and credential parts (shared, never copied per request). */
+  settings?: TargetSettings;
+}
+
+/** What a target says besides provider, model and key; only some providers use each. */
+export interface TargetSettings {
+  region?: string | undefined;
+  project?: string | undefined;
+  apiVersion?: string | undefined;
+  /** Credential parts besides the API key (bedrock: accessKeyId, sessionToken). */
+  credentialParts?: Readonly<Record<string, string>> | undefined;
+}
+
+/** Turns a response body into events for a StreamTranslator; SSE unless the adapter has its own framing. */
+export interface StreamDecoder {
+  push(bytes: Uint8Array): SseEvent[];
+  /** The body ended: whatever complete event is left. */
+  end(): SseEvent[];
 }
 
 /**
@@ -48,6 +67,15 @@ export interface ProviderAdapter {
   /** Native non-stream success body → OpenAI chat.completion (usage in OpenAI form) + normalised usage. */
   chatResponse(body: unknown, ctx: TargetContext): { completion: ChatCompletion; usage: Usage | undefined };
   chatStream(ctx: TargetContext): StreamTranslator;
+  /**
+   * Completes a request before it is sent when that needs more than its body: a signature over
+   * the final bytes (AWS SigV4) or an access token fetched and cached (OAuth). Absent: sent as is.
+   * Unusable credentials: throw UpstreamHttpError 401 (fails over, no retry); a token endpoint
+   * out of reach: TransportError (retried like the provider itself).
+   */
+  authorize?(req: UpstreamRequest, ctx: TargetContext, signal: CancelSignal): Promise<UpstreamRequest>;
+  /** The stream's framing when it is not SSE (e.g. AWS event-stream). */
+  streamDecoder?(): StreamDecoder;
   /** The human-readable message in a native error body (never echoes headers or keys). */
   errorMessage(body: string): string | undefined;
   /** Native request for embeddings; absent when the provider has no OpenAI-compatible embeddings API. */

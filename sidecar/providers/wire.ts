@@ -1,4 +1,4 @@
-import { invalidRequest } from '../errors.js';
+import { ApiError, invalidRequest } from '../errors.js';
 
 /** Small helpers every translating adapter needs (OpenAI ⇄ native wire formats). */
 
@@ -25,4 +25,14 @@ export function parseArguments(args: string, param: string): Record<string, unkn
   }
   if (!isPlainObject(parsed)) throw invalidRequest('Tool call arguments must be a JSON object.', param);
   return parsed;
+}
+
+/**
+ * A parameter this provider cannot take (a documented limitation, or a value the translation
+ * cannot express): 400 `unsupported_parameter` naming it. The router treats an ApiError from an
+ * adapter as "this provider cannot take the request": it moves on to the next target without
+ * penalising this one, and the client gets this error only if no target could take the request.
+ */
+export function unsupportedParameter(provider: string, param: string, why: string): ApiError {
+  return new ApiError(400, 'invalid_request_error', 'unsupported_parameter', `"${param}" is not supported by the ${provider} provider: ${why}.`, param);
 }

@@ -1,6 +1,7 @@
 import { CircuitBreakerSchema, RetrySchema, routeModelNames, targetName, type Pricing, type ProviderName, type Retry } from '../../crds/src/modelroute.js';
 import type { Snapshot, SnapshotRoute } from '../../crds/src/snapshot.js';
 import { ADAPTERS } from '../providers/index.js';
+import type { TargetSettings } from '../providers/types.js';
 import { createSimulateTransport } from '../providers/simulate.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { Transport } from '../transport.js';
@@ -13,6 +14,8 @@ export interface RuntimeTarget {
   model: string;
   baseURL: string;
   apiKey: string | undefined;
+  /** Provider settings and credential parts, handed to the adapter with every request. */
+  settings: TargetSettings;
   /** Why the target cannot be used (missing credentials); never contains a key. */
   unavailableReason: string | undefined;
   adapter: ProviderAdapter;
@@ -86,6 +89,7 @@ export class ConfigCompiler {
           model: t.model,
           baseURL,
           apiKey: route.credentials[name],
+          settings: { region: t.region, project: t.project, apiVersion: t.apiVersion, credentialParts: route.credentialParts?.[name] },
           unavailableReason: route.unresolved[name] ? `credentials unavailable: ${route.unresolved[name]}` : undefined,
           adapter,
           transport: t.provider === 'simulate' ? createSimulateTransport(t.simulate) : this.httpTransport,

@@ -71,6 +71,34 @@ stringData: { api-key: sk-ant-from-file }
     expect(JSON.stringify(snap.routes[0]!.unresolved)).not.toContain('sk-ant-from-file');
   });
 
+  it('resolves the further credential parts (an AWS key pair and session token) and refuses a target missing any part', () => {
+    const aws = `${route(`  model: m
+  targets:
+    - name: full
+      provider: simulate
+      model: x
+      credentials:
+        secretRef: { name: aws, key: AWS_SECRET_ACCESS_KEY }
+        accessKeyIdRef: { name: aws, key: AWS_ACCESS_KEY_ID }
+        sessionTokenRef: { name: aws, key: AWS_SESSION_TOKEN }
+    - name: half
+      provider: simulate
+      model: y
+      credentials:
+        secretRef: { name: aws, key: AWS_SECRET_ACCESS_KEY }
+        accessKeyIdRef: { name: aws, key: NOT_THERE }`)}
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: aws }
+stringData: { AWS_ACCESS_KEY_ID: AKIDEXAMPLE, AWS_SECRET_ACCESS_KEY: wJalrXUtnFEMI, AWS_SESSION_TOKEN: token-1 }
+`;
+    const snap = buildSnapshot({ ...parseConfigDocuments(aws), env: {} });
+    expect(snap.routes[0]!.credentials).toEqual({ full: 'wJalrXUtnFEMI' });
+    expect(snap.routes[0]!.credentialParts).toEqual({ full: { accessKeyId: 'AKIDEXAMPLE', sessionToken: 'token-1' } });
+    expect(snap.routes[0]!.unresolved).toEqual({ half: 'Secret default/aws has no key "NOT_THERE"' });
+  });
+
   it('gives the same version for the same objects and a new one on change', () => {
     const docs = parseConfigDocuments(text);
     const a = buildSnapshot({ ...docs, env: {} });

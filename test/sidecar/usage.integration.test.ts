@@ -27,9 +27,11 @@ function replay(req: RecordedRequest): Reply {
   return { kind: 'sse', frames: sseFrames(readFixture(c, c.stream).toString('utf8')) };
 }
 
+/** Providers whose base URL is a bare host (the adapter adds /v1/messages, /v1beta/…, /v2/chat, /chat/completions). */
+const BARE_HOST = new Set<UsageCase['provider']>(['anthropic', 'gemini', 'cohere', 'perplexity']);
+
 function baseURL(c: UsageCase): string {
-  // Anthropic and Gemini base URLs are bare hosts (the adapter adds /v1/messages, /v1beta/…).
-  return c.provider === 'anthropic' || c.provider === 'gemini' ? `${upstream.url}/${c.provider}` : `${upstream.url}/${c.provider}/v1`;
+  return BARE_HOST.has(c.provider) ? `${upstream.url}/${c.provider}` : `${upstream.url}/${c.provider}/v1`;
 }
 
 const route = (c: UsageCase) => `

@@ -135,6 +135,133 @@ export const USAGE_CASES: UsageCase[] = [
     streamed: openaiUsage(194, 2, 0, 100, 0),
   },
   {
+    provider: 'xai',
+    docs:
+      'ADAPTED. Response: the example of xAI\'s REST API reference for /v1/chat/completions ("101 multiplied by 3 is 303.", id a3d1008e-…, seen in a copy of xAI\'s OpenAPI file) ' +
+      'with the usage shape of docs.x.ai/developers/advanced-api-usage/prompt-caching/usage-and-pricing (prompt_tokens_details text/audio/image/cached_tokens, completion_tokens_details); ' +
+      'reasoning tokens outside completion_tokens (total = prompt + completion + reasoning) as Google\'s Grok-on-Vertex page documents; token counts illustrative. ' +
+      'usage.sse: grok-3-mini chunks in the form of recorded api.x.ai streams (reasoning_content deltas, no finish_reason until the last), 14 completion / 310 reasoning tokens of docs.x.ai/docs/guides/reasoning',
+    model: 'grok-4-0709',
+    dir: 'xai',
+    response: 'usage.json',
+    stream: 'usage.sse',
+    // reasoning outside completion_tokens joins it: completion 9 + 94 reasoning.
+    nonStream: {
+      prompt_tokens: 32,
+      completion_tokens: 103,
+      total_tokens: 135,
+      prompt_tokens_details: { text_tokens: 32, audio_tokens: 0, image_tokens: 0, cached_tokens: 6, cache_write_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 94, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+      num_sources_used: 0,
+    },
+    streamed: openaiUsage(27, 14 + 310, 0, 0, 310),
+  },
+  {
+    provider: 'groq',
+    docs:
+      'ADAPTED. Shapes from Groq\'s own SDK types (groq-python ChatCompletion, CompletionUsage with queue/prompt/completion/total times, ChatCompletionChunk.XGroq: ' +
+      '"usage ... Only sent in the final chunk") and console.groq.com/docs/openai; values illustrative. usage.sse carries its usage in x_groq only',
+    model: 'llama-3.3-70b-versatile',
+    dir: 'groq',
+    response: 'usage.json',
+    stream: 'usage.sse',
+    nonStream: {
+      queue_time: 0.037493756,
+      prompt_tokens: 18,
+      prompt_time: 0.000680594,
+      completion_tokens: 556,
+      completion_time: 0.463333333,
+      total_tokens: 574,
+      total_time: 0.464013927,
+      prompt_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 0 },
+    },
+    streamed: openaiUsage(38, 4, 0, 0, 0),
+  },
+  {
+    provider: 'together',
+    docs:
+      'ADAPTED. Shapes from Together\'s own SDK types (together-typescript ChatCompletion / ChatCompletionChunk: finish_reason "eos", choices[].text / seed, ' +
+      'delta.token_id, usage null until the last chunk); values illustrative',
+    model: 'meta-llama/Llama-3.3-70B-Instruct-Turbo',
+    dir: 'together',
+    response: 'usage.json',
+    stream: 'usage.sse',
+    nonStream: { prompt_tokens: 41, completion_tokens: 22, total_tokens: 63, prompt_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } },
+    streamed: openaiUsage(41, 6, 0, 0, 0),
+  },
+  {
+    provider: 'fireworks',
+    docs:
+      'ADAPTED. docs.fireworks.ai/tools-sdks/openai-compatibility: "the usage field is returned in the very last chunk on the response (i.e. the one having ' +
+      'finish_reason set)", also without stream_options; cached_tokens as the catalog\'s Fireworks extractor reads them; values illustrative',
+    model: 'accounts/fireworks/models/llama-v3p1-8b-instruct',
+    dir: 'fireworks',
+    response: 'usage.json',
+    stream: 'usage.sse',
+    nonStream: { prompt_tokens: 1240, total_tokens: 1246, completion_tokens: 6, prompt_tokens_details: { cached_tokens: 1152, cache_write_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } },
+    streamed: openaiUsage(20, 10, 0, 0, 0),
+  },
+  {
+    provider: 'cerebras',
+    docs:
+      'ADAPTED. OpenAI wire format per inference-docs.cerebras.ai/resources/openai, with the time_info object Cerebras adds to responses and ' +
+      'prompt_tokens_details.cached_tokens; usage.sse ends with the include_usage chunk; values illustrative',
+    model: 'llama3.1-8b',
+    dir: 'cerebras',
+    response: 'usage.json',
+    stream: 'usage.sse',
+    nonStream: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22, prompt_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } },
+    streamed: openaiUsage(1312, 10, 1280, 0, 0),
+  },
+  {
+    provider: 'perplexity',
+    docs:
+      'ADAPTED. Usage fields of docs.perplexity.ai/api-reference/chat-completions-post (search_context_size, citation_tokens, num_search_queries, ' +
+      'reasoning_tokens, cost{…}), citations and search_results; deep-research billing per docs.perplexity.ai/guides/pricing as quoted by OpenRouter (input = prompt + ' +
+      'citation tokens; reasoning tokens billed apart); values illustrative. usage.sse: the stream documented at docs.perplexity.ai/reference/post_chat_completions ' +
+      '(ids, 14 prompt tokens, cumulative usage in every chunk, message + delta), in chat.completion.chunk objects, ending with its finish_reason chunk and no [DONE]',
+    model: 'sonar-deep-research',
+    dir: 'perplexity',
+    response: 'usage.json',
+    stream: 'usage.sse',
+    // citation tokens join the prompt, reasoning tokens the completion; the total follows.
+    nonStream: {
+      prompt_tokens: 19 + 14783,
+      completion_tokens: 3114 + 58201,
+      total_tokens: 19 + 14783 + 3114 + 58201,
+      search_context_size: 'low',
+      citation_tokens: 14783,
+      num_search_queries: 21,
+      reasoning_tokens: 58201,
+      cost: {
+        input_tokens_cost: 0.00004,
+        output_tokens_cost: 0.02491,
+        reasoning_tokens_cost: 0.1746,
+        request_cost: 0.105,
+        citation_tokens_cost: 0.02957,
+        search_queries_cost: 0.105,
+        total_cost: 0.33452,
+      },
+      prompt_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 58201 },
+    },
+    streamed: openaiUsage(14, 18, 0, 0, 0),
+  },
+  {
+    provider: 'cohere',
+    docs:
+      'docs.cohere.com/v2/docs/chat-api: usage.json is its sample response (id, text, COMPLETE, billed_units 17/12, tokens 215/12), its meta block written as ' +
+      'the v2 reference\'s usage field (docs.cohere.com/reference/chat); stream-text.sse: the "What is an LLM?" events of docs.cohere.com/v2/docs/streaming ' +
+      '(SDK reprs written as the reference\'s wire JSON, one event per SSE frame with its event name), usage numbers illustrative',
+    model: 'command-a-03-2025',
+    dir: 'cohere',
+    response: 'usage.json',
+    stream: 'stream-text.sse',
+    nonStream: openaiUsage(17, 12, 0, 0, 0),
+    streamed: openaiUsage(7, 13, 0, 0, 0),
+  },
+  {
     provider: 'anthropic',
     docs:
       'platform.claude.com/docs/en/build-with-claude/prompt-caching (usage.json: the first, cache-writing call of the Pride and Prejudice example in the API reference Message shape); ' +

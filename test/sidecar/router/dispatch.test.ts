@@ -15,6 +15,7 @@ function target(name: string, over: Partial<RuntimeTarget> = {}): RuntimeTarget 
     model: name,
     baseURL: 'simulate://local',
     apiKey: undefined,
+    settings: {},
     unavailableReason: undefined,
     adapter: {} as RuntimeTarget['adapter'],
     transport: {} as RuntimeTarget['transport'],
