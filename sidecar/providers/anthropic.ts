@@ -22,7 +22,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { isPlainObject, num, parseArguments } from './wire.js';
+import { isPlainObject, num, parseArguments, unsupportedParameter } from './wire.js';
 
 /**
  * Anthropic Messages API: POST {baseURL}/v1/messages with `anthropic-version: 2023-06-01`.
@@ -294,7 +294,7 @@ const UNSUPPORTED: ReadonlyArray<{ param: string; neutral: (v: unknown) => boole
 function rejectUnsupported(req: ChatRequest): void {
   const fields = req as Record<string, unknown>;
   for (const { param, neutral, why } of UNSUPPORTED) {
-    if (!neutral(fields[param])) throw invalidRequest(`"${param}" is not supported by the anthropic provider: ${why}.`, param);
+    if (!neutral(fields[param])) throw unsupportedParameter('anthropic', param, why);
   }
 }
 

@@ -109,6 +109,12 @@ describe('anthropic adapter: request', () => {
     ]);
   });
 
+  it('a parameter Anthropic has no counterpart for is 400 unsupported_parameter (the router tries the next target)', () => {
+    expect(() => anthropicAdapter.chatRequest(chat({ messages: user, n: 2 }), ctx(), false)).toThrow(
+      expect.objectContaining({ status: 400, code: 'unsupported_parameter', param: 'n' }),
+    );
+  });
+
   describe('rejects what Anthropic cannot take with a 400 naming the parameter', () => {
     const call = (args: string) => ({ role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: args } }] });
     const cases: Array<[string, Record<string, unknown>, string]> = [
