@@ -37,11 +37,13 @@ async function main(): Promise<void> {
   // went out (UsageMeter), so they add no latency.
   const stdout = pino.destination({ dest: 1, sync: true });
   const logger = pino({ level: options.logLevel, base: { component: 'paygo-sidecar' } }, stdout);
-  // Its own instance (not a child) so each line has one "component" key.
-  const usageLog = pino({ level: options.logLevel, base: { component: 'paygo-usage' } }, stdout);
+  // Its own instance (not a child) so each line has one "component" key, and its own buffer:
+  // the lines of one batch of finished requests (UsageMeter) go out in one write, not one each.
+  const usageOut = pino.destination({ dest: 1, sync: true, minLength: 8 * 1024 });
+  const usageLog = pino({ level: options.logLevel, base: { component: 'paygo-usage' } }, usageOut);
   const metrics = createMetrics();
   const pricer = createPricer();
-  const meter = new UsageMeter(metrics, (p, m, u, o, at) => pricer.price(p, m, u, o, at), usageLog);
+  const meter = new UsageMeter(metrics, (p, m, u, o, at) => pricer.price(p, m, u, o, at), usageLog, undefined, () => usageOut.flushSync());
   // Standalone: this sidecar is the only spender and keeps the ledger. Operator mode: it spends
   // only allowance the operator grants, so budgets hold across the whole fleet.
   const funds: BudgetFunds = options.operator

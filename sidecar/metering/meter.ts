@@ -70,6 +70,8 @@ export class UsageMeter implements Meter {
     private readonly price: PriceFn,
     private readonly usageLog: Logger,
     private readonly clock: () => Date = () => new Date(),
+    /** Called after each published batch: the usage log's buffered lines go out in one write. */
+    private readonly afterPublish?: () => void,
   ) {
     const self = this;
     // Re-export exact totals on every scrape instead of accumulating floats.
@@ -152,6 +154,7 @@ export class UsageMeter implements Meter {
     const batch = this.pending;
     this.pending = [];
     for (const { r, costNano, priced } of batch) this.publish(r, costNano, priced);
+    this.afterPublish?.();
   }
 
   private publish(r: RequestRecord, costNano: bigint, priced: boolean): void {

@@ -48,6 +48,23 @@ describe('UsageMeter', () => {
     expect(text).toMatch(/paygo_tokens_total\{[^}]*type="output"\} 10\n/);
   });
 
+  it('after a published batch (not per line, not when nothing was pending) it lets the log write its buffer', async () => {
+    const lines: string[] = [];
+    const writes: number[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const meter = new UsageMeter(createMetrics({ defaultMetrics: false }), () => ({ costNano: 1n, known: true }), pino(sink), undefined, () => writes.push(lines.length));
+    meter.record(rec({ requestId: 'a' }));
+    meter.record(rec({ requestId: 'b' }));
+    await tick();
+    meter.flush(); // nothing pending: no call
+    expect(writes).toEqual([2]);
+  });
+
   it('a scrape sees what was recorded even before the batch ran', async () => {
     const { meter, metrics } = setup();
     meter.record(rec());
