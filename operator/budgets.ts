@@ -8,6 +8,7 @@ import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js'
 import { BudgetLedger, ledgerTotals, type PeriodLedger } from './budget-ledger.js';
 import type { ClusterCache, RawObject } from './cache.js';
 import { setCondition } from './conditions.js';
+import { replyNotLeader } from './leader.js';
 import { checkBudget } from './snapshots.js';
 
 export interface BudgetGauges {
@@ -130,7 +131,7 @@ export class BudgetService {
 
   private async sync(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!this.o.isLeader()) {
-      await reply.code(503).header('retry-after', '1').send({ error: { message: 'not the leader; retry', code: 'not_leader' } });
+      await replyNotLeader(reply);
       return;
     }
     let id: PodIdentity;

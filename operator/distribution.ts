@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ACK_PATH, AckMessageSchema, STREAM_PATH, TARGET_REPORT_PATH, TargetReportSchema, formatIssues, type Snapshot, type TargetReport } from '../crds/src/index.js';
 import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
+import { replyNotLeader } from './leader.js';
 
 /** One connected sidecar stream. */
 export interface SidecarConnection {
@@ -85,7 +86,7 @@ export class Distributor {
 
   private async identify(req: FastifyRequest, reply: FastifyReply): Promise<PodIdentity | undefined> {
     if (!this.o.isLeader()) {
-      await reply.code(503).header('retry-after', '1').send({ error: { message: 'not the leader; retry', code: 'not_leader' } });
+      await replyNotLeader(reply);
       return undefined;
     }
     try {

@@ -1,5 +1,19 @@
 import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
+import type { FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
+
+/**
+ * What a replica that is not the leader answers sidecars. `connection: close` makes the client
+ * open a new connection for its retry, which the Service may route to the leader; a kept-alive
+ * one would reach this replica again.
+ */
+export async function replyNotLeader(reply: FastifyReply): Promise<void> {
+  await reply
+    .code(503)
+    .header('retry-after', '1')
+    .header('connection', 'close')
+    .send({ error: { message: 'not the leader; retry', code: 'not_leader' } });
+}
 
 export interface LeaderOptions {
   api: CoordinationV1Api;

@@ -3,7 +3,10 @@ import { ApiError } from '../errors.js';
 import type { ChatRequest } from '../openai-schema.js';
 import { promptTokenUpperBound } from '../metering/tokens.js';
 import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from '../router/runtime.js';
-import { BudgetExceededError, type BudgetEnforcer, type BudgetHold } from './enforcer.js';
+import { BudgetExceededError, BudgetUnavailableError, type BudgetEnforcer, type BudgetHold } from './enforcer.js';
+
+/** Retry-After of a request refused because the budget ledger could not be reached (seconds). */
+const BUDGET_UNAVAILABLE_RETRY_S = 5;
 
 /** Output cap injected into budget-covered requests that name none (the worst case must be bounded). */
 export const DEFAULT_BUDGET_MAX_TOKENS = 4096;
@@ -53,6 +56,17 @@ export async function admitChat(gate: BudgetGate, config: RuntimeConfig, route: 
     // Unpriced targets could spend beyond the reservation: a covered request never uses them.
     return { route: route.requirePricing ? route : { ...route, requirePricing: true }, req, hold, downgradedFrom };
   } catch (err) {
+    if (err instanceof BudgetUnavailableError) {
+      const b = err.budget;
+      throw new ApiError(
+        503,
+        'upstream_error',
+        'budget_unavailable',
+        `Budget ${b.namespace}/${b.name} is enforced across the fleet by the paygo operator, which could not be reached; the request was not sent. Retry shortly.`,
+        null,
+        { 'retry-after': String(BUDGET_UNAVAILABLE_RETRY_S) },
+      );
+    }
     if (!(err instanceof BudgetExceededError)) throw err;
     const b = err.budget;
     if (b.spec.action === 'downgrade' && b.spec.downgradeTo && downgradedFrom === undefined) {

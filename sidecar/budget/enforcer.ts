@@ -24,6 +24,14 @@ export class BudgetExceededError extends Error {
   }
 }
 
+/** A hard budget's fleet-wide ledger (the operator) could not be reached: the request is refused unserved. */
+export class BudgetUnavailableError extends Error {
+  override readonly name = 'BudgetUnavailableError';
+  constructor(readonly budget: SnapshotBudget) {
+    super(`budget ${budget.namespace}/${budget.name}: the operator that keeps its ledger could not be reached`);
+  }
+}
+
 export interface BudgetEvents {
   onRefused?(budget: SnapshotBudget, action: 'block' | 'downgrade'): void;
   onOverLimit?(budget: SnapshotBudget): void;
@@ -86,11 +94,14 @@ export class BudgetEnforcer {
         hold.alertKeys.push({ key, budget: b });
         continue;
       }
-      if (await this.funds.reserve(key, this.limitNano(b), worstCase)) {
+      const outcome = await this.funds.reserve(key, this.limitNano(b), worstCase);
+      if (outcome === 'reserved') {
         hold.reservations.push({ key, reserved: worstCase });
         continue;
       }
       this.release(hold);
+      // Fail closed, but say why: a ledger out of reach is not a spent budget.
+      if (outcome === 'unavailable') throw new BudgetUnavailableError(b);
       this.o.events?.onRefused?.(b, b.spec.action === 'downgrade' ? 'downgrade' : 'block');
       throw new BudgetExceededError(b, Math.max(1, Math.ceil((end.getTime() - now.getTime()) / 1000)), end);
     }

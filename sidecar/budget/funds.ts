@@ -2,9 +2,14 @@
  * Where budget reservations draw money from. Amounts are integer nano-USD. A key names one
  * budget in one period ("namespace/name@periodStartISO"), so a new period starts from zero.
  */
+export type Reservation = 'reserved' | 'exhausted' | 'unavailable';
+
 export interface BudgetFunds {
-  /** Reserves `amount` against the limit; false when it does not fit (nothing is reserved then). */
-  reserve(key: string, limitNano: bigint, amount: bigint): Promise<boolean>;
+  /**
+   * Reserves `amount` against the limit. `exhausted`: it does not fit; `unavailable`: whether it
+   * fits is unknown (the fleet's ledger could not be reached). Nothing is reserved unless `reserved`.
+   */
+  reserve(key: string, limitNano: bigint, amount: bigint): Promise<Reservation>;
   /** Turns a reservation into spend: `actual` is spent, the rest of `reserved` comes back. */
   settle(key: string, reserved: bigint, actual: bigint): void;
   /** Spend that was never reserved (action alert: over the limit on purpose). */

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import type { BudgetFunds } from './funds.js';
+import type { BudgetFunds, Reservation } from './funds.js';
 
 interface Entry {
   spent: bigint;
@@ -39,11 +39,11 @@ export class LocalFunds implements BudgetFunds {
     return e;
   }
 
-  async reserve(key: string, limitNano: bigint, amount: bigint): Promise<boolean> {
+  async reserve(key: string, limitNano: bigint, amount: bigint): Promise<Reservation> {
     const e = this.entry(key);
-    if (e.spent + e.reserved + amount > limitNano) return false;
+    if (e.spent + e.reserved + amount > limitNano) return 'exhausted';
     e.reserved += amount;
-    return true;
+    return 'reserved';
   }
 
   settle(key: string, reserved: bigint, actual: bigint): void {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Agent } from 'undici';
 import { BUDGET_SYNC_PATH, BudgetSyncResponseSchema, type BudgetSyncRequest } from '../../crds/src/protocol.js';
-import type { BudgetFunds } from './funds.js';
+import type { BudgetFunds, Reservation } from './funds.js';
 
 interface Allowance {
   name: string;
@@ -20,6 +20,8 @@ interface Allowance {
   waiting: bigint[];
   /** Typical reservation, for the cushion kept between syncs. */
   lastAmount: bigint;
+  /** Whether the operator's answer to the latest sync covered this allowance. */
+  answered: boolean;
 }
 
 export interface RemoteFundsOptions {
@@ -35,6 +37,9 @@ export interface RemoteFundsOptions {
   /** How long a request may wait for in-flight money to come back before it is refused. */
   waitMs?: number;
 }
+
+/** Syncs a waiting request tries before it is refused as unavailable (~0.7 s in all). */
+const SYNC_ATTEMPTS = 4;
 
 /** Reservations this many ms before the allowance expires are refused (clock skew, latency). */
 const EXPIRY_MARGIN_MS = 5_000;
@@ -72,7 +77,7 @@ export class RemoteFunds implements BudgetFunds {
     if (!e) {
       const at = key.lastIndexOf('@');
       const name = key.slice(key.indexOf('/') + 1, at);
-      e = { name, periodStart: key.slice(at + 1), granted: 0n, spent: 0n, reserved: 0n, validUntil: 0, outstanding: 0n, available: 1n, waiting: [], lastAmount: 0n };
+      e = { name, periodStart: key.slice(at + 1), granted: 0n, spent: 0n, reserved: 0n, validUntil: 0, outstanding: 0n, available: 1n, waiting: [], lastAmount: 0n, answered: false };
       // Allowances of past periods are dropped: their keys never come back.
       for (const [k, old] of this.entries) if (old.name === name && old.periodStart !== e.periodStart && old.reserved === 0n) this.entries.delete(k);
       this.entries.set(key, e);
@@ -84,12 +89,12 @@ export class RemoteFunds implements BudgetFunds {
     return this.now() < e.validUntil - EXPIRY_MARGIN_MS && e.spent + e.reserved + amount <= e.granted;
   }
 
-  private take(e: Allowance, amount: bigint): true {
+  private take(e: Allowance, amount: bigint): 'reserved' {
     e.reserved += amount;
-    return true;
+    return 'reserved';
   }
 
-  async reserve(key: string, _limitNano: bigint, amount: bigint): Promise<boolean> {
+  async reserve(key: string, _limitNano: bigint, amount: bigint): Promise<Reservation> {
     const e = this.entry(key);
     e.lastAmount = amount;
     if (this.fits(e, amount)) return this.take(e, amount);
@@ -98,20 +103,34 @@ export class RemoteFunds implements BudgetFunds {
     try {
       const waitMs = this.o.waitMs ?? 10_000;
       const deadline = this.now() + waitMs;
-      for (;;) {
+      for (let failures = 0; ; ) {
         try {
           await this.sync();
         } catch (err) {
-          this.o.logger.warn({ error: (err as Error).message }, 'budget sync with the operator failed');
+          if (this.fits(e, amount)) return this.take(e, amount);
+          // A replica that is not the leader, or one restarting: a few quick retries (each on a
+          // new connection after a 503). Then whether the request fits is unknown, not "no":
+          // refused (fail closed) as unavailable, so the client retries soon.
+          if (++failures < SYNC_ATTEMPTS && this.now() < deadline && !this.closed) {
+            await new Promise((r) => setTimeout(r, 100 * 2 ** (failures - 1)));
+            continue;
+          }
+          this.o.logger.warn({ budget: e.name, error: (err as Error).message }, 'budget sync with the operator failed; request refused');
+          return 'unavailable';
         }
         if (this.fits(e, amount)) return this.take(e, amount);
+        if (this.closed) return 'exhausted';
+        if (!e.answered) {
+          this.o.logger.warn({ budget: e.name }, 'the operator did not answer for this budget; request refused');
+          return 'unavailable';
+        }
         // The limit minus the fleet's spend: if even that cannot take the request, nothing that
         // comes back ever will. Otherwise reservations in flight may settle below their worst case.
-        if (e.available + e.outstanding < amount || this.closed) return false;
+        if (e.available + e.outstanding < amount) return 'exhausted';
         if (this.now() >= deadline) {
-          // Money may still come back, but not soon enough: a slow or unreachable operator.
+          // Money may still come back, but not soon enough: a slow operator or long requests.
           this.o.logger.warn({ budget: e.name, waitedMs: waitMs }, 'budget allowance did not arrive in time; request refused');
-          return false;
+          return 'exhausted';
         }
         await new Promise((r) => setTimeout(r, 25));
         if (this.fits(e, amount)) return this.take(e, amount);
@@ -206,6 +225,7 @@ export class RemoteFunds implements BudgetFunds {
       body: JSON.stringify(body),
     });
     const text = await res.body.text();
+    for (const e of sent) e.answered = false;
     if (res.statusCode !== 200) {
       throw new Error(`operator answered ${res.statusCode} to a budget sync: ${text.slice(0, 200)}`);
     }
@@ -220,6 +240,7 @@ export class RemoteFunds implements BudgetFunds {
       e.outstanding = BigInt(r.outstanding);
       e.available = BigInt(r.available);
       e.validUntil = this.now() + Math.max(0, Date.parse(r.expires) - Date.now());
+      e.answered = true;
     }
   }
 

@@ -26,6 +26,7 @@ export interface OperatorSourceOptions {
 }
 
 const SNAPSHOT_FILE = 'snapshot.json';
+const ACK_ATTEMPTS = 5;
 
 /**
  * Operator mode: one long-lived authenticated SSE stream to the operator. Each snapshot is
@@ -155,12 +156,25 @@ export class OperatorConfigSource {
     await this.ack({ version: snapshot.version, accepted: true });
   }
 
+  /**
+   * ACKs until one is taken (bounded): an ACK lost to a restarting operator, or answered 503 by a
+   * replica that is not the leader (it closes the connection, so the retry may reach the
+   * leader), would leave the route's status at Syncing.
+   */
   private async ack(body: { version: string; accepted: boolean; reason?: string }): Promise<void> {
-    try {
-      await this.post(ACK_PATH, body);
-    } catch (err) {
-      this.o.logger.warn({ error: (err as Error).message }, 'could not send the ACK');
+    let why = '';
+    for (let attempt = 0; attempt < ACK_ATTEMPTS; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
+      try {
+        const status = await this.post(ACK_PATH, body);
+        if (status < 300) return;
+        why = `operator answered ${status}`;
+        if (status < 500) break; // refused for good (e.g. 401): retrying cannot help
+      } catch (err) {
+        why = (err as Error).message;
+      }
     }
+    this.o.logger.warn({ version: body.version, error: why }, 'could not send the ACK');
   }
 
   /** POSTs JSON to the operator with the pod's token; resolves with the HTTP status. */

@@ -1,4 +1,8 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildSnapshot, parseConfigDocuments } from '../../crds/src/index.js';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
@@ -154,6 +158,40 @@ describe('standalone budgets', () => {
       expect(res.status).toBe(429);
     } finally {
       await b.stop();
+    }
+  });
+});
+
+describe('operator mode, operator out of reach', () => {
+  it('a hard budget fails closed with 503 budget_unavailable and a short Retry-After, not "exhausted until next month"', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'paygo-state-'));
+    const token = join(state, 'token');
+    writeFileSync(token, 'not-a-real-token');
+    // The last good snapshot on disk (what a restarted sidecar serves from while the operator is away).
+    const docs = parseConfigDocuments(`
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: sim, namespace: team }
+spec:
+  model: sim
+  targets: [{ provider: simulate, model: sim, pricing: { input: "1.00", output: "1.00" } }]
+---
+apiVersion: paygo.dev/v1alpha1
+kind: Budget
+metadata: { name: monthly, namespace: team }
+spec: { limit: "100.00", period: monthly, action: block }
+`);
+    writeFileSync(join(state, 'snapshot.json'), JSON.stringify(buildSnapshot({ ...docs })));
+    const sc = await startSidecar(null, { args: ['--operator', 'https://127.0.0.1:1', '--token-file', token, '--state-dir', state] });
+    try {
+      const res = await postChat(sc, { model: 'sim', messages: [{ role: 'user', content: 'hi' }] });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('budget_unavailable');
+      expect(body.error.message).toContain('team/monthly');
+    } finally {
+      await sc.stop();
     }
   });
 });

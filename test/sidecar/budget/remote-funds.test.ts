@@ -28,6 +28,8 @@ let server: Server;
 let url: string;
 let ledger: BudgetLedger;
 let syncs = 0;
+/** Syncs still to be answered as a replica that is not the leader would. */
+let notLeaderAnswers = 0;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'paygo-remote-funds-'));
@@ -35,6 +37,12 @@ beforeAll(async () => {
     let body = '';
     req.setEncoding('utf8').on('data', (d: string) => (body += d));
     req.on('end', () => {
+      if (notLeaderAnswers > 0) {
+        notLeaderAnswers--;
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' });
+        res.end('{"error":{"message":"not the leader; retry","code":"not_leader"}}');
+        return;
+      }
       const pod = req.headers.authorization!.slice('Bearer '.length);
       const parsed = BudgetSyncRequestSchema.parse(JSON.parse(body));
       syncs++;
@@ -87,7 +95,7 @@ describe('RemoteFunds', () => {
     const sidecars = ['a', 'b', 'c', 'd'].map((p) => sidecar(p));
     const client = async (f: RemoteFunds, i: number) => {
       for (let n = 0; n < 1_000; n++) {
-        if (!(await f.reserve(key, LIMIT, amount))) {
+        if ((await f.reserve(key, LIMIT, amount)) !== 'reserved') {
           refusedAt.push(spent);
           return;
         }
@@ -123,7 +131,7 @@ describe('RemoteFunds', () => {
     const a = sidecar('a');
     const b = sidecar('b');
     const started = Date.now();
-    const results = new Map<string, boolean>();
+    const results = new Map<string, string>();
     const waits = [
       a.reserve(key, LIMIT, 60_000n).then((ok) => results.set('a', ok)),
       b.reserve(key, LIMIT, 60_000n).then((ok) => results.set('b', ok)),
@@ -133,21 +141,29 @@ describe('RemoteFunds', () => {
     await sleep(150);
     expect(results.size).toBe(0);
     ledger.apply(l, pod('x'), report(3, 0n, 0n, 0n)); // the rest: enough for one of them
-    await until(() => [...results.values()].includes(true));
-    const [winner] = [...results].find(([, ok]) => ok)!;
+    await until(() => [...results.values()].includes('reserved'));
+    const [winner] = [...results].find(([, ok]) => ok === 'reserved')!;
     (winner === 'a' ? a : b).settle(key, 60_000n, 60_000n);
     await Promise.all(waits);
-    expect([...results.values()].sort()).toEqual([false, true]);
+    expect([...results.values()].sort()).toEqual(['exhausted', 'reserved']);
     // Refused because the 40,000 left cannot take 60,000, not after waiting out its 30 s.
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(ledgerTotals(l).granted).toBeLessThanOrEqual(LIMIT);
   }, 30_000);
 
-  it('fails closed when the operator cannot be reached before any allowance was granted', async () => {
+  it('a sync answered 503 by a replica that is not the leader is retried on a new connection and the request served', async () => {
+    ledger = new BudgetLedger({ now: Date.now });
+    notLeaderAnswers = 2;
+    const f = sidecar('n');
+    expect(await f.reserve(key, LIMIT, 1_000n)).toBe('reserved');
+    expect(notLeaderAnswers).toBe(0);
+  });
+
+  it('fails closed when the operator cannot be reached before any allowance was granted: unavailable, not exhausted, at once', async () => {
     const f = new RemoteFunds({ url: 'http://127.0.0.1:1', tokenFile: join(dir, 'a'), ca: undefined, logger, waitMs: 5_000 });
     funds.push(f);
     const started = Date.now();
-    expect(await f.reserve(key, LIMIT, 1_000n)).toBe(false);
+    expect(await f.reserve(key, LIMIT, 1_000n)).toBe('unavailable');
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 });
