@@ -9,7 +9,7 @@ import type { StreamDecoder, StreamTranslator, TargetContext } from './providers
 import { UpstreamProtocolError, UpstreamStreamError } from './providers/types.js';
 import { dispatch, UpstreamHttpError, type DispatchOptions } from './router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
-import { parseRetryAfter } from './router/strategy.js';
+import { upstreamRetryAfter } from './router/strategy.js';
 import { SseParser, sseData } from './sse.js';
 import type { CachedResponse } from './response-cache.js';
 import { readAll, readBody, TransportError, type UpstreamResponse } from './transport.js';
@@ -96,7 +96,7 @@ async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, now: nu
     /* the status alone says enough */
   }
   const message = target.adapter.errorMessage(text) ?? `HTTP ${res.status}`;
-  throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${message}`, parseRetryAfter(res.headers['retry-after'], now));
+  throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${message}`, upstreamRetryAfter(res.headers, now));
 }
 
 /** Sends the request to one target within the attempt's deadline; rejects on a non-2xx answer. */

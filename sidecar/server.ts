@@ -14,7 +14,7 @@ import { UpstreamProtocolError } from './providers/types.js';
 import { ResponseCache } from './response-cache.js';
 import { dispatch, UpstreamHttpError } from './router/dispatch.js';
 import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from './router/runtime.js';
-import { parseRetryAfter } from './router/strategy.js';
+import { upstreamRetryAfter } from './router/strategy.js';
 import { readAll, TransportError } from './transport.js';
 import { usageFromOpenAI } from './usage.js';
 
@@ -217,7 +217,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
           const res = await target.transport.send(upstream, { signal: sig, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
           const text = await readAll(res.body);
           if (res.status < 200 || res.status >= 300) {
-            throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${target.adapter.errorMessage(text) ?? `HTTP ${res.status}`}`, parseRetryAfter(res.headers['retry-after'], now()));
+            throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${target.adapter.errorMessage(text) ?? `HTTP ${res.status}`}`, upstreamRetryAfter(res.headers, now()));
           }
           try {
             return JSON.parse(text) as { model?: string; usage?: unknown };

@@ -63,6 +63,17 @@ export function backoffMs(retry: number, initialMs: number, maxMs: number, rando
   return Math.floor(random() * cap);
 }
 
+/**
+ * How long the provider asks to wait, in ms: `retry-after-ms` (Azure OpenAI, OpenAI) when
+ * present — finer than the whole seconds of `retry-after` — else `retry-after`.
+ */
+export function upstreamRetryAfter(headers: Record<string, string | string[] | undefined>, now: number): number | undefined {
+  const ms = headers['retry-after-ms'];
+  const v = Array.isArray(ms) ? ms[0] : ms;
+  if (v && /^\d+(\.\d+)?$/.test(v.trim())) return Math.ceil(Number(v));
+  return parseRetryAfter(headers['retry-after'], now);
+}
+
 /** Retry-After (seconds or HTTP date) → ms, or undefined. */
 export function parseRetryAfter(value: string | string[] | undefined, now: number): number | undefined {
   const v = Array.isArray(value) ? value[0] : value;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, ewma, orderTargets, parseRetryAfter, type Candidate } from '../../../sidecar/router/strategy.js';
+import { backoffMs, ewma, orderTargets, parseRetryAfter, upstreamRetryAfter, type Candidate } from '../../../sidecar/router/strategy.js';
 import { CircuitBreaker } from '../../../sidecar/router/breaker.js';
 
 const c = (index: number, over: Partial<Candidate> = {}): Candidate => ({ index, weight: 1, unitPrice: undefined, latencyMs: undefined, ...over });
@@ -65,6 +65,14 @@ describe('backoff, Retry-After and EWMA', () => {
     expect(parseRetryAfter('Thu, 01 Jan 2026 00:00:03 GMT', now)).toBe(3000);
     expect(parseRetryAfter('soon', now)).toBeUndefined();
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  });
+
+  it('prefers retry-after-ms (Azure OpenAI, OpenAI) over the whole seconds of retry-after', () => {
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(upstreamRetryAfter({ 'retry-after-ms': '200', 'retry-after': '1' }, now)).toBe(200);
+    expect(upstreamRetryAfter({ 'retry-after': '1' }, now)).toBe(1000);
+    expect(upstreamRetryAfter({ 'retry-after-ms': 'soon', 'retry-after': '2' }, now)).toBe(2000);
+    expect(upstreamRetryAfter({}, now)).toBeUndefined();
   });
 
   it('averages latency exponentially', () => {
