@@ -25,13 +25,17 @@ export const PROVIDERS = [
   'cerebras',
   'perplexity',
   'cohere',
+  'bedrock',
+  'vertex',
+  'vertex-anthropic',
+  'azure',
   'openai-compatible',
   'simulate',
 ] as const;
 export const ProviderNameSchema = z
   .enum(PROVIDERS)
   .describe(
-    'Which provider API the target speaks. anthropic, gemini and cohere (v2 Chat) are translated natively; the others speak the OpenAI Chat Completions wire format with their own default base URL; openai-compatible requires baseURL; simulate is an in-process fake.',
+    'Which provider API the target speaks. anthropic, gemini and cohere (v2 Chat) are translated natively; the others speak the OpenAI Chat Completions wire format with their own default base URL; openai-compatible requires baseURL; azure (Azure OpenAI) sends it to a deployment of the resource in baseURL (required); vertex (Gemini) and vertex-anthropic (Claude) call Google Vertex AI in region (required) with an OAuth token; bedrock calls the Amazon Bedrock Converse API in region (required), signed with AWS SigV4; simulate is an in-process fake.',
   );
 export type ProviderName = z.infer<typeof ProviderNameSchema>;
 
@@ -96,13 +100,13 @@ export type CredentialPart = keyof typeof CREDENTIAL_PARTS;
 export const CredentialsSchema = z
   .object({
     secretRef: SecretKeyRefSchema.describe(
-      'The API key; for bedrock the secret access key (e.g. key AWS_SECRET_ACCESS_KEY); for vertex and vertex-anthropic a service-account JSON key.',
+      'The API key; for bedrock the secret access key (e.g. key AWS_SECRET_ACCESS_KEY); for vertex and vertex-anthropic a service-account JSON key; for azure the api-key of the resource.',
     ),
     accessKeyIdRef: SecretKeyRefSchema.optional().describe('bedrock: the access key id that goes with secretRef (e.g. key AWS_ACCESS_KEY_ID).'),
     sessionTokenRef: SecretKeyRefSchema.optional().describe('bedrock: the session token of temporary credentials (e.g. key AWS_SESSION_TOKEN).'),
   })
   .describe(
-    'Where the key is. Absent for providers that need none (simulate, some local hosts) or that take the pod identity (bedrock: web identity; vertex: workload identity).',
+    'Where the key is. Absent for providers that need none (simulate, some local hosts) or that take the pod identity (bedrock: web identity; vertex: workload identity; azure: Microsoft Entra Workload ID).',
   );
 export type Credentials = z.infer<typeof CredentialsSchema>;
 
@@ -136,7 +140,7 @@ export const TargetSchema = z
       .url()
       .optional()
       .describe(
-        "Override of the provider's endpoint, following its SDK convention: OpenAI-style providers include the version path (https://api.openai.com/v1; perplexity has none: https://api.perplexity.ai); anthropic, gemini and cohere take the bare host.",
+        "Override of the provider's endpoint, following its SDK convention: OpenAI-style providers include the version path (https://api.openai.com/v1; perplexity has none: https://api.perplexity.ai); anthropic, gemini and cohere take the bare host; azure (required) the resource endpoint https://<resource>.openai.azure.com; vertex and vertex-anthropic a scheme and host replacing https://<region>-aiplatform.googleapis.com (private or VPC-SC endpoints); bedrock the bare host replacing https://bedrock-runtime.{region}.amazonaws.com (e.g. a VPC endpoint).",
       ),
     credentials: CredentialsSchema.optional(),
     region: z
@@ -293,6 +297,21 @@ export const ModelRouteSpecSchema = z
       }
       if (t.provider === 'openai-compatible' && !t.baseURL) {
         ctx.addIssue({ code: 'custom', path: ['targets', i, 'baseURL'], message: `spec.targets[${i}].baseURL is required for provider openai-compatible` });
+      }
+      if (t.provider === 'azure' && !t.baseURL) {
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'baseURL'], message: `spec.targets[${i}].baseURL is required for provider azure (the resource endpoint, e.g. https://my-resource.openai.azure.com)` });
+      }
+      if (t.provider === 'bedrock' && !t.region) {
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'region'], message: `spec.targets[${i}].region is required for provider bedrock (the AWS region, e.g. us-east-1)` });
+      }
+      if (t.provider === 'bedrock' && t.credentials && !t.credentials.accessKeyIdRef) {
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'credentials', 'accessKeyIdRef'], message: `spec.targets[${i}].credentials.accessKeyIdRef is required for provider bedrock with credentials (secretRef is the secret access key)` });
+      }
+      if ((t.provider === 'vertex' || t.provider === 'vertex-anthropic') && !t.region) {
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'region'], message: `spec.targets[${i}].region is required for provider ${t.provider} (the Vertex AI location, e.g. us-central1 or global)` });
+      }
+      if ((t.provider === 'vertex' || t.provider === 'vertex-anthropic') && !t.project && !t.credentials) {
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'project'], message: `spec.targets[${i}].project is required for provider ${t.provider} without credentials (workload identity)` });
       }
     });
     if (spec.strategy === 'weighted' && spec.targets.every((t) => (t.weight ?? 0) === 0)) {

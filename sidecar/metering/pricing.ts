@@ -170,6 +170,18 @@ const CATALOG_MAPPING: Record<ProviderName, { providerId?: string; rewrite?: (mo
   cerebras: null,
   perplexity: { providerId: 'perplexity' },
   cohere: { providerId: 'cohere' },
+  // The catalog's AWS Bedrock provider ("aws") matches Bedrock model ids as they are, geographic
+  // and global inference profile prefixes (us., eu., apac., global.) and ARNs included.
+  bedrock: { providerId: 'aws' },
+  // The catalog's google provider matches Vertex AI too (provider_match "vertex") and prices Claude
+  // on Vertex under Vertex's own entries (claude-3-5-haiku@20241022 → claude-3-5-haiku), falling
+  // back to its anthropic entries for the others (fallback_model_providers).
+  vertex: { providerId: 'google' },
+  'vertex-anthropic': { providerId: 'google' },
+  // Azure OpenAI targets name a deployment, whose name is the customer's choice and says nothing
+  // reliable about the model behind it (the catalog's "azure" provider matches model ids, not
+  // deployment names): a route needs `pricing` to meter Azure targets.
+  azure: null,
   'openai-compatible': {},
   simulate: null,
 };

@@ -340,7 +340,8 @@ function userId(req: ChatRequest): string | undefined {
   return req.user ?? (typeof safety === 'string' ? safety : undefined);
 }
 
-function nativeBody(req: ChatRequest, ctx: TargetContext, stream: boolean): Record<string, unknown> {
+/** The Messages API body for an OpenAI request (also sent, reshaped, by the vertex-anthropic adapter). */
+export function nativeBody(req: ChatRequest, ctx: TargetContext, stream: boolean): Record<string, unknown> {
   rejectUnsupported(req);
   const { system, messages } = translateMessages(req.messages);
   const body: Record<string, unknown> = { model: ctx.model, max_tokens: maxTokens(req), messages };

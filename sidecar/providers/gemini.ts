@@ -288,7 +288,8 @@ function generationConfig(req: ChatRequest): Record<string, unknown> {
   return config;
 }
 
-function nativeBody(req: ChatRequest): Record<string, unknown> {
+/** The GenerateContentRequest body for an OpenAI request (also sent by the vertex adapter). */
+export function nativeBody(req: ChatRequest): Record<string, unknown> {
   const body: Record<string, unknown> = { ...translateMessages(req.messages) };
   if (req.tools && req.tools.length > 0) {
     body.tools = translateTools(req.tools);

@@ -1,9 +1,12 @@
 import type { ProviderName } from '../../crds/src/index.js';
 import { anthropicAdapter } from './anthropic.js';
+import { azureAdapter } from './azure.js';
+import { bedrockAdapter } from './bedrock.js';
 import { cohereAdapter } from './cohere.js';
 import { geminiAdapter } from './gemini.js';
 import { createOpenAIAdapter } from './openai.js';
 import type { ProviderAdapter } from './types.js';
+import { vertexAdapter, vertexAnthropicAdapter } from './vertex.js';
 
 /** Every provider's adapter, by provider name. */
 export const ADAPTERS: Readonly<Record<ProviderName, ProviderAdapter>> = {
@@ -23,4 +26,8 @@ export const ADAPTERS: Readonly<Record<ProviderName, ProviderAdapter>> = {
   anthropic: anthropicAdapter,
   gemini: geminiAdapter,
   cohere: cohereAdapter,
+  azure: azureAdapter,
+  bedrock: bedrockAdapter,
+  vertex: vertexAdapter,
+  'vertex-anthropic': vertexAnthropicAdapter,
 };

@@ -31,8 +31,9 @@ interface Rejection {
  * How one OpenAI-wire provider differs from OpenAI itself. Everything else (request body,
  * responses, SSE chunks, errors) is the OpenAI Chat Completions wire format. Every field is data
  * read on the request path; the optional ones cost nothing for dialects that leave them out.
+ * Exported for adapters that speak this wire format at URLs of their own (azure.ts).
  */
-interface OpenAIDialect {
+export interface OpenAIDialect {
   provider: ProviderName;
   defaultBaseURL: string | undefined;
   /**
@@ -55,6 +56,12 @@ interface OpenAIDialect {
   xGroq?: boolean;
   /** The stream is complete with the chunk that has a finish_reason (it carries the final usage); no [DONE] needed. */
   endsAtFinishReason?: boolean;
+  /** Where a request goes; default `baseURL + path`. Azure: the deployment's URL with its api-version. */
+  url?: (ctx: TargetContext, path: '/chat/completions' | '/embeddings') => string;
+  /** Request headers; default JSON and `Authorization: Bearer <key>`. Azure: `api-key`. */
+  headers?: (ctx: TargetContext) => Record<string, string>;
+  /** Leave `model` out of the body (Azure: the deployment URL names the model). */
+  omitModel?: boolean;
 }
 
 const isZero = (v: unknown) => v === 0;
@@ -333,14 +340,20 @@ function normalized(d: OpenAIDialect): OpenAIDialect {
     usage: d.usage,
     xGroq: d.xGroq ?? false,
     endsAtFinishReason: d.endsAtFinishReason ?? false,
+    url: d.url,
+    headers: d.headers,
+    omitModel: d.omitModel ?? false,
   };
 }
 
-export function createOpenAIAdapter(name: keyof typeof DIALECTS): ProviderAdapter {
-  const declared = DIALECTS[name];
-  if (!declared) throw new Error(`no OpenAI dialect "${name}"`);
+/** An adapter for one of the DIALECTS by name, or for a dialect declared elsewhere (azure.ts). */
+export function createOpenAIAdapter(name: keyof typeof DIALECTS | OpenAIDialect): ProviderAdapter {
+  const declared = typeof name === 'string' ? DIALECTS[name] : name;
+  if (!declared) throw new Error(`no OpenAI dialect "${String(name)}"`);
   const dialect = normalized(declared);
   const readUsage = dialect.usage ?? usageFromOpenAI;
+  const headersOf = dialect.headers ?? headers;
+  const urlOf = dialect.url ?? ((ctx: TargetContext, path: string) => joinURL(ctx.baseURL, path));
   return {
     provider: dialect.provider,
     defaultBaseURL: dialect.defaultBaseURL,
@@ -349,13 +362,14 @@ export function createOpenAIAdapter(name: keyof typeof DIALECTS): ProviderAdapte
       // Rest/spread, not delete: a deleted key turns the object into a slow dictionary that
       // JSON.stringify then walks slowly (measured on the request path).
       const { max_tokens, max_completion_tokens, stream_options: _clientStreamOptions, ...rest } = req;
-      const body: Record<string, unknown> = { ...rest, model: ctx.model, stream };
+      // model: undefined (omitModel) is left out by JSON.stringify and drops the client's route name.
+      const body: Record<string, unknown> = { ...rest, model: dialect.omitModel ? undefined : ctx.model, stream };
       if (dialect.rejects !== undefined) rejectUnsupported(dialect, dialect.rejects, body, ctx.model);
       if (dialect.rejectsMessageName !== undefined) rejectMessageNames(dialect, dialect.rejectsMessageName, req.messages);
       const maxTokens = max_completion_tokens ?? max_tokens;
       if (maxTokens != null) body[dialect.maxTokensField] = maxTokens;
       if (stream && dialect.streamUsageOption) body.stream_options = { include_usage: true };
-      return { url: joinURL(ctx.baseURL, '/chat/completions'), headers: headers(ctx), body: JSON.stringify(body) };
+      return { url: urlOf(ctx, '/chat/completions'), headers: headersOf(ctx), body: JSON.stringify(body) };
     },
 
     chatResponse(body: unknown): { completion: ChatCompletion; usage: Usage | undefined } {
@@ -396,7 +410,7 @@ export function createOpenAIAdapter(name: keyof typeof DIALECTS): ProviderAdapte
     ...(dialect.embeddings
       ? {
           embeddingsRequest(req: EmbeddingsRequest, ctx: TargetContext): UpstreamRequest {
-            return { url: joinURL(ctx.baseURL, '/embeddings'), headers: headers(ctx), body: JSON.stringify({ ...req, model: ctx.model }) };
+            return { url: urlOf(ctx, '/embeddings'), headers: headersOf(ctx), body: JSON.stringify({ ...req, model: dialect.omitModel ? undefined : ctx.model }) };
           },
         }
       : {}),

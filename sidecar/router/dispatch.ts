@@ -56,6 +56,10 @@ function classify(err: unknown): { kind: FailureKind; retryAfterMs?: number } {
   if (err instanceof UpstreamHttpError) {
     if (err.status === 429) return { kind: '429', retryAfterMs: err.retryAfterMs };
     if (OVERLOADED_STATUSES.has(err.status)) return { kind: 'overloaded', retryAfterMs: err.retryAfterMs };
+    // 408: the provider timed out (Bedrock ModelTimeoutException); 424: its model failed
+    // (Bedrock ModelErrorException). Transient, not the request's fault.
+    if (err.status === 408) return { kind: 'timeout' };
+    if (err.status === 424) return { kind: '5xx', retryAfterMs: err.retryAfterMs };
     if (err.status >= 500) return { kind: '5xx', retryAfterMs: err.retryAfterMs };
     if (err.status === 401 || err.status === 403 || err.status === 404) return { kind: 'auth' };
     return { kind: 'client' };

@@ -198,6 +198,30 @@ describe('generated CRD manifests', () => {
         fieldPath: '.baseURL',
         reason: 'FieldValueRequired',
       },
+      {
+        rule: "self.provider != 'bedrock' || has(self.region)",
+        message: 'spec.targets[].region is required when spec.targets[].provider is bedrock',
+        fieldPath: '.region',
+        reason: 'FieldValueRequired',
+      },
+      {
+        rule: "self.provider != 'bedrock' || !has(self.credentials) || has(self.credentials.accessKeyIdRef)",
+        message: 'spec.targets[].credentials.accessKeyIdRef is required when spec.targets[].provider is bedrock and spec.targets[].credentials is set',
+        fieldPath: '.credentials',
+        reason: 'FieldValueRequired',
+      },
+      {
+        rule: "!(self.provider in ['vertex', 'vertex-anthropic']) || has(self.region)",
+        message: 'spec.targets[].region is required when spec.targets[].provider is vertex or vertex-anthropic',
+        fieldPath: '.region',
+        reason: 'FieldValueRequired',
+      },
+      {
+        rule: "!(self.provider in ['vertex', 'vertex-anthropic']) || has(self.project) || has(self.credentials)",
+        message: 'spec.targets[].project is required when spec.targets[].provider is vertex or vertex-anthropic and spec.targets[].credentials is absent',
+        fieldPath: '.project',
+        reason: 'FieldValueRequired',
+      },
     ]);
   });
 
