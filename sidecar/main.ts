@@ -39,11 +39,12 @@ async function main(): Promise<void> {
   const logger = pino({ level: options.logLevel, base: { component: 'paygo-sidecar' } }, stdout);
   // Its own instance (not a child) so each line has one "component" key, and its own buffer:
   // the lines of one batch of finished requests (UsageMeter) go out in one write, not one each.
-  const usageOut = pino.destination({ dest: 1, sync: true, minLength: 8 * 1024 });
+  // flush(), not flushSync(): the latter also fsyncs, which blocks for hundreds of µs on a file.
+  const usageOut = pino.destination({ dest: 1, sync: true, minLength: 512 * 1024, maxWrite: 1024 * 1024 });
   const usageLog = pino({ level: options.logLevel, base: { component: 'paygo-usage' } }, usageOut);
   const metrics = createMetrics();
   const pricer = createPricer();
-  const meter = new UsageMeter(metrics, (p, m, u, o, at) => pricer.price(p, m, u, o, at), usageLog, undefined, () => usageOut.flushSync());
+  const meter = new UsageMeter(metrics, (p, m, u, o, at) => pricer.price(p, m, u, o, at), usageLog, undefined, () => usageOut.flush());
   // Standalone: this sidecar is the only spender and keeps the ledger. Operator mode: it spends
   // only allowance the operator grants, so budgets hold across the whole fleet.
   const funds: BudgetFunds = options.operator
@@ -193,6 +194,7 @@ async function main(): Promise<void> {
       .finally(() => source.stop())
       .finally(() => {
         meter.flush();
+        usageOut.flushSync();
         logger.info('stopped');
         process.exit(0);
       });
