@@ -122,7 +122,14 @@ export function buildApp(o: AppOptions): FastifyInstance {
 
   app.get('/v1/models', async () => {
     const cfg = o.getConfig();
-    const data = [...(cfg?.byModel.entries() ?? [])].map(([id, route]) => ({ id, object: 'model', created: 0, owned_by: `paygo:${route.namespace}/${route.name}` }));
+    // OpenAI's model object, plus what the name routes to (paygo's own field; SDKs ignore it).
+    const data = [...(cfg?.byModel.entries() ?? [])].map(([id, route]) => ({
+      id,
+      object: 'model',
+      created: 0,
+      owned_by: `paygo:${route.namespace}/${route.name}`,
+      paygo: { route: `${route.namespace}/${route.name}`, strategy: route.strategy, targets: route.targets.map((t) => ({ name: t.name, provider: t.provider, model: t.model })) },
+    }));
     return { object: 'list', data };
   });
 
