@@ -117,3 +117,26 @@ export async function readAll(body: Readable, limitBytes = 64 * 1024 * 1024): Pr
 }
 
 export { Readable };
+
+/**
+ * Waits for a promise other requests may share (a token fetch), but gives up as soon as this
+ * attempt is cancelled: rejects with the cancel's TransportError (deadline, client gone) or an
+ * 'aborted' one. The shared promise itself goes on.
+ */
+export function untilCancelled<T>(p: Promise<T>, signal: CancelSignal): Promise<T> {
+  const reason = () => (signal.reason instanceof TransportError ? signal.reason : new TransportError('aborted', 'request aborted'));
+  if (signal.aborted) return Promise.reject(reason());
+  return new Promise<T>((resolve, reject) => {
+    const off = signal.onAbort(() => reject(reason()));
+    p.then(
+      (v) => {
+        off();
+        resolve(v);
+      },
+      (e: unknown) => {
+        off();
+        reject(e);
+      },
+    );
+  });
+}

@@ -55,6 +55,14 @@ export function usageFromOpenAI(u: unknown): Usage | undefined {
   };
 }
 
+/**
+ * Usage of providers that report the uncached prompt apart from the cache reads and writes
+ * (Anthropic, Bedrock): every prompt token is their sum.
+ */
+export function usageFromCacheParts(uncachedInput: number, cacheRead: number, cacheWrite: number, output: number, reasoning: number): Usage {
+  return { inputTokens: uncachedInput + cacheRead + cacheWrite, outputTokens: output, cacheReadTokens: cacheRead, cacheWriteTokens: cacheWrite, reasoningTokens: reasoning };
+}
+
 /** Usage → the OpenAI-wire usage object clients receive. */
 export function usageToOpenAI(u: Usage): OpenAIUsage {
   return {

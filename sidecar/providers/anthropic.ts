@@ -12,7 +12,7 @@ import type {
   ToolChoice,
 } from '../openai-schema.js';
 import type { SseEvent } from '../sse.js';
-import { usageToOpenAI, type Usage } from '../usage.js';
+import { usageFromCacheParts, usageToOpenAI, type Usage } from '../usage.js';
 import {
   UpstreamProtocolError,
   UpstreamStreamError,
@@ -22,7 +22,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { isPlainObject, num, parseArguments, unsupportedParameter } from './wire.js';
+import { isPlainObject, num, parseArguments, parseStreamEvent, unsupportedParameter } from './wire.js';
 
 /**
  * Anthropic Messages API: POST {baseURL}/v1/messages with `anthropic-version: 2023-06-01`.
@@ -374,15 +374,13 @@ export function nativeBody(req: ChatRequest, ctx: TargetContext, stream: boolean
 export function usageFromAnthropic(u: unknown): Usage | undefined {
   if (!isPlainObject(u)) return undefined;
   const usage = u as AnthropicUsage;
-  const read = num(usage.cache_read_input_tokens);
-  const write = num(usage.cache_creation_input_tokens);
-  return {
-    inputTokens: num(usage.input_tokens) + read + write,
-    outputTokens: num(usage.output_tokens),
-    cacheReadTokens: read,
-    cacheWriteTokens: write,
-    reasoningTokens: num(usage.output_tokens_details?.thinking_tokens),
-  };
+  return usageFromCacheParts(
+    num(usage.input_tokens),
+    num(usage.cache_read_input_tokens),
+    num(usage.cache_creation_input_tokens),
+    num(usage.output_tokens),
+    num(usage.output_tokens_details?.thinking_tokens),
+  );
 }
 
 /** stop_reason → finish_reason; pause_turn only follows server tools, which are never sent. */
@@ -440,7 +438,7 @@ class AnthropicStreamTranslator implements StreamTranslator {
   }
 
   push(event: SseEvent): ChatCompletionChunk[] {
-    const data = parseEvent(event.data);
+    const data = parseStreamEvent(event.data);
     const type = typeof data.type === 'string' ? data.type : event.event;
     switch (type) {
       case 'message_start':
@@ -544,16 +542,6 @@ class AnthropicStreamTranslator implements StreamTranslator {
   }
 }
 
-function parseEvent(data: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(data);
-  } catch {
-    throw new UpstreamProtocolError('upstream sent a stream event that is not JSON');
-  }
-  if (!isPlainObject(parsed)) throw new UpstreamProtocolError('upstream sent a stream event that is not an object');
-  return parsed;
-}
 
 function streamError(error: unknown): UpstreamStreamError {
   const e: AnthropicError = isPlainObject(error) ? (error as AnthropicError) : {};

@@ -4,7 +4,7 @@ import type { CancelSignal } from '../cancel.js';
 import type { ChatCompletionChunk } from '../openai-schema.js';
 import { UpstreamHttpError } from '../router/dispatch.js';
 import type { SseEvent } from '../sse.js';
-import { TransportError } from '../transport.js';
+import { TransportError, untilCancelled } from '../transport.js';
 import type { Usage } from '../usage.js';
 import { createOpenAIAdapter, type OpenAIDialect } from './openai.js';
 import type { ProviderAdapter, StreamTranslator, TargetContext, UpstreamRequest } from './types.js';
@@ -235,7 +235,7 @@ export class EntraWorkloadIdentity {
       this.inflight.set(key, pending);
     }
     try {
-      return (await untilAborted(pending, signal)).token;
+      return (await untilCancelled(pending, signal)).token;
     } catch (err) {
       // The endpoint failed but the previous token still works: use it, try again next time.
       if (cached && this.now() < cached.expiresAt && !signal.aborted) return cached.token;
@@ -292,27 +292,7 @@ export class EntraWorkloadIdentity {
   }
 }
 
-/** Resolves with `p`, or rejects once `signal` aborts (the shared fetch goes on for the others). */
-function untilAborted<T>(p: Promise<T>, signal: CancelSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortReason(signal));
-  return new Promise<T>((resolve, reject) => {
-    const off = signal.onAbort(() => reject(abortReason(signal)));
-    p.then(
-      (v) => {
-        off();
-        resolve(v);
-      },
-      (e: unknown) => {
-        off();
-        reject(e);
-      },
-    );
-  });
-}
 
-function abortReason(signal: CancelSignal): Error {
-  return signal.reason instanceof TransportError ? signal.reason : new TransportError('aborted', 'request aborted');
-}
 
 /** The Azure OpenAI adapter; `entra` fetches tokens for targets without credentials. */
 export function createAzureAdapter(entra: EntraWorkloadIdentity = new EntraWorkloadIdentity()): ProviderAdapter {

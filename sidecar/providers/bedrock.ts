@@ -15,8 +15,8 @@ import type {
 } from '../openai-schema.js';
 import { UpstreamHttpError } from '../router/dispatch.js';
 import type { SseEvent } from '../sse.js';
-import { TransportError } from '../transport.js';
-import { usageToOpenAI, type Usage } from '../usage.js';
+import { TransportError, untilCancelled } from '../transport.js';
+import { usageFromCacheParts, usageToOpenAI, type Usage } from '../usage.js';
 import {
   UpstreamProtocolError,
   UpstreamStreamError,
@@ -27,7 +27,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { isPlainObject, num, parseArguments, unsupportedParameter } from './wire.js';
+import { isPlainObject, num, parseArguments, parseStreamEvent, unsupportedParameter } from './wire.js';
 
 /**
  * Amazon Bedrock Converse API: POST {baseURL}/model/{modelId}/converse, and /converse-stream for
@@ -369,15 +369,7 @@ function nativeBody(req: ChatRequest): Record<string, unknown> {
 export function usageFromBedrock(u: unknown): Usage | undefined {
   if (!isPlainObject(u)) return undefined;
   const usage = u as BedrockUsage;
-  const read = num(usage.cacheReadInputTokens);
-  const write = num(usage.cacheWriteInputTokens);
-  return {
-    inputTokens: num(usage.inputTokens) + read + write,
-    outputTokens: num(usage.outputTokens),
-    cacheReadTokens: read,
-    cacheWriteTokens: write,
-    reasoningTokens: 0,
-  };
+  return usageFromCacheParts(num(usage.inputTokens), num(usage.cacheReadInputTokens), num(usage.cacheWriteInputTokens), num(usage.outputTokens), 0);
 }
 
 const FINISH_REASONS: ReadonlyMap<string, FinishReason> = new Map([
@@ -500,7 +492,7 @@ class BedrockStreamTranslator implements StreamTranslator {
   push(event: SseEvent): ChatCompletionChunk[] {
     const type = event.event ?? '';
     if (type === 'error' || type.endsWith('Exception')) throw streamError(type, event.data);
-    const data = parseEvent(event.data);
+    const data = parseStreamEvent(event.data);
     switch (type) {
       case 'contentBlockStart':
         return this.blockStart(data);
@@ -581,16 +573,6 @@ class BedrockStreamTranslator implements StreamTranslator {
   }
 }
 
-function parseEvent(data: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(data);
-  } catch {
-    throw new UpstreamProtocolError('upstream sent a stream event that is not JSON');
-  }
-  if (!isPlainObject(parsed)) throw new UpstreamProtocolError('upstream sent a stream event that is not an object');
-  return parsed;
-}
 
 /** An exception event: overloaded for throttling/unavailable (the router fails over), else its own name. */
 function streamError(type: string, data: string): UpstreamStreamError {
@@ -702,23 +684,6 @@ function credentialError(err: unknown): Error {
   return new TransportError('connect', `bedrock web identity: STS AssumeRoleWithWebIdentity failed (${name}${typeof status === 'number' ? `, HTTP ${status}` : ''})`, { cause: err });
 }
 
-function abortable<T>(p: Promise<T>, signal: CancelSignal): Promise<T> {
-  const reason = () => (signal.reason instanceof TransportError ? signal.reason : new TransportError('aborted', 'request aborted'));
-  if (signal.aborted) return Promise.reject(reason());
-  return new Promise<T>((resolve, reject) => {
-    const off = signal.onAbort(() => reject(reason()));
-    p.then(
-      (v) => {
-        off();
-        resolve(v);
-      },
-      (e: unknown) => {
-        off();
-        reject(e);
-      },
-    );
-  });
-}
 
 /** The target's credentials: its Secret's key parts, or else the pod's web identity. */
 async function credentialsFor(ctx: TargetContext, region: string, signal: CancelSignal): Promise<AwsCredentials> {
@@ -735,7 +700,7 @@ async function credentialsFor(ctx: TargetContext, region: string, signal: Cancel
   }
   const provider = await webIdentityProvider(roleArn, tokenFile, region);
   try {
-    return await abortable(provider(), signal);
+    return await untilCancelled(provider(), signal);
   } catch (err) {
     if (err instanceof TransportError && (err.failure === 'aborted' || err.failure === 'timeout')) throw err;
     throw credentialError(err);

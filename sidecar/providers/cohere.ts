@@ -22,7 +22,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { isPlainObject, num, unsupportedParameter } from './wire.js';
+import { isPlainObject, num, parseStreamEvent, unsupportedParameter } from './wire.js';
 
 /**
  * Cohere Chat API v2: POST {baseURL}/v2/chat with `Authorization: Bearer <key>`, streamed as SSE
@@ -345,7 +345,7 @@ class CohereStreamTranslator implements StreamTranslator {
 
   push(event: SseEvent): ChatCompletionChunk[] {
     if (event.data === '[DONE]') return [];
-    const data = parseEvent(event.data);
+    const data = parseStreamEvent(event.data);
     const type = typeof data.type === 'string' ? data.type : event.event;
     const message = isPlainObject(data.delta) && isPlainObject(data.delta.message) ? data.delta.message : undefined;
     switch (type) {
@@ -445,16 +445,6 @@ class CohereStreamTranslator implements StreamTranslator {
   }
 }
 
-function parseEvent(data: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(data);
-  } catch {
-    throw new UpstreamProtocolError('upstream sent a stream event that is not JSON');
-  }
-  if (!isPlainObject(parsed)) throw new UpstreamProtocolError('upstream sent a stream event that is not an object');
-  return parsed;
-}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ import type { JWT } from 'google-auth-library';
 import type { CancelSignal } from '../cancel.js';
 import type { ChatCompletion, ChatRequest } from '../openai-schema.js';
 import { UpstreamHttpError } from '../router/dispatch.js';
-import { TransportError } from '../transport.js';
+import { TransportError, untilCancelled } from '../transport.js';
 import type { Usage } from '../usage.js';
 import { anthropicAdapter, nativeBody as anthropicBody } from './anthropic.js';
 import { geminiAdapter, nativeBody as geminiBody } from './gemini.js';
@@ -226,24 +226,6 @@ export function resetVertexAuth(): void {
   adcClient = undefined;
 }
 
-/** The attempt's cancellation wins over a token fetch shared with other requests. */
-function withCancel<T>(p: Promise<T>, signal: CancelSignal): Promise<T> {
-  const aborted = () => (signal.reason instanceof Error ? signal.reason : new TransportError('aborted', 'request aborted'));
-  if (signal.aborted) return Promise.reject(aborted());
-  return new Promise<T>((resolve, reject) => {
-    const off = signal.onAbort(() => reject(aborted()));
-    p.then(
-      (v) => {
-        off();
-        resolve(v);
-      },
-      (e: unknown) => {
-        off();
-        reject(e);
-      },
-    );
-  });
-}
 
 /** Text from a token endpoint or metadata server, fit for a log line: short, no token-like runs. */
 function safeText(v: unknown, max: number): string | undefined {
@@ -300,7 +282,7 @@ async function accessToken(provider: string, ctx: TargetContext, signal: CancelS
   const source = key ? 'the token endpoint' : 'Application Default Credentials';
   let token: string;
   try {
-    token = await withCancel(
+    token = await untilCancelled(
       tokenSource(ctx.apiKey, key).then((s) => s.token()),
       signal,
     );

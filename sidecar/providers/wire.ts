@@ -1,4 +1,5 @@
 import { ApiError, invalidRequest } from '../errors.js';
+import { UpstreamProtocolError } from './types.js';
 
 /** Small helpers every translating adapter needs (OpenAI ⇄ native wire formats). */
 
@@ -35,4 +36,16 @@ export function parseArguments(args: string, param: string): Record<string, unkn
  */
 export function unsupportedParameter(provider: string, param: string, why: string): ApiError {
   return new ApiError(400, 'invalid_request_error', 'unsupported_parameter', `"${param}" is not supported by the ${provider} provider: ${why}.`, param);
+}
+
+/** One stream event's JSON object (Anthropic, Cohere, Bedrock events); anything else is a protocol error. */
+export function parseStreamEvent(data: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    throw new UpstreamProtocolError('upstream sent a stream event that is not JSON');
+  }
+  if (!isPlainObject(parsed)) throw new UpstreamProtocolError('upstream sent a stream event that is not an object');
+  return parsed;
 }
