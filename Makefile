@@ -29,8 +29,8 @@ controlplane: ## build (once, cached in ~/.cache/paygo) kube-apiserver, etcd, ku
 	test/support/controlplane/install.sh >/dev/null
 
 # --- build and run ------------------------------------------------------------------------------
-build: deps ## compile TypeScript to dist/
-	npx tsc -p tsconfig.json
+build: deps ## compile TypeScript to dist/ (the two programs executable, as their bin entries need)
+	npm run --silent build
 
 run: build ## start the sidecar standalone (CONFIG=file PORT=n; default: examples/standalone.yaml on 127.0.0.1:4000)
 	node dist/sidecar/main.js $(if $(CONFIG),--config $(CONFIG)) --port $(PORT) --host $(HOST)
