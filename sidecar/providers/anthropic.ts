@@ -23,6 +23,7 @@ import {
   type UpstreamRequest,
 } from './types.js';
 import { isPlainObject, num, parseArguments, parseStreamEvent, unsupportedParameter } from './wire.js';
+import { ChunkWriter } from './chunks.js';
 
 /**
  * Anthropic Messages API: POST {baseURL}/v1/messages with `anthropic-version: 2023-06-01`.
@@ -413,7 +414,6 @@ function parseMessage(body: unknown): AnthropicMessage {
 // ---------------------------------------------------------------------------------------------
 // Stream
 
-type Delta = ChatCompletionChunk['choices'][number]['delta'];
 
 /**
  * Anthropic streams typed events: message_start (id, model, first usage), per content block
@@ -421,17 +421,16 @@ type Delta = ChatCompletionChunk['choices'][number]['delta'];
  * message_stop. Tool calls are numbered in their own sequence: OpenAI's tool_calls index counts
  * calls, Anthropic's block index counts every block (text and thinking too).
  */
-class AnthropicStreamTranslator implements StreamTranslator {
+class AnthropicStreamTranslator extends ChunkWriter implements StreamTranslator {
   finished = false;
   responseModel: string | undefined;
-  private id: string | undefined;
   private raw: AnthropicUsage | undefined;
-  private started = false;
-  private finishSent = false;
   /** Anthropic block index → OpenAI tool call index, and whether the call got any argument text. */
   private readonly calls = new Map<number, { index: number; hasArguments: boolean }>();
 
-  constructor(private readonly ctx: TargetContext) {}
+  protected override chunkModel(): string {
+    return this.responseModel ?? this.ctx.model;
+  }
 
   get usage(): Usage | undefined {
     return this.raw ? usageFromAnthropic(this.raw) : undefined;
@@ -516,30 +515,8 @@ class AnthropicStreamTranslator implements StreamTranslator {
     this.raw = merged;
   }
 
-  private finish(reason: FinishReason): ChatCompletionChunk[] {
-    this.finishSent = true;
-    return this.emit({}, reason);
-  }
 
-  private emit(delta: Delta, finish: FinishReason | null = null): ChatCompletionChunk[] {
-    const chunks: ChatCompletionChunk[] = [];
-    if (!this.started) {
-      this.started = true;
-      chunks.push(this.chunk({ role: 'assistant', content: '' }, null));
-    }
-    chunks.push(this.chunk(delta, finish));
-    return chunks;
-  }
 
-  private chunk(delta: Delta, finish: FinishReason | null): ChatCompletionChunk {
-    return {
-      id: this.id ?? this.ctx.responseId,
-      object: 'chat.completion.chunk',
-      created: this.ctx.created,
-      model: this.responseModel ?? this.ctx.model,
-      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
-    };
-  }
 }
 
 

@@ -28,6 +28,7 @@ import {
   type UpstreamRequest,
 } from './types.js';
 import { isPlainObject, num, parseArguments, parseStreamEvent, unsupportedParameter } from './wire.js';
+import { ChunkWriter } from './chunks.js';
 
 /**
  * Amazon Bedrock Converse API: POST {baseURL}/model/{modelId}/converse, and /converse-stream for
@@ -471,7 +472,6 @@ export class EventStreamDecoder implements StreamDecoder {
 // ---------------------------------------------------------------------------------------------
 // Stream: events → chunks
 
-type Delta = ChatCompletionChunk['choices'][number]['delta'];
 
 /**
  * ConverseStream events: messageStart, then per content block (indexed by contentBlockIndex)
@@ -479,15 +479,11 @@ type Delta = ChatCompletionChunk['choices'][number]['delta'];
  * the stopReason and metadata with usage and metrics, which completes the stream. Tool calls are
  * numbered in their own sequence (OpenAI's index counts calls, contentBlockIndex every block).
  */
-class BedrockStreamTranslator implements StreamTranslator {
+class BedrockStreamTranslator extends ChunkWriter implements StreamTranslator {
   finished = false;
   usage: Usage | undefined;
   readonly responseModel: string | undefined = undefined;
-  private started = false;
-  private finishSent = false;
   private readonly calls = new Map<number, { index: number; hasArguments: boolean }>();
-
-  constructor(private readonly ctx: TargetContext) {}
 
   push(event: SseEvent): ChatCompletionChunk[] {
     const type = event.event ?? '';
@@ -547,30 +543,8 @@ class BedrockStreamTranslator implements StreamTranslator {
     return this.finishSent ? [] : this.finish('stop');
   }
 
-  private finish(reason: FinishReason): ChatCompletionChunk[] {
-    this.finishSent = true;
-    return this.emit({}, reason);
-  }
 
-  private emit(delta: Delta, finish: FinishReason | null = null): ChatCompletionChunk[] {
-    const chunks: ChatCompletionChunk[] = [];
-    if (!this.started) {
-      this.started = true;
-      chunks.push(this.chunk({ role: 'assistant', content: '' }, null));
-    }
-    chunks.push(this.chunk(delta, finish));
-    return chunks;
-  }
 
-  private chunk(delta: Delta, finish: FinishReason | null): ChatCompletionChunk {
-    return {
-      id: this.ctx.responseId,
-      object: 'chat.completion.chunk',
-      created: this.ctx.created,
-      model: this.ctx.model,
-      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
-    };
-  }
 }
 
 

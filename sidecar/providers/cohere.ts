@@ -23,6 +23,7 @@ import {
   type UpstreamRequest,
 } from './types.js';
 import { isPlainObject, num, parseStreamEvent, unsupportedParameter } from './wire.js';
+import { ChunkWriter } from './chunks.js';
 
 /**
  * Cohere Chat API v2: POST {baseURL}/v2/chat with `Authorization: Bearer <key>`, streamed as SSE
@@ -321,7 +322,6 @@ function parseResponse(body: unknown): CohereResponse {
 // ---------------------------------------------------------------------------------------------
 // Stream
 
-type Delta = ChatCompletionChunk['choices'][number]['delta'];
 
 /**
  * Cohere streams typed events (`type` in the data; the SSE event name repeats it):
@@ -330,18 +330,14 @@ type Delta = ChatCompletionChunk['choices'][number]['delta'];
  * and message-end with finish_reason, usage and, on failure, error. The official SDKs also accept
  * a trailing `data: [DONE]`, which is ignored.
  */
-class CohereStreamTranslator implements StreamTranslator {
+class CohereStreamTranslator extends ChunkWriter implements StreamTranslator {
   finished = false;
   usage: Usage | undefined;
   readonly responseModel: string | undefined = undefined;
-  private id: string | undefined;
-  private started = false;
   /** Content block index → its type ("text" or "thinking"). */
   private readonly blocks = new Map<number, string>();
   /** Cohere tool-call index → OpenAI tool call index, and whether the call got argument text. */
   private readonly calls = new Map<number, { index: number; hasArguments: boolean }>();
-
-  constructor(private readonly ctx: TargetContext) {}
 
   push(event: SseEvent): ChatCompletionChunk[] {
     if (event.data === '[DONE]') return [];
@@ -424,25 +420,7 @@ class CohereStreamTranslator implements StreamTranslator {
     return this.emit({}, finishReason(reason));
   }
 
-  private emit(delta: Delta, finish: FinishReason | null = null): ChatCompletionChunk[] {
-    const chunks: ChatCompletionChunk[] = [];
-    if (!this.started) {
-      this.started = true;
-      chunks.push(this.chunk({ role: 'assistant', content: '' }, null));
-    }
-    chunks.push(this.chunk(delta, finish));
-    return chunks;
-  }
 
-  private chunk(delta: Delta, finish: FinishReason | null): ChatCompletionChunk {
-    return {
-      id: this.id ?? this.ctx.responseId,
-      object: 'chat.completion.chunk',
-      created: this.ctx.created,
-      model: this.ctx.model,
-      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
-    };
-  }
 }
 
 
