@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { parseAllDocuments } from 'yaml';
-import { z } from 'zod';
 import { BudgetSchema, type Budget } from './budget.js';
 import { API_VERSION, formatIssues } from './meta.js';
 import { ModelRouteSchema, targetName, targetSecretRefs, type ModelRoute } from './modelroute.js';

@@ -12,7 +12,6 @@ import type {
   ToolCall,
   ToolChoice,
 } from '../openai-schema.js';
-import { contentText } from '../openai-schema.js';
 import type { SseEvent } from '../sse.js';
 import { usageToOpenAI, type Usage } from '../usage.js';
 import {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BUDGET_SYNC_PATH, BudgetSpecSchema, BudgetSyncRequestSchema, type BudgetSyncResponse } from '../../../crds/src/index.js';
+import { BudgetSpecSchema, BudgetSyncRequestSchema, type BudgetSyncResponse } from '../../../crds/src/index.js';
 import { BudgetLedger, ledgerTotals } from '../../../operator/budget-ledger.js';
 import { budgetKey } from '../../../sidecar/budget/funds.js';
 import { periodBounds } from '../../../crds/src/period.js';

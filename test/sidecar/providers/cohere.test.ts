@@ -17,7 +17,7 @@ import { chatRequest, describeRecordedExchanges, fixtures, translateStream } fro
  */
 
 const FIXTURES = join(import.meta.dirname, 'fixtures/cohere');
-const { json: fixture, raw } = fixtures(FIXTURES);
+const { raw } = fixtures(FIXTURES);
 
 const ctx = (model = 'command-a-03-2025', over: Partial<TargetContext> = {}): TargetContext => ({
   model,
