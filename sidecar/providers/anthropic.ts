@@ -22,7 +22,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { isPlainObject, num, parseArguments, parseStreamEvent, unsupportedParameter } from './wire.js';
+import { isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
 /**
@@ -277,7 +277,7 @@ function translateToolChoice(choice: ToolChoice | undefined, parallel: boolean |
 }
 
 /** What counts as "not asking for anything": those values pass, any other value gets a 400. */
-const UNSUPPORTED: ReadonlyArray<{ param: string; neutral: (v: unknown) => boolean; why: string }> = [
+const UNSUPPORTED: ReadonlyArray<UnsupportedParameter> = [
   { param: 'n', neutral: (v) => v == null || v === 1, why: 'Anthropic returns exactly one choice' },
   { param: 'logprobs', neutral: (v) => v == null || v === false, why: 'Anthropic does not return log probabilities' },
   { param: 'top_logprobs', neutral: (v) => v == null || v === 0, why: 'Anthropic does not return log probabilities' },
@@ -292,12 +292,6 @@ const UNSUPPORTED: ReadonlyArray<{ param: string; neutral: (v: unknown) => boole
   { param: 'verbosity', neutral: (v) => v == null || v === 'medium', why: 'Anthropic has no verbosity setting' },
 ];
 
-function rejectUnsupported(req: ChatRequest): void {
-  const fields = req as Record<string, unknown>;
-  for (const { param, neutral, why } of UNSUPPORTED) {
-    if (!neutral(fields[param])) throw unsupportedParameter('anthropic', param, why);
-  }
-}
 
 function maxTokens(req: ChatRequest): number {
   return req.max_completion_tokens ?? req.max_tokens ?? DEFAULT_MAX_TOKENS;
@@ -343,7 +337,7 @@ function userId(req: ChatRequest): string | undefined {
 
 /** The Messages API body for an OpenAI request (also sent, reshaped, by the vertex-anthropic adapter). */
 export function nativeBody(req: ChatRequest, ctx: TargetContext, stream: boolean): Record<string, unknown> {
-  rejectUnsupported(req);
+  rejectUnsupported('anthropic', req, UNSUPPORTED);
   const { system, messages } = translateMessages(req.messages);
   const body: Record<string, unknown> = { model: ctx.model, max_tokens: maxTokens(req), messages };
   const set = (key: string, value: unknown) => {

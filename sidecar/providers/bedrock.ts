@@ -27,7 +27,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { isPlainObject, num, parseArguments, parseStreamEvent, unsupportedParameter } from './wire.js';
+import { isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
 /**
@@ -305,7 +305,7 @@ function toolConfig(req: ChatRequest, turns: Turns): Record<string, unknown> | u
 }
 
 /** What counts as "not asking for anything": those values pass, any other value gets a 400. */
-const UNSUPPORTED: ReadonlyArray<{ param: string; neutral: (v: unknown) => boolean; why: string }> = [
+const UNSUPPORTED: ReadonlyArray<UnsupportedParameter> = [
   { param: 'n', neutral: (v) => v == null || v === 1, why: 'Converse returns exactly one choice' },
   { param: 'logprobs', neutral: (v) => v == null || v === false, why: 'Converse does not return log probabilities' },
   { param: 'top_logprobs', neutral: (v) => v == null || v === 0, why: 'Converse does not return log probabilities' },
@@ -323,11 +323,8 @@ const UNSUPPORTED: ReadonlyArray<{ param: string; neutral: (v: unknown) => boole
   { param: 'verbosity', neutral: (v) => v == null || v === 'medium', why: 'Converse has no verbosity setting' },
 ];
 
-function rejectUnsupported(req: ChatRequest): void {
-  const fields = req as Record<string, unknown>;
-  for (const { param, neutral, why } of UNSUPPORTED) {
-    if (!neutral(fields[param])) throw unsupportedParameter(PROVIDER, param, why);
-  }
+function rejectConverseUnsupported(req: ChatRequest): void {
+  rejectUnsupported(PROVIDER, req, UNSUPPORTED);
   const format = req.response_format;
   if (format && format.type !== 'text') {
     throw unsupportedParameter(PROVIDER, 'response_format.type', `response format "${format.type}" has no model-independent Converse equivalent`);
@@ -349,7 +346,7 @@ function inferenceConfig(req: ChatRequest): Record<string, unknown> | undefined 
 }
 
 function nativeBody(req: ChatRequest): Record<string, unknown> {
-  rejectUnsupported(req);
+  rejectConverseUnsupported(req);
   const { system, turns } = translateMessages(req.messages);
   const body: Record<string, unknown> = { messages: turns.list };
   if (system.length > 0) body.system = system;

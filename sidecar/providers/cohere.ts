@@ -22,7 +22,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { isPlainObject, num, parseStreamEvent, unsupportedParameter } from './wire.js';
+import { isPlainObject, num, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
 /**
@@ -201,7 +201,7 @@ function tools(req: ChatRequest, body: Record<string, unknown>): void {
 }
 
 /** What counts as "not asking for anything": those values pass, any other value gets a 400. */
-const UNSUPPORTED: ReadonlyArray<{ param: string; neutral: (v: unknown) => boolean; why: string }> = [
+const UNSUPPORTED: ReadonlyArray<UnsupportedParameter> = [
   { param: 'n', neutral: (v) => v == null || v === 1, why: 'Cohere returns exactly one choice' },
   { param: 'logprobs', neutral: (v) => v == null || v === false, why: "Cohere's log probabilities have another shape" },
   { param: 'top_logprobs', neutral: (v) => v == null || v === 0, why: "Cohere's log probabilities have another shape" },
@@ -215,12 +215,6 @@ const UNSUPPORTED: ReadonlyArray<{ param: string; neutral: (v: unknown) => boole
   { param: 'function_call', neutral: (v) => v == null, why: 'use tool_choice instead of the deprecated function_call' },
 ];
 
-function rejectUnsupported(req: ChatRequest): void {
-  const fields = req as Record<string, unknown>;
-  for (const { param, neutral, why } of UNSUPPORTED) {
-    if (!neutral(fields[param])) throw unsupportedParameter(PROVIDER, param, why);
-  }
-}
 
 /** Cohere's penalties: "min value of 0.0, max value of 1.0", and not both at once. */
 function penalties(req: ChatRequest, body: Record<string, unknown>): void {
@@ -254,7 +248,7 @@ function responseFormat(format: ChatRequest['response_format']): Record<string, 
 }
 
 function nativeBody(req: ChatRequest, ctx: TargetContext, stream: boolean): Record<string, unknown> {
-  rejectUnsupported(req);
+  rejectUnsupported(PROVIDER, req, UNSUPPORTED);
   const body: Record<string, unknown> = { stream, model: ctx.model, messages: translateMessages(req.messages) };
   tools(req, body);
   const maxTokens = req.max_completion_tokens ?? req.max_tokens;

@@ -1,4 +1,5 @@
 import { ApiError, invalidRequest } from '../errors.js';
+import type { ChatRequest } from '../openai-schema.js';
 import { UpstreamProtocolError } from './types.js';
 
 /** Small helpers every translating adapter needs (OpenAI ⇄ native wire formats). */
@@ -48,4 +49,19 @@ export function parseStreamEvent(data: string): Record<string, unknown> {
   }
   if (!isPlainObject(parsed)) throw new UpstreamProtocolError('upstream sent a stream event that is not an object');
   return parsed;
+}
+
+/** A request parameter a provider has no counterpart for; values `neutral` accepts ask for nothing and pass. */
+export interface UnsupportedParameter {
+  param: string;
+  neutral: (v: unknown) => boolean;
+  why: string;
+}
+
+/** 400 unsupported_parameter for the first parameter of `table` the request really asks for. */
+export function rejectUnsupported(provider: string, req: ChatRequest, table: ReadonlyArray<UnsupportedParameter>): void {
+  const fields = req as Record<string, unknown>;
+  for (const { param, neutral, why } of table) {
+    if (!neutral(fields[param])) throw unsupportedParameter(provider, param, why);
+  }
 }
