@@ -12,6 +12,7 @@ import {
   type Snapshot,
 } from '../crds/src/index.js';
 import type { ClusterCache, RawObject } from './cache.js';
+import { catalogPrice } from './catalog-prices.js';
 
 /** A cached ModelRoute checked against the schema (the CRD validates too; this also catches what CEL cannot). */
 export type CheckedRoute = { raw: RawObject; route: ModelRoute; error?: undefined } | { raw: RawObject; route?: undefined; error: string };
@@ -62,7 +63,8 @@ export function namespaceRoutes(cache: ClusterCache, namespace: string): Checked
 /**
  * The snapshot for one pod: the valid routes of its namespace whose podSelector selects its
  * labels, the budgets whose scope selects it, and exactly the secrets those routes reference.
- * Nothing from another namespace can enter it.
+ * Nothing from another namespace can enter it. Targets without `pricing` carry their catalog
+ * prices when the catalog has time-independent ones.
  */
 export function snapshotForPod(cache: ClusterCache, namespace: string, labels: Record<string, string>): Snapshot {
   const routes = namespaceRoutes(cache, namespace)
@@ -73,7 +75,7 @@ export function snapshotForPod(cache: ClusterCache, namespace: string, labels: R
     .map(checkBudget)
     .filter((b): b is Budget => b !== undefined && selectorMatches(b.spec.scope.podSelector, labels))
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
-  return buildSnapshot({ routes, budgets, secrets: referencedSecrets(cache, namespace, routes) });
+  return buildSnapshot({ routes, budgets, secrets: referencedSecrets(cache, namespace, routes), catalogPrice });
 }
 
 /** Why a route's secret references do not resolve (empty when all do). */

@@ -13,6 +13,7 @@ import { OperatorConfigSource } from './config/operator-source.js';
 import { UsageMeter } from './metering/meter.js';
 import { TargetReporter } from './metering/target-reporter.js';
 import { createMetrics } from './metering/metrics.js';
+import { withCatalogPrices } from './metering/catalog-process.js';
 import { catalogLoaded, createPricer, loadCatalog, Pricer } from './metering/pricing.js';
 import { parseOptions, USAGE } from './options.js';
 import { seededRandom } from './random.js';
@@ -64,23 +65,34 @@ async function main(): Promise<void> {
   let config: RuntimeConfig | undefined;
 
   const applyNow = (snapshot: Snapshot, source: string) => {
+    pricer.usePushedPrices(snapshot.routes);
     config = compiler.compile(snapshot);
     enforcer.setBudgets(snapshot.budgets);
     metrics.configInfo.reset();
     metrics.configInfo.set({ version: snapshot.version, source }, 1);
   };
-  // The price catalog is loaded only once a config needs it; a snapshot that does waits for it
-  // (once, ~100 ms), and a newer snapshot that arrives meanwhile wins.
+  // Catalog prices: the operator pushes them; otherwise a short-lived child process resolves
+  // them (the catalog never enters this process). Only time-dependent catalog prices load the catalog
+  // here (once, ~100 ms). A snapshot that waits for either is applied unless a newer one came.
   let applying = 0;
   const apply = (snapshot: Snapshot, source: string): Promise<void> | undefined => {
     const mine = ++applying;
-    if (catalogLoaded() || !Pricer.needsCatalog(snapshot.routes.flatMap((r) => r.spec.targets))) {
+    if (catalogLoaded() || !Pricer.needsCatalog(snapshot.routes)) {
       applyNow(snapshot, source);
       return undefined;
     }
-    return loadCatalog().then(() => {
-      if (mine === applying) applyNow(snapshot, source);
-    });
+    return withCatalogPrices(snapshot)
+      .catch((err: Error) => {
+        logger.warn({ error: err.message }, 'resolving catalog prices in a child process failed; loading the price catalog in process');
+        return snapshot;
+      })
+      .then(async (priced) => {
+        if (Pricer.needsCatalog(priced.routes)) {
+          await loadCatalog();
+          logger.info({ version: snapshot.version }, 'price catalog loaded (a target has time-dependent catalog prices)');
+        }
+        if (mine === applying) applyNow(priced, source);
+      });
   };
   (metrics.circuitOpen as unknown as { collect?: () => void }).collect = () => {
     metrics.circuitOpen.reset();
@@ -109,10 +121,10 @@ async function main(): Promise<void> {
       path: options.config,
       env: process.env,
       logger,
-      apply: (s) => void apply(s, 'file')?.catch((err: Error) => logger.error({ version: s.version, error: err.message }, 'config refused; still serving the previous config')),
+      apply: (s) => apply(s, 'file'),
     });
     try {
-      const snapshot = file.start();
+      const snapshot = await file.start();
       logger.info({ config: options.config, version: snapshot.version, routes: snapshot.routes.map((r) => r.name) }, 'config loaded');
     } catch (err) {
       logger.fatal({ config: options.config, error: (err as Error).message }, 'cannot load config');

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { parseAllDocuments } from 'yaml';
 import { BudgetSchema, type Budget } from './budget.js';
 import { API_VERSION, formatIssues } from './meta.js';
-import { ModelRouteSchema, targetName, targetSecretRefs, type ModelRoute } from './modelroute.js';
+import type { CatalogPrice } from './catalog.js';
+import { ModelRouteSchema, targetName, targetSecretRefs, type ModelRoute, type ProviderName } from './modelroute.js';
 import { SecretSchema, secretValues, type Secret } from './secret.js';
 import type { Snapshot, SnapshotRoute } from './snapshot.js';
 
@@ -74,6 +75,8 @@ export interface SnapshotInput {
   secrets: Secret[];
   /** Fallback for secretRefs with no Secret (standalone mode); omit in a cluster. */
   env?: Record<string, string | undefined>;
+  /** Resolves the catalog price of a target without `pricing` (see SnapshotRoute.catalogPrices). */
+  catalogPrice?: (provider: ProviderName, model: string) => CatalogPrice | null | undefined;
 }
 
 /** Resolves credentials and builds the versioned snapshot a sidecar runs on. */
@@ -84,8 +87,11 @@ export function buildSnapshot(input: SnapshotInput): Snapshot {
     const credentials: Record<string, string> = {};
     const unresolved: Record<string, string> = {};
     const credentialParts: Record<string, Record<string, string>> = {};
+    const catalogPrices: Record<string, CatalogPrice | null> = {};
     route.spec.targets.forEach((target, i) => {
       const name = targetName(target, i);
+      const price = target.pricing ? undefined : input.catalogPrice?.(target.provider, target.model);
+      if (price !== undefined) catalogPrices[name] = price;
       const missing: string[] = [];
       for (const { part, ref } of targetSecretRefs(target)) {
         const fromSecret = secretsById.get(`${namespace}/${ref.name}`);
@@ -113,6 +119,7 @@ export function buildSnapshot(input: SnapshotInput): Snapshot {
       credentials,
       unresolved,
       ...(Object.keys(credentialParts).length > 0 ? { credentialParts } : {}),
+      ...(Object.keys(catalogPrices).length > 0 ? { catalogPrices } : {}),
     };
   });
   const budgets = input.budgets.map((b) => ({

@@ -5,3 +5,4 @@ export * from './secret.js';
 export * from './snapshot.js';
 export * from './documents.js';
 export * from './protocol.js';
+export * from './catalog.js';

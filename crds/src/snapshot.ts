@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { BudgetSpecSchema } from './budget.js';
+import { CatalogPriceSchema } from './catalog.js';
 import { ModelRouteSpecSchema } from './modelroute.js';
 
 /**
@@ -18,6 +19,12 @@ export const SnapshotRouteSchema = z.object({
   unresolved: z.record(z.string(), z.string()).default({}),
   /** Further credential parts per target name (bedrock: accessKeyId, sessionToken). */
   credentialParts: z.record(z.string(), z.record(z.string(), z.string())).optional(),
+  /**
+   * Catalog prices per target name, resolved for targets without `pricing` so that the sidecar
+   * need not load the price catalog: null when the catalog has no price for the model; a target
+   * that is absent is looked up by the sidecar itself (time-dependent catalog prices).
+   */
+  catalogPrices: z.record(z.string(), CatalogPriceSchema.nullable()).optional(),
 });
 export type SnapshotRoute = z.infer<typeof SnapshotRouteSchema>;
 

@@ -13,8 +13,11 @@ export interface FileSourceOptions {
   path: string;
   env: Record<string, string | undefined>;
   logger: Logger;
-  /** Applies a snapshot; throws when it cannot be served (the old config then stays). */
-  apply(snapshot: Snapshot): void;
+  /**
+   * Applies a snapshot, at once or when the returned promise settles (catalog prices may be
+   * resolved first); throws or rejects when it cannot be served (the old config then stays).
+   */
+  apply(snapshot: Snapshot): void | Promise<void>;
   debounceMs?: number;
 }
 
@@ -29,10 +32,10 @@ export class FileConfigSource {
 
   constructor(private readonly o: FileSourceOptions) {}
 
-  /** First load: throws if the file is invalid (nothing to keep serving yet). */
-  start(): Snapshot {
+  /** First load: rejects if the file is invalid (nothing to keep serving yet). */
+  async start(): Promise<Snapshot> {
     const snapshot = loadConfigFile(this.o.path, this.o.env);
-    this.o.apply(snapshot);
+    await this.o.apply(snapshot);
     this.lastVersion = snapshot.version;
     this.logUnresolved(snapshot);
     // Watch the directory: editors replace files by rename, which ends a watch on the file itself.
@@ -48,20 +51,26 @@ export class FileConfigSource {
     this.timer = setTimeout(() => this.reload('file changed'), this.o.debounceMs ?? 100);
   }
 
-  /** Reloads now; returns true when a new config was applied. */
+  /** Reloads now; returns false when the file is invalid or unchanged. "config reloaded" is logged once it serves. */
   reload(reason: string): boolean {
     let snapshot: Snapshot;
+    let applied: void | Promise<void>;
+    const refused = (err: Error) => this.o.logger.error({ reason, path: this.o.path, error: err.message }, 'config refused; still serving the previous config');
     try {
       snapshot = loadConfigFile(this.o.path, this.o.env);
       if (snapshot.version === this.lastVersion) return false;
-      this.o.apply(snapshot);
+      applied = this.o.apply(snapshot);
     } catch (err) {
-      this.o.logger.error({ reason, path: this.o.path, error: (err as Error).message }, 'config refused; still serving the previous config');
+      refused(err as Error);
       return false;
     }
     this.lastVersion = snapshot.version;
-    this.o.logger.info({ reason, version: snapshot.version, routes: snapshot.routes.length }, 'config reloaded');
-    this.logUnresolved(snapshot);
+    const done = () => {
+      this.o.logger.info({ reason, version: snapshot.version, routes: snapshot.routes.length }, 'config reloaded');
+      this.logUnresolved(snapshot);
+    };
+    if (applied) applied.then(done, refused);
+    else done();
     return true;
   }
 

@@ -39,8 +39,15 @@
  * Inconsistent usage (cache parts larger than inputTokens) charges the parts as reported and the
  * uncached remainder as 0.
  */
-import type { ModelInfo, ModelPrice, Provider as CatalogProvider } from '@pydantic/genai-prices';
-import type { Pricing, ProviderName } from '../../crds/src/index.js';
+import type { ModelInfo, ModelPrice } from '@pydantic/genai-prices';
+import { catalogued, matchCatalog, type CatalogMatch, type CatalogPrice } from '../../crds/src/catalog.js';
+import { targetName, type Pricing, type ProviderName } from '../../crds/src/modelroute.js';
+
+/** What pricing needs of a snapshot route: its targets and the catalog prices pushed for them. */
+export interface PricedRoute {
+  spec: { targets: ReadonlyArray<{ name?: string | undefined; provider: ProviderName; model: string; pricing?: Pricing | undefined }> };
+  catalogPrices?: Record<string, CatalogPrice | null> | undefined;
+}
 import type { Usage } from '../usage.js';
 import { costFromPerMillion, parsePerMillionUsd, tokenCount, usdNumberToNano, type PricedQuantity } from '../../crds/src/money.js';
 
@@ -141,50 +148,14 @@ const CATALOG_KEYS: Record<string, { kind: PriceLineKind; toPerMillion: bigint }
 
 type RateCard = Partial<Record<PriceLineKind, Tiered>> & { meterable: boolean };
 
+/** A catalog model's prices: pushed by the operator, or matched in the loaded catalog. */
 interface CatalogEntry {
   providerId: string;
-  model: ModelInfo;
-  /** The model name the catalog matched (after provider-specific rewriting). */
-  lookupModel: string;
-  /** A one-model provider, to let the catalog resolve time-dependent prices cheaply. */
-  single: CatalogProvider;
+  modelId: string;
+  prices: ModelInfo['prices'];
+  /** Catalog matches only: what time-dependent prices are resolved with. */
+  match?: CatalogMatch;
 }
-
-/** paygo provider → how to look a model up in the catalog; null: never in the catalog. */
-const CATALOG_MAPPING: Record<ProviderName, { providerId?: string; rewrite?: (model: string) => string } | null> = {
-  openai: { providerId: 'openai' },
-  anthropic: { providerId: 'anthropic' },
-  gemini: { providerId: 'google', rewrite: (m) => m.replace(/^models\//, '') },
-  deepseek: { providerId: 'deepseek' },
-  mistral: { providerId: 'mistral' },
-  openrouter: { providerId: 'openrouter' },
-  qwen: { providerId: 'openrouter', rewrite: (m) => (m.includes('/') ? m : `qwen/${m}`) },
-  // @pydantic/genai-prices 0.1.8 provider ids. Fireworks models are matched by their resource
-  // names (accounts/fireworks/models/<model>), the only ids its API takes.
-  xai: { providerId: 'x-ai' },
-  groq: { providerId: 'groq' },
-  together: { providerId: 'together' },
-  fireworks: { providerId: 'fireworks' },
-  // The catalog has no Cerebras provider (only HuggingFace-routed Cerebras entries, under
-  // HuggingFace model names and prices): a route needs `pricing` to meter Cerebras targets.
-  cerebras: null,
-  perplexity: { providerId: 'perplexity' },
-  cohere: { providerId: 'cohere' },
-  // The catalog's AWS Bedrock provider ("aws") matches Bedrock model ids as they are, geographic
-  // and global inference profile prefixes (us., eu., apac., global.) and ARNs included.
-  bedrock: { providerId: 'aws' },
-  // The catalog's google provider matches Vertex AI too (provider_match "vertex") and prices Claude
-  // on Vertex under Vertex's own entries (claude-3-5-haiku@20241022 → claude-3-5-haiku), falling
-  // back to its anthropic entries for the others (fallback_model_providers).
-  vertex: { providerId: 'google' },
-  'vertex-anthropic': { providerId: 'google' },
-  // Azure OpenAI targets name a deployment, whose name is the customer's choice and says nothing
-  // reliable about the model behind it (the catalog's "azure" provider matches model ids, not
-  // deployment names): a route needs `pricing` to meter Azure targets.
-  azure: null,
-  'openai-compatible': {},
-  simulate: null,
-};
 
 const UNKNOWN: PriceQuote = Object.freeze({ costNano: 0n, known: false, source: 'unknown' as const });
 
@@ -192,6 +163,8 @@ export class Pricer {
   private readonly clock: () => Date;
   private readonly maxCacheEntries: number;
   private readonly catalogCache = new Map<string, CatalogEntry | null>();
+  /** Catalog prices the snapshot carries, by paygo provider and model (null: none); replaced per snapshot. */
+  private pushed = new Map<string, CatalogEntry | null>();
   private readonly rateCards = new WeakMap<ModelPrice, RateCard>();
   private readonly overrides = new WeakMap<Pricing, ParsedOverride>();
 
@@ -223,7 +196,7 @@ export class Pricer {
       if (!entry || !card?.meterable) return UNKNOWN;
       rates = resolveCard(card, prompt);
       source = 'catalog';
-      breakdown = { catalogProvider: entry.providerId, catalogModel: entry.model.id, lines: [] };
+      breakdown = { catalogProvider: entry.providerId, catalogModel: entry.modelId, lines: [] };
     }
 
     const lines: Array<PricedQuantity & { kind: PriceLineKind }> = [];
@@ -274,7 +247,7 @@ export class Pricer {
       if (cards.length === 0) return UNKNOWN;
       candidates = cards.flatMap((c) => cardCandidates(c, input));
       source = 'catalog';
-      breakdown = { catalogProvider: entry.providerId, catalogModel: entry.model.id, lines: [] };
+      breakdown = { catalogProvider: entry.providerId, catalogModel: entry.modelId, lines: [] };
     }
     let inRate = 0n;
     let outRate = 0n;
@@ -332,36 +305,40 @@ export class Pricer {
     return parsed;
   }
 
-  /** The catalog model for a paygo provider and model name, cached (misses too). */
-  /** Whether pricing these targets may need the catalog (a target without override on a catalogued provider). */
-  static needsCatalog(targets: Iterable<{ provider: ProviderName; pricing?: Pricing | undefined }>): boolean {
-    for (const t of targets) if (!t.pricing && CATALOG_MAPPING[t.provider]) return true;
+  /**
+   * Whether pricing these routes may need the catalog: a target without `pricing` on a
+   * catalogued provider for which the snapshot carries no catalog price (nor says there is none).
+   */
+  static needsCatalog(routes: Iterable<PricedRoute>): boolean {
+    for (const r of routes) {
+      for (const [i, t] of r.spec.targets.entries()) if (!t.pricing && catalogued(t.provider) && r.catalogPrices?.[targetName(t, i)] === undefined) return true;
+    }
     return false;
   }
 
+  /** Takes the catalog prices a snapshot carries (the operator's), replacing the previous ones. */
+  usePushedPrices(routes: Iterable<PricedRoute>): void {
+    const pushed = new Map<string, CatalogEntry | null>();
+    for (const r of routes) {
+      for (const [i, t] of r.spec.targets.entries()) {
+        const p = r.catalogPrices?.[targetName(t, i)];
+        if (p === undefined || t.pricing) continue;
+        pushed.set(`${t.provider}\u0000${t.model}`, p && { providerId: p.provider, modelId: p.model, prices: p.prices as ModelPrice });
+      }
+    }
+    this.pushed = pushed;
+  }
+
+  /** The catalog prices of a paygo provider and model: pushed, or matched in the catalog (cached, misses too). */
   private lookup(provider: ProviderName, model: string): CatalogEntry | undefined {
-    const mapping = CATALOG_MAPPING[provider];
-    if (!mapping || !catalog) return undefined;
-    const { calcPrice } = catalog;
-    const lookupModel = mapping.rewrite ? mapping.rewrite(model) : model;
-    const key = `${mapping.providerId ?? '*'}\u0000${lookupModel}`;
+    const key = `${provider}\u0000${model}`;
+    const pushed = this.pushed.get(key);
+    if (pushed !== undefined) return pushed ?? undefined;
+    if (!catalog || !catalogued(provider)) return undefined;
     const cached = this.catalogCache.get(key);
     if (cached !== undefined) return cached ?? undefined;
-    let entry: CatalogEntry | null = null;
-    try {
-      // Usage {} prices nothing: the call only matches provider and model.
-      const r = calcPrice({}, lookupModel, mapping.providerId ? { providerId: mapping.providerId } : {});
-      if (r) {
-        entry = {
-          providerId: r.provider.id,
-          model: r.model,
-          lookupModel,
-          single: { id: r.provider.id, name: r.provider.name, api_pattern: r.provider.api_pattern, models: [r.model] },
-        };
-      }
-    } catch {
-      entry = null;
-    }
+    const match = matchCatalog(catalog.calcPrice, provider, model);
+    const entry: CatalogEntry | null = match ? { providerId: match.providerId, modelId: match.model.id, prices: match.model.prices, match } : null;
     if (this.catalogCache.size >= this.maxCacheEntries) this.catalogCache.clear();
     this.catalogCache.set(key, entry);
     return entry ?? undefined;
@@ -369,13 +346,13 @@ export class Pricer {
 
   /** The model's price set in force at `at`, as integer rates. */
   private cardAt(entry: CatalogEntry, at: Date): RateCard | undefined {
-    const prices = entry.model.prices;
+    const prices = entry.prices;
     if (!Array.isArray(prices)) return this.card(prices);
-    if (!catalog) return undefined;
+    if (!catalog || !entry.match) return undefined;
     const { calcPrice } = catalog;
     try {
       // Let the catalog apply its own start-date / time-of-day rules.
-      const r = calcPrice({}, entry.lookupModel, { provider: entry.single, timestamp: at });
+      const r = calcPrice({}, entry.match.lookupModel, { provider: entry.match.single, timestamp: at });
       return r ? this.card(r.model_price) : undefined;
     } catch {
       return undefined;
@@ -386,7 +363,7 @@ export class Pricer {
     const out: RateCard[] = [];
     const now = this.cardAt(entry, at);
     if (now?.meterable) out.push(now);
-    const prices = entry.model.prices;
+    const prices = entry.prices;
     if (Array.isArray(prices)) {
       for (const cp of prices) {
         if (cp.constraint && 'start_time' in cp.constraint) {

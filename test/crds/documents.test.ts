@@ -108,6 +108,24 @@ stringData: { AWS_ACCESS_KEY_ID: AKIDEXAMPLE, AWS_SECRET_ACCESS_KEY: wJalrXUtnFE
     expect(c.version).not.toBe(a.version);
   });
 
+  it('carries the catalog prices it is given for targets without pricing, by target name, in the version', () => {
+    const docs = parseConfigDocuments(text);
+    docs.routes[0]!.spec.targets[1]!.pricing = { input: '1', output: '2' };
+    const asked: string[] = [];
+    const snap = buildSnapshot({
+      ...docs,
+      env: {},
+      catalogPrice: (provider, model) => {
+        asked.push(`${provider}/${model}`);
+        return provider === 'openai' ? { provider: 'openai', model, prices: { input_mtok: 0.15, output_mtok: 0.6 } } : undefined;
+      },
+    });
+    expect(asked).toEqual(['openai/gpt-4o-mini', 'gemini/g']);
+    expect(snap.routes[0]!.catalogPrices).toEqual({ a: { provider: 'openai', model: 'gpt-4o-mini', prices: { input_mtok: 0.15, output_mtok: 0.6 } } });
+    expect(buildSnapshot({ ...docs, env: {} }).routes[0]).not.toHaveProperty('catalogPrices');
+    expect(buildSnapshot({ ...docs, env: {} }).version).not.toBe(snap.version);
+  });
+
   it('maps secret names to environment variables', () => {
     expect(secretEnvName('openai', 'api-key')).toBe('OPENAI_API_KEY');
     expect(secretEnvName('my.team-keys', 'token')).toBe('MY_TEAM_KEYS_TOKEN');

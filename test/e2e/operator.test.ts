@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startClusterEnv, until, type ClusterEnv } from '../support/cluster-env.js';
 import { kubectl } from '../support/controlplane/controlplane.js';
 import { startOperator } from '../support/operator-process.js';
+import { openaiResponder } from '../support/fake-openai.js';
+import { startFakeUpstream } from '../support/fake-upstream.js';
 import { postChat, type SidecarProcess } from '../support/sidecar-process.js';
 
 /**
@@ -103,6 +105,40 @@ describe('operator on a real API server', () => {
     const { value } = await until('targets counted', () => getRoute('counted'), (r) => r.status?.targets?.[0]?.requests === 3, 15_000);
     const usd = (nano: bigint) => `${nano / 1_000_000_000n}.${(nano % 1_000_000_000n).toString().padStart(9, '0')}`;
     expect(value.status!.targets).toEqual([{ name: 'sim', requests: 3, errors: 0, cost: usd(cost), costPerSuccess: usd(cost / 3n) }]);
+  });
+
+  it('pushes catalog prices with the route: a sidecar meters a catalog-priced target without loading the catalog', async () => {
+    const upstream = await startFakeUpstream(openaiResponder());
+    try {
+      await apply(`
+apiVersion: v1
+kind: Secret
+metadata: { name: openai, namespace: team-a }
+stringData: { api-key: sk-e2e }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: listed, namespace: team-a }
+spec:
+  model: listed-bot
+  targets:
+    - { name: mini, provider: openai, model: gpt-4o-mini, baseURL: ${upstream.url}/v1, credentials: { secretRef: { name: openai, key: api-key } } }
+`);
+      // the Secret may reach the operator's cache after the route: served once both are pushed
+      const { value: res } = await until(
+        'route served with its credentials',
+        () => postChat(sidecars[2]!, { model: 'listed-bot', messages: [{ role: 'user', content: 'what does this cost' }] }),
+        (r) => r.status === 200,
+        5_000,
+      );
+      const { usage } = (await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+      // the catalog's gpt-4o-mini: $0.15 input, $0.60 output per million tokens, in nano-USD
+      const nano = BigInt(usage.prompt_tokens * 150 + usage.completion_tokens * 600);
+      expect(res.headers.get('x-paygo-cost-usd')).toBe(`0.${nano.toString().padStart(9, '0')}`);
+      for (const s of sidecars) expect(s.lines.join('\n')).not.toContain('price catalog loaded');
+    } finally {
+      await upstream.close();
+    }
   });
 
   it('serves a sidecar of another namespace nothing of this one', async () => {
