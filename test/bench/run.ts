@@ -14,7 +14,8 @@
  * Environment (all optional): BENCH_ROUNDS (3), BENCH_DURATION_S (5, autocannon per target and
  * round), BENCH_C1_N (2000), BENCH_STREAM_N (500), BENCH_TARGETS (comma list, default all),
  * BENCH_PROPAGATION (auto | 0 | 1), BENCH_OUT (results file stem, default "latest"),
- * BENCH_SIDECAR_NODE_FLAGS (default: the flags of the sidecar image's ENTRYPOINT),
+ * BENCH_SIDECAR_NODE_FLAGS (default: the flags of the sidecar image's ENTRYPOINT; a baseline's
+ * are those of its own Dockerfile),
  * BENCH_BASELINE (a checkout with dist/ built, e.g. by `make bench BASELINE=<git ref>`: its sidecar
  * runs beside this one as target "paygo-baseline", for before/after in the same run) and
  * BENCH_BASELINE_REF (what to call it in the results).
@@ -108,11 +109,14 @@ async function startNodeProxy(upPort: number): Promise<{ port: number; child: Ch
   return { port: Number(m[1]), child };
 }
 
-/** Node flags of the sidecar image's ENTRYPOINT (sidecar/Dockerfile), so the bench runs what ships. */
-function imageNodeFlags(): string[] {
+/**
+ * Node flags of the sidecar image's ENTRYPOINT (sidecar/Dockerfile of the checkout at `root`), so
+ * the bench runs what ships, and a baseline what shipped then.
+ */
+function imageNodeFlags(root: string): string[] {
   if (process.env.BENCH_SIDECAR_NODE_FLAGS !== undefined) return process.env.BENCH_SIDECAR_NODE_FLAGS.split(/\s+/).filter(Boolean);
   try {
-    const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(join(ROOT, 'sidecar/Dockerfile'), 'utf8'));
+    const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(join(root, 'sidecar/Dockerfile'), 'utf8'));
     const argv = m ? (JSON.parse(m[1]!) as string[]) : [];
     return argv.slice(1).filter((a) => a.startsWith('--'));
   } catch {
@@ -171,7 +175,8 @@ interface Sidecar {
   flags: string[];
 }
 /** The built sidecar as a pod runs it: default log level (usage lines on stdout, here a file), metrics on. */
-async function startSidecar(upPort: number, sidecarMain = SIDECAR): Promise<Sidecar> {
+async function startSidecar(upPort: number, root = ROOT): Promise<Sidecar> {
+  const sidecarMain = root === ROOT ? SIDECAR : join(root, 'dist/sidecar/main.js');
   const dir = mkdtempSync(join(tmpdir(), 'paygo-bench-sidecar-'));
   // The config in a directory of its own, as a mounted ConfigMap is: the sidecar watches the
   // config's directory, and a log file written next to it would wake it on every write.
@@ -181,7 +186,7 @@ async function startSidecar(upPort: number, sidecarMain = SIDECAR): Promise<Side
   const metricsPort = await freePort();
   const logPath = join(dir, 'stdout.log');
   const fd = openSync(logPath, 'w');
-  const flags = imageNodeFlags();
+  const flags = imageNodeFlags(root);
   const child = spawnTracked(
     NODE,
     [...flags, sidecarMain, '--config', join(dir, 'config/config.yaml'), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state')],
@@ -356,14 +361,14 @@ function markdown(results: Record<string, any>): string {
   );
   const p = results.propagation;
   const lines = [
-    `Machine: ${m.cpus} cores (${m.cpuModel}), ${m.memGb} GB, Linux, Node ${m.node}, nginx ${m.nginx}, Portkey gateway ${m.portkey}; everything on 127.0.0.1 on the same ${m.cpus} cores. Load average ${m.loadBefore.join(' ')} before, ${m.loadAfter.join(' ')} after. ${results.settings.rounds} interleaved rounds, medians shown; c=32: autocannon, ${results.settings.durationS} s per target and round; c=1: hrtime client, ${results.settings.c1Requests} requests (${results.settings.streamRequests} for streams) after a warm-up. Sidecar node flags: ${sc.nodeFlags.length ? sc.nodeFlags.join(' ') : '(none, as the image runs it)'}.`,
+    `Machine: ${m.cpus} cores (${m.cpuModel}), ${m.memGb} GB, Linux, Node ${m.node}, nginx ${m.nginx}, Portkey gateway ${m.portkey}; everything on 127.0.0.1 on the same ${m.cpus} cores. Load average ${m.loadBefore.join(' ')} before, ${m.loadAfter.join(' ')} after. ${results.settings.rounds} interleaved rounds, medians shown; c=32: autocannon, ${results.settings.durationS} s per target and round; c=1: hrtime client, ${results.settings.c1Requests} requests (${results.settings.streamRequests} for streams) after a warm-up. Sidecar node flags: ${sc.nodeFlags.length ? `${sc.nodeFlags.join(' ')} (as the image runs it)` : '(none, as the image runs it)'}.`,
     '',
     '| target | RPS @32 | p50 / p99 @1 (µs) | added p50 / p99 @1 vs direct (µs) | p50 / p99 @32 (ms, 1 ms resolution) | stream TTFB / total p50 @1 (µs) | CPU µs/req | upstream req/req |',
     '|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     `paygo sidecar RSS: idle ${fmt(mb(sc.idle.rss), 1)} MB (private ${fmt(mb(sc.idle.anon), 1)} MB), peak ${fmt(mb(sc.peak.hwm), 1)} MB (private ${fmt(mb(sc.peak.anon), 1)} MB; the rest is mapped files, mostly the node binary). The bare Node.js proxy: idle ${fmt(mb(results.nodeProxy.idle.rss), 1)} MB, peak ${fmt(mb(results.nodeProxy.peak.hwm), 1)} MB.`,
-    results.baseline ? `Baseline sidecar (${results.baseline.ref}) RSS: idle ${fmt(mb(results.baseline.idle.rss), 1)} MB (private ${fmt(mb(results.baseline.idle.anon), 1)} MB), peak ${fmt(mb(results.baseline.peak.hwm), 1)} MB (private ${fmt(mb(results.baseline.peak.anon), 1)} MB).` : '',
+    results.baseline ? `Baseline sidecar (${results.baseline.ref}; node flags: ${results.baseline.nodeFlags.length ? results.baseline.nodeFlags.join(' ') : 'none'}) RSS: idle ${fmt(mb(results.baseline.idle.rss), 1)} MB (private ${fmt(mb(results.baseline.idle.anon), 1)} MB), peak ${fmt(mb(results.baseline.peak.hwm), 1)} MB (private ${fmt(mb(results.baseline.peak.anon), 1)} MB).` : '',
     s['node-proxy'] && s.nginx ? `Floor: the bare Node.js proxy reaches ${fmt((100 * s['node-proxy'].rps32) / s.nginx.rps32)}% of nginx's RPS and adds ${sign(s['node-proxy'].addedP50c1Us)} µs at p50 (c=1); paygo spends ${fmt(s.paygo ? s.paygo.cpuUsPerReq / s['node-proxy'].cpuUsPerReq : NaN, 1)}× its CPU per request.` : '',
     p?.measured
       ? `Config propagation (${p.clients} sidecar streams, ${p.changes} ModelRoute changes by \`kubectl apply\`): ACK latency p50 ${fmt(p.ackMs.p50)} ms, p99 ${fmt(p.ackMs.p99)} ms, all ACKed after ${fmt(p.allAckedMs.p50)} ms (median change; worst ${fmt(p.allAckedMs.max)} ms). Operator RSS: ${fmt(mb(p.operatorRss.idle.rss), 1)} MB idle with the streams, ${fmt(mb(p.operatorRss.with1000Routes.rss), 1)} MB with 1,000 ModelRoutes (peak ${fmt(mb(p.operatorRss.with1000Routes.hwm), 1)} MB).`
@@ -428,7 +433,7 @@ async function main(): Promise<void> {
   // The same sidecar built from another commit, measured beside this one (before/after, same run).
   let baseline: { sc: Sidecar; idle: ProcMem; mem: ReturnType<typeof memSampler> } | undefined;
   if (BASELINE && (!ONLY || ONLY.has('paygo-baseline'))) {
-    const bs = await startSidecar(up.port, join(BASELINE, 'dist/sidecar/main.js'));
+    const bs = await startSidecar(up.port, BASELINE);
     await sleep(1000);
     baseline = { sc: bs, idle: procMem(bs.child.pid!), mem: memSampler(bs.child.pid!) };
     targets.push({ name: 'paygo-baseline', what: `paygo sidecar built from ${BASELINE_REF}, the same route`, url: bs.url, model: 'bench', headers: {}, pids: () => [bs.child.pid!], expectedHits: 1 });
