@@ -497,6 +497,8 @@ async function main(): Promise<void> {
   check('added p99 ≤ 1 ms at c=1', p ? `${sign(p.addedP99c1Us)} µs` : 'n/a', p ? p.addedP99c1Us <= 1000 : null);
   check('stream TTFB ≤ direct + 0.5 ms (p50)', p && dr ? `${fmt(p.streamTtfbP50Us)} vs ${fmt(dr.streamTtfbP50Us)} µs = ${sign(p.addedStreamTtfbP50Us)} µs` : 'n/a', p && dr ? p.addedStreamTtfbP50Us <= 500 : null);
   check('sidecar peak RSS ≤ 70 MB', `${fmt(mb(peak.hwm), 1)} MB (VmHWM; private ${fmt(mb(peak.anon), 1)} MB)`, Number.isFinite(peak.hwm) ? peak.hwm / 1024 <= 70 : null);
+  check('sidecar private (anonymous) peak RSS ≤ 70 MB', `${fmt(mb(peak.anon), 1)} MB (the rest of VmHWM is mapped files, mostly the node binary)`, Number.isFinite(peak.anon) ? peak.anon / 1024 <= 70 : null);
+  check('sidecar CPU ≤ 150 µs per request (c=32)', p ? `${fmt(p.cpuUsPerReq)} µs` : 'n/a', p ? p.cpuUsPerReq <= 150 : null);
   const pp = propagation as { measured?: boolean; ackMs?: { p99: number }; reason?: string };
   check('propagation p99 ≤ 1 s', pp.measured && pp.ackMs ? `${fmt(pp.ackMs.p99)} ms` : `not measured: ${pp.reason ?? '?'}`, pp.measured && pp.ackMs ? pp.ackMs.p99 <= 1000 : null);
 
