@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { postChat, SIDECAR_BIN, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { BOT_KEY_REF, botRouteConfig, postChat, SIDECAR_BIN, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 
 /**
  * The sidecar image's command line (sidecar/Dockerfile ENTRYPOINT: node, its memory flags, the
@@ -26,22 +26,9 @@ beforeAll(async () => {
   const [node, ...rest] = entrypoint();
   expect(node).toBe('/nodejs/bin/node');
   expect(rest.at(-1)).toBe('dist/sidecar/main.js');
-  sidecar = await startSidecar(
-    `
-apiVersion: v1
-kind: Secret
-metadata: { name: key }
-stringData: { api-key: sk-test }
----
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: r }
-spec:
-  model: bot
-  targets: [{ provider: openai, model: gpt-4o-mini, baseURL: ${upstream.url}/v1, credentials: { secretRef: { name: key, key: api-key } } }]
-`,
-    { launcher: { command: process.execPath, args: [...rest.slice(0, -1), SIDECAR_BIN] } },
-  );
+  sidecar = await startSidecar(botRouteConfig([`{ provider: openai, model: gpt-4o-mini, baseURL: ${upstream.url}/v1, ${BOT_KEY_REF} }`]), {
+    launcher: { command: process.execPath, args: [...rest.slice(0, -1), SIDECAR_BIN] },
+  });
 });
 
 afterAll(async () => {

@@ -9,6 +9,27 @@ export const ROOT = resolve(import.meta.dirname, '../..');
 export const SIDECAR_BIN = join(ROOT, 'dist/sidecar/main.js');
 
 /** POST /v1/chat/completions on a sidecar with a JSON body (as an app does). */
+/** The Secret reference of `botRouteConfig`'s key, for its targets. */
+export const BOT_KEY_REF = 'credentials: { secretRef: { name: key, key: api-key } }';
+
+/** A standalone config: Secret "key" (api-key sk-test) and route "r" serving model "bot" by the given targets (YAML flow maps). */
+export function botRouteConfig(targets: string[]): string {
+  return `
+apiVersion: v1
+kind: Secret
+metadata: { name: key }
+stringData: { api-key: sk-test }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: r }
+spec:
+  model: bot
+  targets:
+${targets.map((t) => `    - ${t}`).join('\n')}
+`;
+}
+
 export function postChat(sidecar: { url: string }, body: unknown, init: RequestInit = {}): Promise<Response> {
   return fetch(`${sidecar.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init });
 }

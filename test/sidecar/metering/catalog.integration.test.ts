@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openaiResponder } from '../../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
-import { postChat, startSidecar, type SidecarProcess } from '../../support/sidecar-process.js';
+import { BOT_KEY_REF, botRouteConfig, postChat, startSidecar, type SidecarProcess } from '../../support/sidecar-process.js';
 
 /**
  * Catalog prices in file mode: a short-lived child process resolves them, so the price catalog is
@@ -10,21 +10,11 @@ import { postChat, startSidecar, type SidecarProcess } from '../../support/sidec
 let upstream: FakeUpstream;
 const started: SidecarProcess[] = [];
 
-const config = (provider: string, model: string) => `
-apiVersion: v1
-kind: Secret
-metadata: { name: key }
-stringData: { api-key: sk-test }
----
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: r }
-spec:
-  model: bot
-  targets:
-    - { provider: ${provider}, model: ${model}, baseURL: ${upstream.url}/v1, credentials: { secretRef: { name: key, key: api-key } } }
-    - { name: unlisted, provider: openai-compatible, model: my-local-model, baseURL: ${upstream.url}/v1 }
-`;
+const config = (provider: string, model: string) =>
+  botRouteConfig([
+    `{ provider: ${provider}, model: ${model}, baseURL: ${upstream.url}/v1, ${BOT_KEY_REF} }`,
+    `{ name: unlisted, provider: openai-compatible, model: my-local-model, baseURL: ${upstream.url}/v1 }`,
+  ]);
 
 async function sidecarWith(yaml: string): Promise<SidecarProcess> {
   const s = await startSidecar(yaml);
