@@ -72,8 +72,9 @@ async function main(): Promise<void> {
     metrics.configInfo.set({ version: snapshot.version, source }, 1);
   };
   // Catalog prices: the operator pushes them; otherwise a short-lived child process resolves
-  // them (the catalog never enters this process). Only time-dependent catalog prices load the catalog
-  // here (once, ~100 ms). A snapshot that waits for either is applied unless a newer one came.
+  // them (the catalog never enters this process). Only time-dependent catalog prices load the
+  // catalog here (once, ~100 ms). A snapshot that waits for either is applied unless a newer
+  // one came meanwhile.
   let applying = 0;
   const apply = (snapshot: Snapshot, source: string): Promise<void> | undefined => {
     const mine = ++applying;

@@ -27,6 +27,8 @@ function resolveInChild(asks: Ask): Promise<Answer> {
         reject(e as Error);
       }
     });
+    // A child that dies early closes its stdin (EPIPE): the callback above reports the failure.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(JSON.stringify(asks));
   });
 }

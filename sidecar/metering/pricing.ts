@@ -8,7 +8,10 @@
  *     inputTokens replaces the prices it names; cachedInput and cacheWrite default to the
  *     (tier-resolved) input price.
  *  2. The bundled catalog of `@pydantic/genai-prices` (never updated at runtime: `updatePrices`
- *     is not called, the machine may be offline). The catalog is used only to MATCH the model and
+ *     is not called, the machine may be offline): the model's catalog prices as the snapshot
+ *     carries them (`usePushedPrices`; resolved by the operator, or in file mode by a child
+ *     process), else looked up in the catalog when it is loaded (time-dependent prices; mapping
+ *     in crds/src/catalog.ts). The catalog is used only to MATCH the model and
  *     to pick its price set for the request time (`calcPrice` resolves start-date and
  *     time-of-day prices, e.g. DeepSeek's off-peak discount); the float dollars it computes are
  *     ignored. Its per-million prices are read as decimals (`usdNumberToNano`) and the cost is
@@ -43,13 +46,14 @@ import type { ModelInfo, ModelPrice } from '@pydantic/genai-prices';
 import { catalogued, matchCatalog, type CatalogMatch, type CatalogPrice } from '../../crds/src/catalog.js';
 import { targetName, type Pricing, type ProviderName } from '../../crds/src/modelroute.js';
 
+import type { Usage } from '../usage.js';
+import { costFromPerMillion, parsePerMillionUsd, tokenCount, usdNumberToNano, type PricedQuantity } from '../../crds/src/money.js';
+
 /** What pricing needs of a snapshot route: its targets and the catalog prices pushed for them. */
 export interface PricedRoute {
   spec: { targets: ReadonlyArray<{ name?: string | undefined; provider: ProviderName; model: string; pricing?: Pricing | undefined }> };
   catalogPrices?: Record<string, CatalogPrice | null> | undefined;
 }
-import type { Usage } from '../usage.js';
-import { costFromPerMillion, parsePerMillionUsd, tokenCount, usdNumberToNano, type PricedQuantity } from '../../crds/src/money.js';
 
 /**
  * The catalog module, loaded on first need: its bundled data costs ≈ 3 MB of heap and ≈ 10 MB
