@@ -8,7 +8,6 @@ import { join, resolve } from 'node:path';
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const SIDECAR_BIN = join(ROOT, 'dist/sidecar/main.js');
 
-/** POST /v1/chat/completions on a sidecar with a JSON body (as an app does). */
 /** The Secret reference of `botRouteConfig`'s key, for its targets. */
 export const BOT_KEY_REF = 'credentials: { secretRef: { name: key, key: api-key } }';
 
@@ -30,6 +29,7 @@ ${targets.map((t) => `    - ${t}`).join('\n')}
 `;
 }
 
+/** POST /v1/chat/completions on a sidecar with a JSON body (as an app does). */
 export function postChat(sidecar: { url: string }, body: unknown, init: RequestInit = {}): Promise<Response> {
   return fetch(`${sidecar.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init });
 }
