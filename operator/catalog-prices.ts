@@ -3,7 +3,7 @@ import { resolveCatalogPrice, type CatalogPrice, type ProviderName } from '../cr
 
 /**
  * Catalog prices for the snapshots the operator pushes, so that sidecars (one per pod) never load
- * the ≈ 10 MB price catalog for targets it can price; the operator loads it once. Cached per
+ * the ≈ 10 MB price catalog for the targets the catalog prices; the operator loads it once. Cached per
  * provider and model, misses too; bounded because model names come from ModelRoutes.
  */
 const MAX_ENTRIES = 4096;
