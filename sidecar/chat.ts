@@ -62,7 +62,8 @@ export async function applyLimits(route: RuntimeRoute, req: ChatRequest): Promis
   if (cap !== undefined) capOutputTokens(req, cap);
   const maxInput = route.limits?.maxInputTokens;
   if (maxInput !== undefined) {
-    const tokens = await countPromptTokens(req);
+    // Counted as the route's first target counts them (its tokenizer; before any target is chosen).
+    const tokens = await countPromptTokens(req, route.targets[0]?.model ?? req.model);
     if (tokens > maxInput) {
       throw invalidRequest(
         `This request has ${tokens} input tokens; route "${route.name}" allows at most ${maxInput}.`,
@@ -167,11 +168,11 @@ export function routingHeaders(route: RuntimeRoute, c: Committed): Record<string
   };
 }
 
-/** Estimated usage from paygo's tokenizer, for when the provider reported none. */
-async function estimateUsage(req: ChatRequest, outputText: string): Promise<Usage> {
+/** Estimated usage from paygo's tokenizer for the target's model, for when the provider reported none. */
+async function estimateUsage(req: ChatRequest, outputText: string, model: string): Promise<Usage> {
   return {
-    inputTokens: await countPromptTokens(req),
-    outputTokens: await countTextTokens(outputText),
+    inputTokens: await countPromptTokens(req, model),
+    outputTokens: await countTextTokens(outputText, model),
     cacheReadTokens: 0,
     cacheWriteTokens: 0,
     reasoningTokens: 0,
@@ -232,7 +233,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
     rec.responseModel = completion.model;
     if (usage) rec.usage = usage;
     else {
-      rec.usage = await estimateUsage(ctx.req, completionText(completion));
+      rec.usage = await estimateUsage(ctx.req, completionText(completion), rec.providerModel ?? ctx.req.model);
       rec.estimated = true;
       completion.usage = usageToOpenAI(rec.usage);
     }
@@ -414,7 +415,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
   // A provider's usage is trusted only from a complete stream; a cut stream is estimated.
   if (reported && outcome === 'success') rec.usage = reported;
   else {
-    const estimate = await estimateUsage(ctx.req, outputText);
+    const estimate = await estimateUsage(ctx.req, outputText, rec.providerModel ?? ctx.req.model);
     rec.usage = reported ? { ...reported, outputTokens: Math.max(reported.outputTokens, estimate.outputTokens), inputTokens: reported.inputTokens || estimate.inputTokens } : estimate;
     rec.estimated = true;
   }

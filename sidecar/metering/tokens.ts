@@ -2,20 +2,33 @@ import { contentText, type ChatRequest } from '../openai-schema.js';
 
 /**
  * Token counting for estimates (usage the provider did not report) and for maxInputTokens.
- * gpt-tokenizer (o200k_base) is loaded on first use: most requests never need it, and its
- * tables cost memory in every pod.
+ * gpt-tokenizer is loaded on first use, and only the encoding the model uses, by gpt-tokenizer's
+ * own model map: cl100k_base for GPT-4 and GPT-3.5, o200k_base for newer and unlisted models
+ * (for other vendors' models an estimate). Most requests never need one, and each costs 10–20 MB
+ * of heap in every pod.
  */
 type CountTokens = (text: string) => number;
-let counter: CountTokens | undefined;
-let loading: Promise<CountTokens> | undefined;
+const counters = new Map<string, Promise<CountTokens>>();
+let encodingOf: Promise<(model: string) => string> | undefined;
 
-export async function loadTokenizer(): Promise<CountTokens> {
-  if (counter) return counter;
-  loading ??= import('gpt-tokenizer').then((m) => {
-    counter = (text: string) => (text ? m.countTokens(text) : 0);
-    return counter;
+export async function loadTokenizer(model: string): Promise<CountTokens> {
+  encodingOf ??= import('gpt-tokenizer/mapping').then((m) => {
+    const map = m.modelToEncodingMap as Record<string, string | undefined>;
+    return (name: string) => map[name] ?? m.DEFAULT_ENCODING;
   });
-  return loading;
+  // One of gpt-tokenizer's encoding names (the map's values), never the caller's text.
+  const encoding = (await encodingOf)(model);
+  let counter = counters.get(encoding);
+  if (!counter) {
+    counter = (import(`gpt-tokenizer/encoding/${encoding}`) as Promise<{ countTokens(text: string): number }>).then((m) => (text: string) => (text ? m.countTokens(text) : 0));
+    counters.set(encoding, counter);
+  }
+  return counter;
+}
+
+/** The encodings loaded so far (for tests: only the ones the models asked for). */
+export function loadedEncodings(): string[] {
+  return [...counters.keys()];
 }
 
 /**
@@ -28,9 +41,9 @@ export const IMAGE_TOKEN_BOUND = 3000;
 const PER_MESSAGE = 3;
 const REPLY_PRIMING = 3;
 
-/** Prompt tokens of a chat request as the provider would count them (text, names, tool calls and tool schemas). */
-export async function countPromptTokens(req: Pick<ChatRequest, 'messages' | 'tools'>): Promise<number> {
-  const count = await loadTokenizer();
+/** Prompt tokens of a chat request as `model` would count them (text, names, tool calls and tool schemas). */
+export async function countPromptTokens(req: Pick<ChatRequest, 'messages' | 'tools'>, model: string): Promise<number> {
+  const count = await loadTokenizer(model);
   let tokens = REPLY_PRIMING;
   for (const m of req.messages) {
     tokens += PER_MESSAGE + count(contentText(m.content as never));
@@ -42,8 +55,8 @@ export async function countPromptTokens(req: Pick<ChatRequest, 'messages' | 'too
   return tokens;
 }
 
-export async function countTextTokens(text: string): Promise<number> {
-  return (await loadTokenizer())(text);
+export async function countTextTokens(text: string, model: string): Promise<number> {
+  return (await loadTokenizer(model))(text);
 }
 
 /**
