@@ -50,6 +50,14 @@ export function catalogued(provider: ProviderName): boolean {
   return CATALOG_MAPPING[provider] !== null;
 }
 
+/**
+ * Whether a target still needs its catalog price looked up: no `pricing`, a catalogued provider,
+ * and nothing about it in the route's `catalogPrices` (a price, or null for none).
+ */
+export function awaitsCatalogPrice(t: { provider: ProviderName; pricing?: unknown }, name: string, catalogPrices: Record<string, unknown> | undefined): boolean {
+  return !t.pricing && catalogued(t.provider) && catalogPrices?.[name] === undefined;
+}
+
 export interface CatalogMatch {
   providerId: string;
   model: ModelInfo;

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { catalogued, resolveCatalogPrice, type CatalogPrice } from '../../crds/src/catalog.js';
+import { awaitsCatalogPrice, resolveCatalogPrice, type CatalogPrice } from '../../crds/src/catalog.js';
 import { targetName, type ProviderName } from '../../crds/src/modelroute.js';
 import type { Snapshot } from '../../crds/src/snapshot.js';
 
@@ -43,7 +43,7 @@ export async function withCatalogPrices(snapshot: Snapshot): Promise<Snapshot> {
   snapshot.routes.forEach((r, ri) =>
     r.spec.targets.forEach((t, i) => {
       const name = targetName(t, i);
-      if (t.pricing || !catalogued(t.provider) || r.catalogPrices?.[name] !== undefined) return;
+      if (!awaitsCatalogPrice(t, name, r.catalogPrices)) return;
       asks.push({ provider: t.provider, model: t.model });
       slots.push({ route: ri, target: name });
     }),

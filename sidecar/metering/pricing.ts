@@ -43,7 +43,7 @@
  * uncached remainder as 0.
  */
 import type { ModelInfo, ModelPrice } from '@pydantic/genai-prices';
-import { catalogued, matchCatalog, type CatalogMatch, type CatalogPrice } from '../../crds/src/catalog.js';
+import { awaitsCatalogPrice, catalogued, matchCatalog, type CatalogMatch, type CatalogPrice } from '../../crds/src/catalog.js';
 import { targetName, type Pricing, type ProviderName } from '../../crds/src/modelroute.js';
 
 import type { Usage } from '../usage.js';
@@ -315,7 +315,7 @@ export class Pricer {
    */
   static needsCatalog(routes: Iterable<PricedRoute>): boolean {
     for (const r of routes) {
-      for (const [i, t] of r.spec.targets.entries()) if (!t.pricing && catalogued(t.provider) && r.catalogPrices?.[targetName(t, i)] === undefined) return true;
+      for (const [i, t] of r.spec.targets.entries()) if (awaitsCatalogPrice(t, targetName(t, i), r.catalogPrices)) return true;
     }
     return false;
   }
