@@ -1,5 +1,5 @@
 import type { CompletionUsage } from './openai-schema.js';
-import { isPlainObject, num } from './providers/wire.js';
+import { isPlainObject, num } from './json-values.js';
 
 /**
  * Token usage of one call, normalised across providers.

@@ -14,14 +14,13 @@ import type {
 import type { SseEvent } from '../sse.js';
 import { usageFromCacheParts, usageToOpenAI, type Usage } from '../usage.js';
 import {
-  UpstreamProtocolError,
-  UpstreamStreamError,
   joinURL,
   type ProviderAdapter,
   type StreamTranslator,
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
+import { UpstreamProtocolError, UpstreamStreamError } from './errors.js';
 import { isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 

@@ -2,11 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { request } from 'undici';
 import type { CancelSignal } from '../cancel.js';
 import type { ChatCompletionChunk } from '../openai-schema.js';
-import { UpstreamHttpError } from '../router/dispatch.js';
 import type { SseEvent } from '../sse.js';
 import { TransportError, untilCancelled } from '../transport.js';
 import type { Usage } from '../usage.js';
 import { createOpenAIAdapter, type OpenAIDialect } from './openai.js';
+import { UpstreamHttpError } from './errors.js';
 import type { ProviderAdapter, StreamTranslator, TargetContext, UpstreamRequest } from './types.js';
 
 /**

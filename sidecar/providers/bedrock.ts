@@ -13,13 +13,10 @@ import type {
   Tool,
   ToolCall,
 } from '../openai-schema.js';
-import { UpstreamHttpError } from '../router/dispatch.js';
 import type { SseEvent } from '../sse.js';
 import { TransportError, untilCancelled } from '../transport.js';
 import { usageFromCacheParts, usageToOpenAI, type Usage } from '../usage.js';
 import {
-  UpstreamProtocolError,
-  UpstreamStreamError,
   joinURL,
   type ProviderAdapter,
   type StreamDecoder,
@@ -27,6 +24,7 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
+import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from './errors.js';
 import { isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 

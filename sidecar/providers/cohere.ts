@@ -14,14 +14,13 @@ import type {
 import type { SseEvent } from '../sse.js';
 import { usageToOpenAI, type Usage } from '../usage.js';
 import {
-  UpstreamProtocolError,
-  UpstreamStreamError,
   joinURL,
   type ProviderAdapter,
   type StreamTranslator,
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
+import { UpstreamProtocolError, UpstreamStreamError } from './errors.js';
 import { isPlainObject, num, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 

@@ -15,14 +15,13 @@ import type {
 import type { SseEvent } from '../sse.js';
 import { usageToOpenAI, type Usage } from '../usage.js';
 import {
-  UpstreamProtocolError,
-  UpstreamStreamError,
   joinURL,
   type ProviderAdapter,
   type StreamTranslator,
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
+import { UpstreamProtocolError, UpstreamStreamError } from './errors.js';
 import { isPlainObject, num, parseArguments } from './wire.js';
 
 /**

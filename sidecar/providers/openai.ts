@@ -3,14 +3,13 @@ import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsReques
 import type { SseEvent } from '../sse.js';
 import { mergeOpenAIUsage, usageFromOpenAI, type Usage } from '../usage.js';
 import {
-  UpstreamProtocolError,
-  UpstreamStreamError,
   joinURL,
   type ProviderAdapter,
   type StreamTranslator,
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
+import { UpstreamProtocolError, UpstreamStreamError } from './errors.js';
 import { isPlainObject, num, unsupportedParameter } from './wire.js';
 
 /**

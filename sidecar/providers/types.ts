@@ -82,22 +82,6 @@ export interface ProviderAdapter {
   embeddingsRequest?(req: EmbeddingsRequest, ctx: TargetContext): UpstreamRequest;
 }
 
-/** An error event inside an upstream stream (e.g. Anthropic `event: error`, overloaded). */
-export class UpstreamStreamError extends Error {
-  override readonly name = 'UpstreamStreamError';
-  constructor(
-    message: string,
-    readonly errorType: string,
-  ) {
-    super(message);
-  }
-}
-
-/** The body of an upstream response could not be understood. */
-export class UpstreamProtocolError extends Error {
-  override readonly name = 'UpstreamProtocolError';
-}
-
 export function joinURL(base: string, path: string): string {
   return base.replace(/\/+$/, '') + path;
 }

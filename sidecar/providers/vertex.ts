@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import type { JWT } from 'google-auth-library';
 import type { CancelSignal } from '../cancel.js';
 import type { ChatCompletion, ChatRequest } from '../openai-schema.js';
-import { UpstreamHttpError } from '../router/dispatch.js';
 import { TransportError, untilCancelled } from '../transport.js';
 import type { Usage } from '../usage.js';
 import { anthropicAdapter, nativeBody as anthropicBody } from './anthropic.js';
 import { geminiAdapter, nativeBody as geminiBody } from './gemini.js';
+import { UpstreamHttpError } from './errors.js';
 import { joinURL, type ProviderAdapter, type StreamTranslator, type TargetContext, type UpstreamRequest } from './types.js';
 import { isPlainObject } from './wire.js';
 

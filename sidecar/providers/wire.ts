@@ -1,17 +1,11 @@
 import { ApiError, invalidRequest } from '../errors.js';
 import type { ChatRequest } from '../openai-schema.js';
-import { UpstreamProtocolError } from './types.js';
+import { isPlainObject } from '../json-values.js';
+import { UpstreamProtocolError } from './errors.js';
 
 /** Small helpers every translating adapter needs (OpenAI ⇄ native wire formats). */
 
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** A finite number from a wire field, else 0 (usage counters may be absent or null). */
-export function num(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
-}
+export { isPlainObject, num } from '../json-values.js';
 
 /**
  * OpenAI tool-call arguments (a JSON string) → the object native APIs want. OpenAI clients send

@@ -1,21 +1,9 @@
 import type { CancelSignal } from '../cancel.js';
 import { ApiError } from '../errors.js';
-import { UpstreamProtocolError, UpstreamStreamError } from '../providers/types.js';
+import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from '../providers/errors.js';
 import { TransportError } from '../transport.js';
 import type { RuntimeRoute, RuntimeTarget } from './runtime.js';
 import { backoffMs, ewma, orderTargets, type Candidate } from './strategy.js';
-
-/** A non-2xx answer from a provider, already reduced to a safe message. */
-export class UpstreamHttpError extends Error {
-  override readonly name = 'UpstreamHttpError';
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly retryAfterMs: number | undefined,
-  ) {
-    super(message);
-  }
-}
 
 /**
  * Why an attempt failed. `overloaded` is the provider saying "busy, come back" (HTTP 503,

@@ -11,7 +11,7 @@ import type { ChatCompletionChunk } from '../../../sidecar/openai-schema.js';
 import { AZURE_SCOPE, EntraWorkloadIdentity, azureAdapter, createAzureAdapter, tokenEndpoint } from '../../../sidecar/providers/azure.js';
 import { ADAPTERS } from '../../../sidecar/providers/index.js';
 import type { TargetContext, UpstreamRequest } from '../../../sidecar/providers/types.js';
-import { UpstreamHttpError } from '../../../sidecar/router/dispatch.js';
+import { UpstreamHttpError } from '../../../sidecar/providers/errors.js';
 import { TransportError } from '../../../sidecar/transport.js';
 import { chatRequest, describeRecordedExchanges, fixtures, translateStream } from '../../support/recorded-exchanges.js';
 

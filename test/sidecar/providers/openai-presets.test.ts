@@ -9,7 +9,8 @@ import { dispatch } from '../../../sidecar/router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from '../../../sidecar/router/runtime.js';
 import { ADAPTERS } from '../../../sidecar/providers/index.js';
 import { createOpenAIAdapter, usageFromPerplexity, usageFromXAI } from '../../../sidecar/providers/openai.js';
-import { UpstreamStreamError, type TargetContext } from '../../../sidecar/providers/types.js';
+import { UpstreamStreamError } from '../../../sidecar/providers/errors.js';
+import { type TargetContext } from '../../../sidecar/providers/types.js';
 import { chatRequest, fixtures, translateStream } from '../../support/recorded-exchanges.js';
 
 /**

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { ChatRequest } from '../../../sidecar/openai-schema.js';
 import { createOpenAIAdapter } from '../../../sidecar/providers/openai.js';
-import { UpstreamProtocolError, UpstreamStreamError, type TargetContext } from '../../../sidecar/providers/types.js';
+import { UpstreamProtocolError, UpstreamStreamError } from '../../../sidecar/providers/errors.js';
+import { type TargetContext } from '../../../sidecar/providers/types.js';
 import { SseParser } from '../../../sidecar/sse.js';
 
 const ctx = (over: Partial<TargetContext> = {}): TargetContext => ({

@@ -3,9 +3,9 @@ import { RetrySchema } from '../../../crds/src/index.js';
 import { Cancel } from '../../../sidecar/cancel.js';
 import { ApiError, invalidRequest } from '../../../sidecar/errors.js';
 import { CircuitBreaker } from '../../../sidecar/router/breaker.js';
-import { dispatch, UpstreamHttpError, type DispatchOptions } from '../../../sidecar/router/dispatch.js';
+import { dispatch, type DispatchOptions } from '../../../sidecar/router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from '../../../sidecar/router/runtime.js';
-import { UpstreamProtocolError, UpstreamStreamError } from '../../../sidecar/providers/types.js';
+import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from '../../../sidecar/providers/errors.js';
 import { TransportError } from '../../../sidecar/transport.js';
 
 function target(name: string, over: Partial<RuntimeTarget> = {}): RuntimeTarget {
