@@ -82,6 +82,10 @@ export function buildApp(o: AppOptions): FastifyInstance {
     bodyLimit: o.bodyLimit,
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: requestId,
+    // While the sidecar drains, requests already on a connection are still served (answered
+    // with Connection: close); a budget-covered one that does not fit what the sidecar holds is
+    // refused in OpenAI's shape (503 shutting_down), not with fastify's own 503 body.
+    return503OnClosing: false,
   });
   app.decorateRequest('bodyBytes', 0);
 
