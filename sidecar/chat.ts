@@ -7,6 +7,7 @@ import type { Meter, MeterResult, Outcome, RequestRecord } from './metering/reco
 import { countPromptTokens, countTextTokens } from './metering/tokens.js';
 import type { StreamDecoder, StreamTranslator, TargetContext } from './providers/types.js';
 import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from './providers/errors.js';
+import { safeCode } from './providers/redact.js';
 import { dispatch, type DispatchOptions } from './router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { upstreamRetryAfter } from './router/strategy.js';
@@ -88,7 +89,17 @@ function deadlineController(parent: CancelSignal, deadline: number, now: number)
   };
 }
 
-async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, now: number): Promise<void> {
+/**
+ * A provider's error answer as the router's error: the adapter's redacted message and safe code
+ * (the message names the code, so logs and the failover classes' messages keep it).
+ */
+export function upstreamHttpError(res: Pick<UpstreamResponse, 'status' | 'headers'>, text: string, target: RuntimeTarget, tctx: TargetContext, now: number): UpstreamHttpError {
+  const info = target.adapter.errorInfo(text, tctx, res.headers);
+  const said = info.code && info.message !== info.code ? `${info.code}: ${info.message ?? `HTTP ${res.status}`}` : (info.message ?? `HTTP ${res.status}`);
+  return new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${said}`, upstreamRetryAfter(res.headers, now), { code: info.code, type: info.type });
+}
+
+async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, tctx: TargetContext, now: number): Promise<void> {
   if (res.status >= 200 && res.status < 300) return;
   let text = '';
   try {
@@ -96,8 +107,7 @@ async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, now: nu
   } catch {
     /* the status alone says enough */
   }
-  const message = target.adapter.errorMessage(text) ?? `HTTP ${res.status}`;
-  throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${message}`, upstreamRetryAfter(res.headers, now));
+  throw upstreamHttpError(res, text, target, tctx, now);
 }
 
 /** Sends the request to one target within the attempt's deadline; rejects on a non-2xx answer. */
@@ -105,11 +115,11 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
   const now = deps.now();
   const dc = deadlineController(signal, deadline, now);
   try {
-    const tctx = targetContext(target, ctx.requestId, now);
+    const tctx = targetContext(target, `chatcmpl-${ctx.requestId}`, now, ctx.req);
     let upstream = target.adapter.chatRequest(ctx.req, tctx, stream);
     if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, dc.signal);
     const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
-    await failIfNotOk(res, target, deps.now());
+    await failIfNotOk(res, target, tctx, deps.now());
     return { res, tctx, dc };
   } catch (err) {
     dc.dispose();
@@ -117,8 +127,8 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
   }
 }
 
-function targetContext(target: RuntimeTarget, requestId: string, now: number): TargetContext {
-  return { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now / 1000), responseId: `chatcmpl-${requestId}`, settings: target.settings };
+export function targetContext(target: RuntimeTarget, responseId: string, now: number, request: TargetContext['request']): TargetContext {
+  return { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now / 1000), responseId, settings: target.settings, request };
 }
 
 interface Committed {
@@ -197,7 +207,9 @@ export function recordError(rec: RequestRecord, err: unknown): ApiError {
     rec.status = err.status;
     rec.errorType = `upstream_${err.status}`;
     rec.outcome = 'client_error';
-    return new ApiError(err.status, 'invalid_request_error', 'upstream_rejected_request', err.message);
+    // The provider's own code and type (safe codes only) where it gave them: clients act on
+    // content_filter, context_length_exceeded, INVALID_ARGUMENT, ValidationException…
+    return new ApiError(err.status, err.upstream.type ?? 'invalid_request_error', err.upstream.code ?? 'upstream_rejected_request', err.message);
   }
   rec.status = 500;
   rec.outcome = 'upstream_error';
@@ -400,7 +412,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
       outcome = 'client_aborted';
     } else {
       outcome = 'stream_error';
-      const type = err instanceof UpstreamStreamError ? err.errorType : 'upstream_error';
+      const type = (err instanceof UpstreamStreamError ? safeCode(err.errorType) : undefined) ?? 'upstream_error';
       failure = { message: err instanceof Error ? err.message : 'stream failed', type };
     }
   } finally {

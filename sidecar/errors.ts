@@ -15,7 +15,8 @@ export class ApiError extends Error {
   override readonly name = 'ApiError';
   constructor(
     readonly status: number,
-    readonly type: ErrorType,
+    /** paygo's ErrorType, or a provider's own error type passed on (providers/redact.ts safeCode). */
+    readonly type: ErrorType | (string & {}),
     readonly code: string,
     message: string,
     readonly param: string | null = null,
@@ -24,7 +25,7 @@ export class ApiError extends Error {
     super(message);
   }
 
-  toJSON(): { error: { message: string; type: ErrorType; param: string | null; code: string } } {
+  toJSON(): { error: { message: string; type: string; param: string | null; code: string } } {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
 }

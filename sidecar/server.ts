@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { formatIssues } from '../crds/src/meta.js';
 import { Cancel, sleep, type CancelSignal } from './cancel.js';
-import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, type ChatDeps } from './chat.js';
+import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, targetContext, upstreamHttpError, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
@@ -222,13 +222,13 @@ export function buildApp(o: AppOptions): FastifyInstance {
           if (!target.adapter.embeddingsRequest) {
             throw invalidRequest(`Provider ${target.provider} (target ${target.name}) has no embeddings API.`, 'model', 'unsupported_operation');
           }
-          const tctx = { model: target.model, baseURL: target.baseURL, apiKey: target.apiKey, created: Math.floor(now() / 1000), responseId: String(request.id), settings: target.settings };
+          const tctx = targetContext(target, String(request.id), now(), req);
           let upstream = target.adapter.embeddingsRequest(req, tctx);
           if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, sig);
           const res = await target.transport.send(upstream, { signal: sig, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
           const text = await readAll(res.body);
           if (res.status < 200 || res.status >= 300) {
-            throw new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${target.adapter.errorMessage(text) ?? `HTTP ${res.status}`}`, upstreamRetryAfter(res.headers, now()));
+            throw upstreamHttpError(res, text, target, tctx, now());
           }
           try {
             return JSON.parse(text) as { model?: string; usage?: unknown };

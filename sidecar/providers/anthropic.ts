@@ -20,7 +20,8 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { UpstreamProtocolError, UpstreamStreamError } from './errors.js';
+import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
+import { safeCode, upstreamText } from './redact.js';
 import { isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
@@ -449,7 +450,7 @@ class AnthropicStreamTranslator extends ChunkWriter implements StreamTranslator 
         // A stream without a stop_reason still ends the choice for the client.
         return this.finishSent ? [] : this.finish('stop');
       case 'error':
-        throw streamError(data.error);
+        throw streamError(data.error, this.ctx);
       default:
         // ping, and event types added later (the docs ask clients to ignore unknown ones).
         return [];
@@ -513,9 +514,23 @@ class AnthropicStreamTranslator extends ChunkWriter implements StreamTranslator 
 }
 
 
-function streamError(error: unknown): UpstreamStreamError {
+function streamError(error: unknown, ctx: TargetContext): UpstreamStreamError {
   const e: AnthropicError = isPlainObject(error) ? (error as AnthropicError) : {};
-  return new UpstreamStreamError(typeof e.message === 'string' ? e.message : 'upstream stream error', typeof e.type === 'string' ? e.type : 'error');
+  return new UpstreamStreamError(upstreamText(e.message, ctx) ?? 'upstream stream error', safeCode(e.type) ?? 'error');
+}
+
+/** Anthropic's error body: {"type":"error","error":{"type":"invalid_request_error","message":"…"}}; the code is the error's type. */
+export function anthropicErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return { message: undefined, code: undefined, type: undefined };
+  }
+  if (!isPlainObject(parsed) || !isPlainObject(parsed.error)) return { message: undefined, code: undefined, type: undefined };
+  const e = parsed.error as AnthropicError;
+  const type = safeCode(e.type);
+  return { message: upstreamText(e.message, ctx) ?? type, code: type, type };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -552,16 +567,5 @@ export const anthropicAdapter: ProviderAdapter = {
     return new AnthropicStreamTranslator(ctx);
   },
 
-  errorMessage(body: string): string | undefined {
-    try {
-      const parsed: unknown = JSON.parse(body);
-      if (!isPlainObject(parsed) || !isPlainObject(parsed.error)) return undefined;
-      const e = parsed.error as AnthropicError;
-      if (typeof e.message === 'string' && e.message) return e.message;
-      if (typeof e.type === 'string') return e.type;
-    } catch {
-      /* not JSON */
-    }
-    return undefined;
-  },
+  errorInfo: anthropicErrorInfo,
 };

@@ -7,6 +7,7 @@ import { TransportError, untilCancelled } from '../transport.js';
 import type { Usage } from '../usage.js';
 import { createOpenAIAdapter, type OpenAIDialect } from './openai.js';
 import { UpstreamHttpError } from './errors.js';
+import { safeCode } from './redact.js';
 import type { ProviderAdapter, StreamTranslator, TargetContext, UpstreamRequest } from './types.js';
 
 /**
@@ -279,7 +280,8 @@ export class EntraWorkloadIdentity {
     }
     if (status < 200 || status >= 300) {
       const codes = Array.isArray(body.error_codes) ? body.error_codes.filter((c) => typeof c === 'number').map((c) => `AADSTS${c}`) : [];
-      const error = typeof body.error === 'string' && /^[a-z_]{1,64}$/.test(body.error) ? ` ${body.error}` : '';
+      const code = safeCode(body.error);
+      const error = code ? ` ${code}` : '';
       throw refused(`Microsoft Entra ID refused the workload identity of client ${id.clientId} (HTTP ${status}${error}${codes.length ? `, ${codes.join(', ')}` : ''})`);
     }
     const token = body.access_token;

@@ -22,9 +22,11 @@ import {
   type StreamDecoder,
   type StreamTranslator,
   type TargetContext,
+  type UpstreamHeaders,
   type UpstreamRequest,
 } from './types.js';
-import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from './errors.js';
+import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
+import { safeCode, upstreamText } from './redact.js';
 import { isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
@@ -460,7 +462,7 @@ export class EventStreamDecoder implements StreamDecoder {
     if (type === 'event') return { event: header(':event-type') ?? '', data: this.toUtf8(message.body) };
     if (type === 'exception') return { event: header(':exception-type') ?? 'exception', data: this.toUtf8(message.body) };
     if (type === 'error') return { event: 'error', data: JSON.stringify({ message: header(':error-message') ?? 'unknown error', code: header(':error-code') }) };
-    throw new UpstreamProtocolError(`upstream sent an event-stream message of type ${String(type)}`);
+    throw new UpstreamProtocolError(`upstream sent an event-stream message of type ${safeCode(type) ?? 'unknown'}`);
   }
 }
 
@@ -482,7 +484,7 @@ class BedrockStreamTranslator extends ChunkWriter implements StreamTranslator {
 
   push(event: SseEvent): ChatCompletionChunk[] {
     const type = event.event ?? '';
-    if (type === 'error' || type.endsWith('Exception')) throw streamError(type, event.data);
+    if (type === 'error' || type.endsWith('Exception')) throw streamError(type, event.data, this.ctx);
     const data = parseStreamEvent(event.data);
     switch (type) {
       case 'contentBlockStart':
@@ -544,15 +546,36 @@ class BedrockStreamTranslator extends ChunkWriter implements StreamTranslator {
 
 
 /** An exception event: overloaded for throttling/unavailable (the router fails over), else its own name. */
-function streamError(type: string, data: string): UpstreamStreamError {
+function streamError(type: string, data: string, ctx: TargetContext): UpstreamStreamError {
   let message: string | undefined;
   try {
     const parsed: unknown = JSON.parse(data);
-    if (isPlainObject(parsed) && typeof parsed.message === 'string' && parsed.message) message = firstParagraph(parsed.message);
+    if (isPlainObject(parsed) && typeof parsed.message === 'string' && parsed.message) message = upstreamText(firstParagraph(parsed.message), ctx);
   } catch {
     /* the type says enough */
   }
-  return new UpstreamStreamError(message ?? `Bedrock stream ${type}`, OVERLOADED_EXCEPTIONS.has(type) ? 'overloaded_error' : type);
+  const code = safeCode(type) ?? 'error';
+  return new UpstreamStreamError(message ?? `Bedrock stream ${code}`, OVERLOADED_EXCEPTIONS.has(type) ? 'overloaded_error' : code);
+}
+
+/**
+ * Bedrock's error body is {"message": "..."} ({"Message"} from some front ends); the exception
+ * name (ValidationException, ThrottlingException…) is the code, from the x-amzn-ErrorType header
+ * (`ValidationException:http://internal.amazon.com/…`) or the body's `__type`.
+ */
+export function bedrockErrorInfo(body: string, ctx: TargetContext, headers: UpstreamHeaders): UpstreamErrorInfo {
+  const header = headers['x-amzn-errortype'];
+  const fromHeader = (Array.isArray(header) ? header[0] : header)?.split(':', 1)[0];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    parsed = undefined;
+  }
+  const b = isPlainObject(parsed) ? parsed : {};
+  const fromBody = typeof b.__type === 'string' ? b.__type.slice(b.__type.lastIndexOf('#') + 1) : undefined;
+  const message = typeof b.message === 'string' ? b.message : typeof b.Message === 'string' ? b.Message : undefined;
+  return { message: message ? upstreamText(firstParagraph(message), ctx) : undefined, code: safeCode(fromHeader) ?? safeCode(fromBody), type: undefined };
 }
 
 /**
@@ -721,15 +744,5 @@ export const bedrockAdapter: ProviderAdapter = {
     return signRequest(req, credentials, region);
   },
 
-  /** Bedrock's error body is {"message": "..."} (the type is in the x-amzn-ErrorType header). */
-  errorMessage(body: string): string | undefined {
-    try {
-      const parsed: unknown = JSON.parse(body);
-      if (!isPlainObject(parsed)) return undefined;
-      const message = typeof parsed.message === 'string' ? parsed.message : typeof parsed.Message === 'string' ? parsed.Message : undefined;
-      return message ? firstParagraph(message) : undefined;
-    } catch {
-      return undefined;
-    }
-  },
+  errorInfo: bedrockErrorInfo,
 };

@@ -20,7 +20,8 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { UpstreamProtocolError, UpstreamStreamError } from './errors.js';
+import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
+import { upstreamText } from './redact.js';
 import { isPlainObject, num, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
@@ -405,7 +406,7 @@ class CohereStreamTranslator extends ChunkWriter implements StreamTranslator {
   private messageEnd(delta: Record<string, unknown>): ChatCompletionChunk[] {
     const reason = delta.finish_reason;
     if (typeof reason === 'string' && FAILED.has(reason)) {
-      throw new UpstreamStreamError(typeof delta.error === 'string' && delta.error ? delta.error : `Cohere ended the generation with ${reason}`, reason.toLowerCase());
+      throw new UpstreamStreamError(upstreamText(delta.error, this.ctx) ?? `Cohere ended the generation with ${reason}`, reason.toLowerCase());
     }
     const usage = usageFromCohere(delta.usage);
     if (usage) this.usage = usage;
@@ -416,6 +417,20 @@ class CohereStreamTranslator extends ChunkWriter implements StreamTranslator {
 
 }
 
+
+/**
+ * Cohere's error body is {"id": "…", "message": "..."} (docs.cohere.com/reference/errors): no code
+ * beside the HTTP status, so none is passed on.
+ */
+export function cohereErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return { message: undefined, code: undefined, type: undefined };
+  }
+  return { message: isPlainObject(parsed) ? upstreamText(parsed.message, ctx) : undefined, code: undefined, type: undefined };
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -450,14 +465,5 @@ export const cohereAdapter: ProviderAdapter = {
     return new CohereStreamTranslator(ctx);
   },
 
-  /** Cohere's error body is {"message": "..."} (docs.cohere.com/reference/errors). */
-  errorMessage(body: string): string | undefined {
-    try {
-      const parsed: unknown = JSON.parse(body);
-      if (isPlainObject(parsed) && typeof parsed.message === 'string' && parsed.message) return parsed.message;
-    } catch {
-      /* not JSON */
-    }
-    return undefined;
-  },
+  errorInfo: cohereErrorInfo,
 };

@@ -21,7 +21,8 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { UpstreamProtocolError, UpstreamStreamError } from './errors.js';
+import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
+import { safeCode, upstreamText } from './redact.js';
 import { isPlainObject, num, parseArguments } from './wire.js';
 
 /**
@@ -404,7 +405,7 @@ class GeminiStreamTranslator implements StreamTranslator {
 
   push(event: SseEvent): ChatCompletionChunk[] {
     const chunk = parseChunk(event.data);
-    if (chunk.error) throw new UpstreamStreamError(chunk.error.message ?? 'upstream stream error', String(chunk.error.status ?? chunk.error.code ?? 'error'));
+    if (chunk.error) throw new UpstreamStreamError(upstreamText(chunk.error.message, this.ctx) ?? 'upstream stream error', safeCode(chunk.error.status) ?? (typeof chunk.error.code === 'number' ? String(chunk.error.code) : 'error'));
     this.id ??= chunk.responseId ?? this.ctx.responseId;
     if (typeof chunk.modelVersion === 'string') this.responseModel = chunk.modelVersion;
     if (chunk.usageMetadata) this.usage = usageFromGemini(chunk.usageMetadata);
@@ -471,6 +472,24 @@ function parseChunk(data: string): GeminiResponse {
   return parsed as GeminiResponse;
 }
 
+/**
+ * Google's error body: {"error":{"code":400,"message":"…","status":"INVALID_ARGUMENT"}}, also
+ * wrapped in an array (streamGenerateContent); the code is the status.
+ */
+export function geminiErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return { message: undefined, code: undefined, type: undefined };
+  }
+  if (Array.isArray(parsed)) parsed = parsed[0];
+  if (!isPlainObject(parsed) || !isPlainObject(parsed.error)) return { message: undefined, code: undefined, type: undefined };
+  const e = parsed.error as GeminiError;
+  const status = safeCode(e.status);
+  return { message: upstreamText(e.message, ctx) ?? status, code: status, type: undefined };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export const geminiAdapter: ProviderAdapter = {
@@ -501,17 +520,5 @@ export const geminiAdapter: ProviderAdapter = {
     return new GeminiStreamTranslator(ctx);
   },
 
-  errorMessage(body: string): string | undefined {
-    try {
-      let parsed: unknown = JSON.parse(body);
-      if (Array.isArray(parsed)) parsed = parsed[0];
-      if (!isPlainObject(parsed) || !isPlainObject(parsed.error)) return undefined;
-      const e = parsed.error as GeminiError;
-      if (typeof e.message === 'string' && e.message) return e.message;
-      if (typeof e.status === 'string') return e.status;
-    } catch {
-      /* not JSON */
-    }
-    return undefined;
-  },
+  errorInfo: geminiErrorInfo,
 };

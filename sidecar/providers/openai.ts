@@ -9,7 +9,8 @@ import {
   type TargetContext,
   type UpstreamRequest,
 } from './types.js';
-import { UpstreamProtocolError, UpstreamStreamError } from './errors.js';
+import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
+import { safeCode, upstreamText } from './redact.js';
 import { isPlainObject, num, unsupportedParameter } from './wire.js';
 
 /**
@@ -243,7 +244,10 @@ class OpenAIStreamTranslator implements StreamTranslator {
   responseModel: string | undefined;
   private readonly readUsage: (raw: unknown) => Usage | undefined;
 
-  constructor(private readonly dialect: OpenAIDialect) {
+  constructor(
+    private readonly dialect: OpenAIDialect,
+    private readonly ctx: TargetContext,
+  ) {
     this.readUsage = dialect.usage ?? usageFromOpenAI;
   }
 
@@ -260,7 +264,7 @@ class OpenAIStreamTranslator implements StreamTranslator {
     }
     if (chunk === null || typeof chunk !== 'object') throw new UpstreamProtocolError('upstream sent a stream event that is not an object');
     if (chunk.error) {
-      throw new UpstreamStreamError(chunk.error.message ?? 'upstream stream error', String(chunk.error.type ?? chunk.error.code ?? 'error'));
+      throw new UpstreamStreamError(upstreamText(chunk.error.message, this.ctx) ?? 'upstream stream error', safeCode(chunk.error.code) ?? safeCode(chunk.error.type) ?? 'error');
     }
     // usage is null on every chunk but the last when include_usage is on (DeepSeek and Mistral put
     // it on the last chunk with choices); the client gets its own usage chunk from paygo, in
@@ -292,13 +296,34 @@ class OpenAIStreamTranslator implements StreamTranslator {
    * "indicating why a stream was stopped early" (groq-python ChatCompletionChunk.XGroq).
    */
   private xGroq(x: { usage?: unknown; error?: unknown }, usage: Usage | undefined): Usage | undefined {
-    if (typeof x.error === 'string' && x.error) throw new UpstreamStreamError(x.error, 'error');
+    if (typeof x.error === 'string' && x.error) throw new UpstreamStreamError(upstreamText(x.error, this.ctx) ?? 'upstream stream error', 'error');
     if (x.usage === undefined) return usage;
     const own = usage ?? this.readUsage(x.usage);
     // The usage reaches the client only in paygo's usage chunk, if it asked for one.
     x.usage = undefined;
     return own;
   }
+}
+
+/**
+ * An OpenAI-wire error body: {"error":{"message","type","param","code"}} (OpenAI, Azure: code
+ * `content_filter`, `context_length_exceeded`…), or {"error": "…"}, {"message": "…"},
+ * {"detail": "…"} from compatible servers. Code and type are the provider's own, each when given.
+ */
+export function openAIErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return { message: undefined, code: undefined, type: undefined };
+  }
+  if (!isPlainObject(parsed)) return { message: undefined, code: undefined, type: undefined };
+  const e = parsed.error;
+  if (isPlainObject(e)) {
+    return { message: upstreamText(e.message, ctx), code: safeCode(e.code), type: safeCode(e.type) };
+  }
+  const text = typeof e === 'string' ? e : typeof parsed.message === 'string' ? parsed.message : parsed.detail;
+  return { message: upstreamText(text, ctx), code: undefined, type: undefined };
 }
 
 function rejectUnsupported(dialect: OpenAIDialect, rejects: readonly Rejection[], body: Record<string, unknown>, model: string): void {
@@ -389,22 +414,11 @@ export function createOpenAIAdapter(name: keyof typeof DIALECTS | OpenAIDialect)
       return { completion, usage };
     },
 
-    chatStream(): StreamTranslator {
-      return new OpenAIStreamTranslator(dialect);
+    chatStream(ctx: TargetContext): StreamTranslator {
+      return new OpenAIStreamTranslator(dialect, ctx);
     },
 
-    errorMessage(body: string): string | undefined {
-      try {
-        const parsed = JSON.parse(body) as { error?: { message?: unknown } | string; message?: unknown; detail?: unknown };
-        if (typeof parsed.error === 'string') return parsed.error;
-        if (parsed.error && typeof parsed.error.message === 'string') return parsed.error.message;
-        if (typeof parsed.message === 'string') return parsed.message;
-        if (typeof parsed.detail === 'string') return parsed.detail;
-      } catch {
-        /* not JSON */
-      }
-      return undefined;
-    },
+    errorInfo: openAIErrorInfo,
 
     ...(dialect.embeddings
       ? {

@@ -1,6 +1,7 @@
 import type { ProviderName } from '../../crds/src/index.js';
 import type { CancelSignal } from '../cancel.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest } from '../openai-schema.js';
+import type { UpstreamErrorInfo } from './errors.js';
 import type { SseEvent } from '../sse.js';
 import type { Usage } from '../usage.js';
 
@@ -24,7 +25,15 @@ export interface TargetContext {
   responseId: string;
   /** The target's provider settings and credential parts (shared, never copied per request). */
   settings?: TargetSettings;
+  /**
+   * The client's request: its texts are removed from upstream text that leaves the sidecar
+   * (providers/redact.ts), like the key and credential parts above.
+   */
+  request?: ChatRequest | EmbeddingsRequest;
 }
+
+/** Response headers as the transport gives them. */
+export type UpstreamHeaders = Record<string, string | string[] | undefined>;
 
 /** What a target says besides provider, model and key; only some providers use each. */
 export interface TargetSettings {
@@ -76,8 +85,11 @@ export interface ProviderAdapter {
   authorize?(req: UpstreamRequest, ctx: TargetContext, signal: CancelSignal): Promise<UpstreamRequest>;
   /** The stream's framing when it is not SSE (e.g. AWS event-stream). */
   streamDecoder?(): StreamDecoder;
-  /** The human-readable message in a native error body (never echoes headers or keys). */
-  errorMessage(body: string): string | undefined;
+  /**
+   * What a native error answer says: its message through redact.ts `upstreamText` (no key, no
+   * key-shaped token, no prompt text), its code and type only when they are `safeCode`s.
+   */
+  errorInfo(body: string, ctx: TargetContext, headers: UpstreamHeaders): UpstreamErrorInfo;
   /** Native request for embeddings; absent when the provider has no OpenAI-compatible embeddings API. */
   embeddingsRequest?(req: EmbeddingsRequest, ctx: TargetContext): UpstreamRequest;
 }

@@ -4,9 +4,10 @@ import type { CancelSignal } from '../cancel.js';
 import type { ChatCompletion, ChatRequest } from '../openai-schema.js';
 import { TransportError, untilCancelled } from '../transport.js';
 import type { Usage } from '../usage.js';
-import { anthropicAdapter, nativeBody as anthropicBody } from './anthropic.js';
-import { geminiAdapter, nativeBody as geminiBody } from './gemini.js';
-import { UpstreamHttpError } from './errors.js';
+import { anthropicAdapter, anthropicErrorInfo, nativeBody as anthropicBody } from './anthropic.js';
+import { geminiAdapter, geminiErrorInfo, nativeBody as geminiBody } from './gemini.js';
+import { UpstreamHttpError, type UpstreamErrorInfo } from './errors.js';
+import { safeCode, upstreamText } from './redact.js';
 import { joinURL, type ProviderAdapter, type StreamTranslator, type TargetContext, type UpstreamRequest } from './types.js';
 import { isPlainObject } from './wire.js';
 
@@ -226,21 +227,13 @@ export function resetVertexAuth(): void {
   adcClient = undefined;
 }
 
-
-/** Text from a token endpoint or metadata server, fit for a log line: short, no token-like runs. */
-function safeText(v: unknown, max: number): string | undefined {
-  if (typeof v !== 'string' || v === '') return undefined;
-  const flat = v.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/[A-Za-z0-9._~+/=-]{32,}/g, '[redacted]').trim();
-  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
-}
-
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ETIMEDOUT']);
 
 /**
  * A failure to get a token, as the router classifies it. Only status, OAuth error codes and error
  * codes are read from the library's error, never its message or config (which hold the assertion).
  */
-function tokenFailure(err: unknown, provider: string, source: string): Error {
+function tokenFailure(err: unknown, provider: string, source: string, ctx: TargetContext): Error {
   if (err instanceof TransportError || err instanceof UpstreamHttpError) return err;
   const e = (isPlainObject(err) || err instanceof Error ? err : {}) as {
     name?: unknown;
@@ -253,8 +246,7 @@ function tokenFailure(err: unknown, provider: string, source: string): Error {
   const status = typeof e.response?.status === 'number' ? e.response.status : undefined;
   if (status !== undefined) {
     const data = isPlainObject(e.response?.data) ? e.response.data : {};
-    const code = typeof data.error === 'string' && /^[a-z_]{1,64}$/.test(data.error) ? data.error : undefined;
-    const what = [code, safeText(data.error_description, 200)].filter(Boolean).join(': ');
+    const what = [safeCode(data.error), upstreamText(data.error_description, ctx)].filter(Boolean).join(': ');
     if (status === 400 || status === 401 || status === 403 || status === 404) {
       return unusable(provider, `${source} refused the credentials (HTTP ${status}${what ? `, ${what}` : ''})`);
     }
@@ -287,7 +279,7 @@ async function accessToken(provider: string, ctx: TargetContext, signal: CancelS
       signal,
     );
   } catch (err) {
-    throw tokenFailure(err, provider, source);
+    throw tokenFailure(err, provider, source, ctx);
   }
   if (!token) throw unusable(provider, `${source} returned no access token`);
   return token;
@@ -334,9 +326,10 @@ function authorizer(provider: string) {
   };
 }
 
-/** Google's {"error":{"code","message","status"}} (also wrapped in an array), else Anthropic's error body. */
-function vertexErrorMessage(body: string): string | undefined {
-  return geminiAdapter.errorMessage(body) ?? anthropicAdapter.errorMessage(body);
+/** Anthropic's error body (its error has a `type`), else Google's {"error":{"code","message","status"}} (also wrapped in an array). */
+function vertexErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
+  const claude = anthropicErrorInfo(body, ctx);
+  return claude.code !== undefined ? claude : geminiErrorInfo(body, ctx);
 }
 
 export const vertexAdapter: ProviderAdapter = {
@@ -358,7 +351,7 @@ export const vertexAdapter: ProviderAdapter = {
   },
 
   authorize: authorizer('vertex'),
-  errorMessage: vertexErrorMessage,
+  errorInfo: vertexErrorInfo,
 };
 
 export const vertexAnthropicAdapter: ProviderAdapter = {
@@ -381,5 +374,5 @@ export const vertexAnthropicAdapter: ProviderAdapter = {
   },
 
   authorize: authorizer('vertex-anthropic'),
-  errorMessage: vertexErrorMessage,
+  errorInfo: vertexErrorInfo,
 };

@@ -238,7 +238,7 @@ describe('azure through the sidecar process', () => {
     expect((await errorOf(streamed)).code).toBe('upstream_overloaded');
   });
 
-  it('a prompt the content filter refuses: 400 upstream_rejected_request with Azure\'s message', async () => {
+  it('a prompt the content filter refuses: 400 with Azure\'s code content_filter and its message', async () => {
     upstream.fault({
       kind: 'status',
       status: 400,
@@ -247,7 +247,7 @@ describe('azure through the sidecar process', () => {
     const res = await postChat(sidecar, { model: 'azure-key', messages });
     expect(res.status).toBe(400);
     const err = await errorOf(res);
-    expect(err.code).toBe('upstream_rejected_request');
+    expect(err.code).toBe('content_filter');
     expect(err.message).toContain("triggering Azure OpenAI's content management policy");
   });
 

@@ -236,12 +236,12 @@ describe('bedrock failures (README failure table)', () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('upstream_overloaded');
   });
 
-  it('HTTP 400 ValidationException is the request\'s fault: its status and message pass through', async () => {
+  it('HTTP 400 ValidationException is the request\'s fault: its status, exception name (code) and message pass through', async () => {
     upstream.fault({ kind: 'status', status: 400, body: readFileSync(join(FIXTURES, 'error-400.json'), 'utf8'), headers: { 'x-amzn-errortype': `ValidationException:${ERROR_NS}` } });
     const res = await postChat(keys, { model: 'bedrock', messages });
     expect(res.status).toBe(400);
-    const err = ((await res.json()) as { error: { code: string; message: string } }).error;
-    expect(err).toMatchObject({ code: 'upstream_rejected_request' });
+    const err = ((await res.json()) as { error: { code: string; type: string; message: string } }).error;
+    expect(err).toMatchObject({ code: 'ValidationException', type: 'invalid_request_error' });
     expect(err.message).toContain('A conversation must start with a user message.');
   });
 

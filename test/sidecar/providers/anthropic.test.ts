@@ -207,11 +207,11 @@ describe('anthropic adapter: response', () => {
 
   it('reads Anthropic error bodies', () => {
     const notFound = '{"type":"error","error":{"type":"not_found_error","message":"The requested resource could not be found."},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}';
-    expect(anthropicAdapter.errorMessage(notFound)).toBe('The requested resource could not be found.');
-    expect(anthropicAdapter.errorMessage(anthropicOverloaded)).toBe('Overloaded');
-    expect(anthropicAdapter.errorMessage('{"type":"error","error":{"type":"api_error"}}')).toBe('api_error');
-    expect(anthropicAdapter.errorMessage('<html>502</html>')).toBeUndefined();
-    expect(anthropicAdapter.errorMessage('{"message":"x"}')).toBeUndefined();
+    expect(anthropicAdapter.errorInfo(notFound, ctx(), {}).message).toBe('The requested resource could not be found.');
+    expect(anthropicAdapter.errorInfo(anthropicOverloaded, ctx(), {}).message).toBe('Overloaded');
+    expect(anthropicAdapter.errorInfo('{"type":"error","error":{"type":"api_error"}}', ctx(), {}).message).toBe('api_error');
+    expect(anthropicAdapter.errorInfo('<html>502</html>', ctx(), {}).message).toBeUndefined();
+    expect(anthropicAdapter.errorInfo('{"message":"x"}', ctx(), {}).message).toBeUndefined();
   });
 
   it('has no embeddings', () => {
@@ -422,13 +422,13 @@ describe('anthropic adapter against the fake Anthropic upstream', () => {
   it('rejects a request without a key the way Anthropic does, and serves the 529 overload body', async () => {
     const res = await send(chat({ messages: user }), false, fakeCtx({ apiKey: undefined }));
     expect(res.status).toBe(401);
-    expect(anthropicAdapter.errorMessage(await res.text())).toBe('x-api-key header is required');
+    expect(anthropicAdapter.errorInfo(await res.text(), ctx(), {}).message).toBe('x-api-key header is required');
     up.fault({ kind: 'status', status: 529, body: anthropicOverloaded });
     const overloaded = await send(chat({ messages: user }), false, fakeCtx());
     expect(overloaded.status).toBe(529);
     const text = await overloaded.text();
     expect(JSON.parse(text)).toEqual({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
-    expect(anthropicAdapter.errorMessage(text)).toBe('Overloaded');
+    expect(anthropicAdapter.errorInfo(text, ctx(), {}).message).toBe('Overloaded');
     expect(JSON.parse(anthropicError('rate_limit_error', 'slow down'))).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: 'slow down' } });
   });
 });

@@ -148,7 +148,7 @@ describe('azure adapter: responses and usage', () => {
     ['error-429.json', 'Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after 6 seconds.'],
     ['error-400-content-filter.json', 'The response was filtered due to the prompt triggering Azure Content management policy. Please modify your prompt and retry. To learn more about our content filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=21298766'],
   ])('reads the message of %s', (file, message) => {
-    expect(azureAdapter.errorMessage(raw(file).toString('utf8'))).toBe(message);
+    expect(azureAdapter.errorInfo(raw(file).toString('utf8'), ctx(), {}).message).toBe(message);
   });
 });
 

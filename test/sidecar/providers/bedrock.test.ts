@@ -331,18 +331,18 @@ describe('bedrock adapter: response', () => {
   });
 
   it('reads Bedrock error bodies ({"message": ...}); a signature error keeps its first paragraph only (the canonical request after it holds the session token)', () => {
-    expect(bedrockAdapter.errorMessage(raw('error-429.json').toString('utf8'))).toBe('Too many tokens, please wait before trying again.');
-    expect(bedrockAdapter.errorMessage(raw('error-400.json').toString('utf8'))).toBe('A conversation must start with a user message. Try again with a conversation that starts with a user message.');
+    expect(bedrockAdapter.errorInfo(raw('error-429.json').toString('utf8'), ctx(), {}).message).toBe('Too many tokens, please wait before trying again.');
+    expect(bedrockAdapter.errorInfo(raw('error-400.json').toString('utf8'), ctx(), {}).message).toBe('A conversation must start with a user message. Try again with a conversation that starts with a user message.');
     const token = 'IQoJb3JpZ2luX2VjEXAMPLETOKEN';
     const signature = JSON.stringify({
       message: `The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'POST\n/model/m/converse\n\nhost:bedrock-runtime.us-east-1.amazonaws.com\nx-amz-date:20250101T000000Z\nx-amz-security-token:${token}\n'`,
     });
-    const message = bedrockAdapter.errorMessage(signature)!;
+    const message = bedrockAdapter.errorInfo(signature, ctx(), {}).message!;
     expect(message).toMatch(/^The request signature we calculated does not match/);
     expect(message).not.toContain(token);
-    expect(bedrockAdapter.errorMessage('{"Message":"User is not authorized"}')).toBe('User is not authorized');
-    expect(bedrockAdapter.errorMessage('{"error":{"message":"not Bedrock"}}')).toBeUndefined();
-    expect(bedrockAdapter.errorMessage('<html>bad gateway</html>')).toBeUndefined();
+    expect(bedrockAdapter.errorInfo('{"Message":"User is not authorized"}', ctx(), {}).message).toBe('User is not authorized');
+    expect(bedrockAdapter.errorInfo('{"error":{"message":"not Bedrock"}}', ctx(), {}).message).toBeUndefined();
+    expect(bedrockAdapter.errorInfo('<html>bad gateway</html>', ctx(), {}).message).toBeUndefined();
   });
 });
 
@@ -672,7 +672,7 @@ describe('the fake Bedrock server speaks what the adapter expects (round trip)',
     const wrong = ctx('m', { apiKey: 'not the secret' });
     const bad = fake(recorded(await bedrockAdapter.authorize!(bedrockAdapter.chatRequest(chat({ messages: user }), wrong, false), wrong, new Cancel())));
     expect(bad).toMatchObject({ status: 403 });
-    expect(bedrockAdapter.errorMessage(String((bad as { body: string }).body))).toMatch(/^The request signature we calculated does not match/);
+    expect(bedrockAdapter.errorInfo(String((bad as { body: string }).body), ctx(), {}).message).toMatch(/^The request signature we calculated does not match/);
   });
 });
 

@@ -237,10 +237,10 @@ describe('cohere adapter: response', () => {
   });
 
   it('reads Cohere error bodies ({"message": ...}) and nothing else', () => {
-    expect(cohereAdapter.errorMessage(raw('error-429.json').toString('utf8'))).toBe('You are past the per minute request limit, please wait and try again later.');
-    expect(cohereAdapter.errorMessage(raw('error-400.json').toString('utf8'))).toBe('invalid request: cannot specify both frequency_penalty and presence_penalty.');
-    expect(cohereAdapter.errorMessage('{"error":{"message":"not Cohere"}}')).toBeUndefined();
-    expect(cohereAdapter.errorMessage('<html>bad gateway</html>')).toBeUndefined();
+    expect(cohereAdapter.errorInfo(raw('error-429.json').toString('utf8'), ctx(), {}).message).toBe('You are past the per minute request limit, please wait and try again later.');
+    expect(cohereAdapter.errorInfo(raw('error-400.json').toString('utf8'), ctx(), {}).message).toBe('invalid request: cannot specify both frequency_penalty and presence_penalty.');
+    expect(cohereAdapter.errorInfo('{"error":{"message":"not Cohere"}}', ctx(), {}).message).toBeUndefined();
+    expect(cohereAdapter.errorInfo('<html>bad gateway</html>', ctx(), {}).message).toBeUndefined();
   });
 });
 
@@ -350,6 +350,6 @@ describe('the fake Cohere server speaks what the adapter expects (round trip)', 
 
     const anonymous = cohereResponder(recorded(cohereAdapter.chatRequest(req, ctx('command-a-03-2025', { apiKey: undefined }), false)));
     expect(anonymous).toMatchObject({ kind: 'json', status: 401 });
-    expect(cohereAdapter.errorMessage(JSON.stringify((anonymous as { body: unknown }).body))).toBe('no api key supplied');
+    expect(cohereAdapter.errorInfo(JSON.stringify((anonymous as { body: unknown }).body), ctx(), {}).message).toBe('no api key supplied');
   });
 });

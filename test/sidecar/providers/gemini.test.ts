@@ -187,11 +187,11 @@ describe('gemini adapter: response', () => {
 
   it('reads Google error bodies, bare or wrapped in an array', () => {
     const body = '{\n  "error": {\n    "code": 429,\n    "message": "Resource has been exhausted (e.g. check quota).",\n    "status": "RESOURCE_EXHAUSTED"\n  }\n}\n';
-    expect(geminiAdapter.errorMessage(body)).toBe('Resource has been exhausted (e.g. check quota).');
-    expect(geminiAdapter.errorMessage(`[${body}]`)).toBe('Resource has been exhausted (e.g. check quota).');
-    expect(geminiAdapter.errorMessage('{"error":{"code":500,"status":"INTERNAL"}}')).toBe('INTERNAL');
-    expect(geminiAdapter.errorMessage('<html>502</html>')).toBeUndefined();
-    expect(geminiAdapter.errorMessage('{"message":"x"}')).toBeUndefined();
+    expect(geminiAdapter.errorInfo(body, ctx(), {}).message).toBe('Resource has been exhausted (e.g. check quota).');
+    expect(geminiAdapter.errorInfo(`[${body}]`, ctx(), {}).message).toBe('Resource has been exhausted (e.g. check quota).');
+    expect(geminiAdapter.errorInfo('{"error":{"code":500,"status":"INTERNAL"}}', ctx(), {}).message).toBe('INTERNAL');
+    expect(geminiAdapter.errorInfo('<html>502</html>', ctx(), {}).message).toBeUndefined();
+    expect(geminiAdapter.errorInfo('{"message":"x"}', ctx(), {}).message).toBeUndefined();
   });
 });
 
@@ -341,12 +341,12 @@ describe('gemini adapter against the fake Gemini upstream', () => {
   it('rejects a request without a key the way Google does, and the helper builds Google error bodies', async () => {
     const res = await send(chat({ messages: [{ role: 'user', content: 'x' }] }), false, fakeCtx({ apiKey: undefined }));
     expect(res.status).toBe(403);
-    expect(geminiAdapter.errorMessage(await res.text())).toMatch(/unregistered callers/);
+    expect(geminiAdapter.errorInfo(await res.text(), ctx(), {}).message).toMatch(/unregistered callers/);
     up.fault({ kind: 'status', status: 429, body: geminiError(429, 'RESOURCE_EXHAUSTED', 'Resource has been exhausted (e.g. check quota).') });
     const limited = await send(chat({ messages: [{ role: 'user', content: 'x' }] }), false, fakeCtx());
     expect(limited.status).toBe(429);
     const text = await limited.text();
     expect(JSON.parse(text)).toEqual({ error: { code: 429, message: 'Resource has been exhausted (e.g. check quota).', status: 'RESOURCE_EXHAUSTED' } });
-    expect(geminiAdapter.errorMessage(text)).toBe('Resource has been exhausted (e.g. check quota).');
+    expect(geminiAdapter.errorInfo(text, ctx(), {}).message).toBe('Resource has been exhausted (e.g. check quota).');
   });
 });

@@ -111,9 +111,9 @@ describe('OpenAI-wire adapters: responses', () => {
 
   it('reads error messages of the OpenAI shape and others', () => {
     const a = createOpenAIAdapter('openai');
-    expect(a.errorMessage('{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}')).toBe('Rate limit reached');
-    expect(a.errorMessage('{"message":"Unauthorized","request_id":"x"}')).toBe('Unauthorized');
-    expect(a.errorMessage('<html>')).toBeUndefined();
+    expect(a.errorInfo('{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}', ctx(), {}).message).toBe('Rate limit reached');
+    expect(a.errorInfo('{"message":"Unauthorized","request_id":"x"}', ctx(), {}).message).toBe('Unauthorized');
+    expect(a.errorInfo('<html>', ctx(), {}).message).toBeUndefined();
   });
 
   it('translates a recorded stream with tool calls and usage, fed one byte at a time', () => {

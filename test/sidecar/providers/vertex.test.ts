@@ -222,14 +222,14 @@ describe('vertex: error bodies', () => {
     [vertexAnthropicAdapter, claude, 'error-529.json', 'Overloaded'],
   ] as Array<[ProviderAdapter, typeof gemini, string, string]>)('%#: %s → its message', (adapter, fx, file, message) => {
     const body = fx.raw(file).toString('utf8');
-    expect(adapter.errorMessage(body)).toBe(message);
+    expect(adapter.errorInfo(body, ctx('gemini-2.5-flash', 'us-central1'), {}).message).toBe(message);
     // Google also wraps errors in a one-element array on non-SSE streams.
-    expect(adapter.errorMessage(`[${body}]`)).toBe(message);
+    expect(adapter.errorInfo(`[${body}]`, ctx('gemini-2.5-flash', 'us-central1'), {}).message).toBe(message);
   });
 
   it('no message from a body that is not an error', () => {
-    expect(vertexAdapter.errorMessage('<html>502</html>')).toBeUndefined();
-    expect(vertexAnthropicAdapter.errorMessage('{"candidates":[]}')).toBeUndefined();
+    expect(vertexAdapter.errorInfo('<html>502</html>', ctx('gemini-2.5-flash', 'us-central1'), {}).message).toBeUndefined();
+    expect(vertexAnthropicAdapter.errorInfo('{"candidates":[]}', ctx('gemini-2.5-flash', 'us-central1'), {}).message).toBeUndefined();
   });
 });
 
