@@ -110,14 +110,32 @@ async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, tctx: T
   throw upstreamHttpError(res, text, target, tctx, now);
 }
 
+/**
+ * What a request reached so far: its attempts (as dispatch counts them) and the last target it
+ * was sent to. A request that fails is metered under that target (paygo_requests_total's
+ * target/provider labels, the usage log), not under "none".
+ */
+export class Tried {
+  attempts = 0;
+  target: RuntimeTarget | undefined = undefined;
+
+  /** Puts the attempts, and the last target sent to (if any), on a failed request's record. */
+  label(rec: RequestRecord): void {
+    if (this.target) withTarget(rec, { target: this.target, attempts: this.attempts });
+    else rec.attempts = this.attempts;
+  }
+}
+
 /** Sends the request to one target within the attempt's deadline; rejects on a non-2xx answer. */
-async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget, signal: CancelSignal, deadline: number, stream: boolean) {
+async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget, signal: CancelSignal, deadline: number, stream: boolean, tried: Tried) {
+  tried.attempts++;
   const now = deps.now();
   const dc = deadlineController(signal, deadline, now);
   try {
     const tctx = targetContext(target, `chatcmpl-${ctx.requestId}`, now, ctx.req);
     let upstream = target.adapter.chatRequest(ctx.req, tctx, stream);
     if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, dc.signal);
+    tried.target = target;
     const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
     await failIfNotOk(res, target, tctx, deps.now());
     return { res, tctx, dc };
@@ -220,11 +238,12 @@ export function recordError(rec: RequestRecord, err: unknown): ApiError {
 /** Non-stream chat completion: returns the body and headers to send. */
 export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ status: number; headers: Record<string, string>; body: unknown; record: RequestRecord }> {
   const rec = baseRecord(ctx, false);
+  const tried = new Tried();
   try {
     const result = await dispatch(
       ctx.route,
       async (target, signal, deadline) => {
-        const { res, tctx, dc } = await sendChat(ctx, deps, target, signal, deadline, false);
+        const { res, tctx, dc } = await sendChat(ctx, deps, target, signal, deadline, false, tried);
         try {
           const text = await readAll(res.body);
           let json: unknown;
@@ -257,6 +276,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
     if (rec.estimated) headers['x-paygo-usage-estimated'] = 'true';
     return { status: 200, headers, body: completion, record: rec };
   } catch (err) {
+    tried.label(rec);
     const apiError = recordError(rec, err);
     rec.durationMs = deps.now() - ctx.startedAt;
     meter(ctx, deps, rec);
@@ -321,11 +341,12 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
   const includeUsage = ctx.req.stream_options?.include_usage === true;
   let open: OpenStream;
   let committed: Committed;
+  const tried = new Tried();
   try {
     const result = await dispatch(
       ctx.route,
       async (target, signal, deadline) => {
-        const { res, tctx, dc } = await sendChat(ctx, deps, target, signal, deadline, true);
+        const { res, tctx, dc } = await sendChat(ctx, deps, target, signal, deadline, true, tried);
         try {
           const s = openStream(target, tctx, res, dc);
           // Nothing has reached the client yet: any failure until the first chunk can still fail over.
@@ -352,6 +373,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     committed = result;
     withTarget(rec, committed);
   } catch (err) {
+    tried.label(rec);
     const apiError = recordError(rec, err);
     rec.durationMs = deps.now() - ctx.startedAt;
     meter(ctx, deps, rec);

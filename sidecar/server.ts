@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { formatIssues } from '../crds/src/meta.js';
 import { Cancel, sleep, type CancelSignal } from './cancel.js';
-import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, targetContext, upstreamHttpError, type ChatDeps } from './chat.js';
+import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, targetContext, Tried, upstreamHttpError, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
@@ -215,16 +215,19 @@ export function buildApp(o: AppOptions): FastifyInstance {
       target: undefined, provider: undefined, providerModel: undefined, responseModel: undefined, stream: false, outcome: 'success',
       status: 200, errorType: undefined, usage: undefined, estimated: false, attempts: 0, durationMs: 0, ttftMs: undefined, pricingOverride: undefined,
     };
+    const tried = new Tried();
     try {
       const result = await dispatch(
         route,
         async (target: RuntimeTarget, sig: CancelSignal) => {
+          tried.attempts++;
           if (!target.adapter.embeddingsRequest) {
             throw invalidRequest(`Provider ${target.provider} (target ${target.name}) has no embeddings API.`, 'model', 'unsupported_operation');
           }
           const tctx = targetContext(target, String(request.id), now(), req);
           let upstream = target.adapter.embeddingsRequest(req, tctx);
           if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, sig);
+          tried.target = target;
           const res = await target.transport.send(upstream, { signal: sig, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
           const text = await readAll(res.body);
           if (res.status < 200 || res.status >= 300) {
@@ -253,6 +256,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
       if (cost.priced) headers['x-paygo-cost-usd'] = formatUsd(cost.costNano);
       return reply.headers({ 'x-request-id': String(request.id), ...headers }).send(result.value);
     } catch (err) {
+      tried.label(rec);
       const apiError = recordError(rec, err);
       rec.durationMs = now() - startedAt;
       o.meter.record(rec);
