@@ -89,7 +89,9 @@ export function buildApp(o: AppOptions): FastifyInstance {
   });
   app.decorateRequest('bodyBytes', 0);
 
-  app.removeContentTypeParser('application/json');
+  // JSON only: fastify's own text/plain parser would hand a string to the routes (then a 400);
+  // any body that is not application/json, or that names no type, is 415 unsupported_media_type.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     req.bodyBytes = Buffer.byteLength(body as string);
     try {
