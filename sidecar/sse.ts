@@ -1,7 +1,11 @@
+import { UpstreamProtocolError } from './providers/errors.js';
+
 /**
  * Incremental Server-Sent Events parser (WHATWG HTML "event stream" rules): accepts bytes in
  * arbitrary pieces, handles \n, \r\n and \r line endings, multi-line data, comments and a
- * UTF-8 character split across pieces.
+ * UTF-8 character split across pieces. Invalid UTF-8 becomes U+FFFD. Memory is bounded: a line
+ * or an event's data over MAX_SSE_LINE characters is refused with UpstreamProtocolError, and
+ * each character is scanned and copied a bounded number of times however the stream is cut.
  */
 export interface SseEvent {
   event?: string;
@@ -9,39 +13,65 @@ export interface SseEvent {
   id?: string;
 }
 
+/** Longest line, and longest event data, accepted (UTF-16 code units): 8 Mi. */
+export const MAX_SSE_LINE = 8 * 1024 * 1024;
+
 export class SseParser {
   private readonly decoder = new TextDecoder('utf-8');
-  private buffer = '';
+  /** The pieces of a line not yet ended (kept apart: concatenating them per piece would copy the line again and again). */
+  private partial: string[] = [];
+  private partialLength = 0;
   private data: string[] = [];
   private event: string | undefined;
   private id: string | undefined;
+  private dataLength = 0;
   private sawCR = false;
 
   /** Feeds bytes; returns the events completed by them. */
   push(chunk: Uint8Array | string): SseEvent[] {
     let text = typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
-    if (this.sawCR && text.startsWith('\n')) text = text.slice(1); // \r\n split across chunks
+    // A CR ended the last piece: an LF opening this one completes that CRLF. Empty pieces (or a
+    // UTF-8 character still incomplete) leave the question open.
+    if (text.length === 0) return [];
+    if (this.sawCR && text.charCodeAt(0) === 10) text = text.slice(1);
     this.sawCR = text.endsWith('\r');
-    this.buffer += text;
     const events: SseEvent[] = [];
     let start = 0;
-    for (let i = 0; i < this.buffer.length; i++) {
-      const c = this.buffer.charCodeAt(i);
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
       if (c !== 10 && c !== 13) continue;
-      this.line(this.buffer.slice(start, i), events);
-      if (c === 13 && this.buffer.charCodeAt(i + 1) === 10) i++;
+      let line = text.slice(start, i);
+      if (this.partial.length > 0) {
+        // The line began in earlier pieces: joined once, when it is complete.
+        this.partial.push(line);
+        line = this.partial.join('');
+        this.partial = [];
+        this.partialLength = 0;
+      }
+      this.line(line, events);
+      if (c === 13 && text.charCodeAt(i + 1) === 10) i++;
       start = i + 1;
     }
-    this.buffer = this.buffer.slice(start);
+    if (start < text.length) {
+      const rest = start === 0 ? text : text.slice(start);
+      this.partialLength += rest.length;
+      if (this.partialLength > MAX_SSE_LINE) {
+        this.partial = [];
+        this.partialLength = 0;
+        throw new UpstreamProtocolError(`upstream sent an SSE line or event over ${MAX_SSE_LINE} characters`);
+      }
+      this.partial.push(rest);
+    }
     return events;
   }
 
   /** Flushes at end of stream. A trailing event without its blank line is dropped, as the spec says. */
   end(): SseEvent[] {
-    const tail = this.decoder.decode();
-    if (tail) this.buffer += tail;
-    this.buffer = '';
+    this.decoder.decode();
+    this.partial = [];
+    this.partialLength = 0;
     this.data = [];
+    this.dataLength = 0;
     return [];
   }
 
@@ -55,6 +85,7 @@ export class SseParser {
         events.push(ev);
       }
       this.data = [];
+      this.dataLength = 0;
       this.event = undefined;
       return;
     }
@@ -63,7 +94,15 @@ export class SseParser {
     const field = colon === -1 ? line : line.slice(0, colon);
     let value = colon === -1 ? '' : line.slice(colon + 1);
     if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (field === 'data') this.data.push(value);
+    if (field === 'data') {
+      this.dataLength += value.length + 1;
+      if (this.dataLength > MAX_SSE_LINE) {
+        this.data = [];
+        this.dataLength = 0;
+        throw new UpstreamProtocolError(`upstream sent an SSE line or event over ${MAX_SSE_LINE} characters`);
+      }
+      this.data.push(value);
+    }
     else if (field === 'event') this.event = value;
     else if (field === 'id') this.id = value;
   }
