@@ -2,14 +2,17 @@ import type { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
-import { BUDGET_SYNC_PATH, BudgetSchema, BudgetSyncRequestSchema, GROUP, VERSION, formatIssues, type Budget, type BudgetAllowance, type BudgetSyncResponse, type Condition } from '../crds/src/index.js';
+import { BUDGET_SYNC_PATH, BudgetSchema, BudgetSyncRequestSchema, GROUP, VERSION, formatIssues, type Budget, type BudgetStatus, type BudgetSyncResponse, type Condition } from '../crds/src/index.js';
 import { formatUsd, parseUsd } from '../crds/src/money.js';
 import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
-import { BudgetLedger, ledgerTotals, type PeriodLedger } from './budget-ledger.js';
+import { BudgetLedger, bookFromStatus, bookToStatus, ledgerTotals, type PeriodLedger } from './budget-ledger.js';
 import type { ClusterCache, RawObject } from './cache.js';
 import { setCondition } from './conditions.js';
 import { replyNotLeader } from './leader.js';
 import { checkBudget } from './snapshots.js';
+
+/** Silent processes' pods are looked up every this many 1 s ticks. */
+const POD_CHECK_EVERY_TICKS = 5;
 
 export interface BudgetGauges {
   limit: Gauge;
@@ -53,11 +56,13 @@ export class BudgetService {
     app.post(BUDGET_SYNC_PATH, (req, reply) => this.sync(req, reply));
   }
 
-  /** Periodic work: flush spend, reclaim silent pods' allowances. */
+  /** Periodic work: flush spend, mark ended processes Lost, fold ended ones into totals. */
   start(): void {
+    let ticks = 0;
     this.flushTimer = setInterval(() => {
       if (!this.o.isLeader()) return;
-      for (const key of this.ledger.reclaim()) this.dirty.add(key);
+      if (++ticks % POD_CHECK_EVERY_TICKS === 0) void this.checkSilentPods();
+      for (const key of this.ledger.expire()) this.dirty.add(key);
       for (const key of [...this.dirty]) void this.persist(key).catch((err: unknown) => this.o.logger.warn({ budget: key, error: (err as Error).message }, 'budget status write failed'));
     }, 1000);
     this.flushTimer.unref();
@@ -65,6 +70,25 @@ export class BudgetService {
 
   stop(): void {
     clearInterval(this.flushTimer);
+  }
+
+  /**
+   * Processes whose allowance expired unrenewed: is their pod still there? A pod that is gone
+   * (deleted, or re-created under another UID) will never report again, so its processes are
+   * Lost now rather than after the grace.
+   */
+  private async checkSilentPods(): Promise<void> {
+    for (const h of this.ledger.silentHolders()) {
+      let gone: boolean;
+      try {
+        const pod = await this.o.core.readNamespacedPod({ name: h.pod, namespace: h.namespace });
+        gone = pod.metadata?.uid !== h.uid;
+      } catch (err) {
+        if ((err as { code?: number }).code !== 404) continue; // unknown: ask again later
+        gone = true;
+      }
+      if (gone) for (const key of this.ledger.podGone(h.namespace, h.uid)) this.dirty.add(key);
+    }
   }
 
   /**
@@ -76,15 +100,11 @@ export class BudgetService {
     for (const raw of list.items) {
       const b = checkBudget(raw);
       if (!b) continue;
-      const status = (raw.status ?? {}) as { periodStart?: string; allowances?: BudgetAllowance[] };
+      const status = (raw.status ?? {}) as BudgetStatus;
       const ns = b.metadata.namespace ?? 'default';
       const current = this.ledger.current(ns, b.metadata.name, b.spec);
       if (status.periodStart !== current.periodStart) continue;
-      const l: PeriodLedger = { namespace: ns, name: b.metadata.name, periodStart: current.periodStart, limit: parseUsd(b.spec.limit), pods: new Map(), exhausted: false };
-      for (const a of status.allowances ?? []) {
-        l.pods.set(a.uid, { pod: a.pod, uid: a.uid, granted: BigInt(a.granted), spent: BigInt(a.spent), seq: a.seq, expires: Date.parse(a.expires) });
-      }
-      this.ledger.forget(ns, b.metadata.name);
+      const l = bookFromStatus(ns, b.metadata.name, current.periodStart, parseUsd(b.spec.limit), status);
       this.ledger.restore(l);
     }
   }
@@ -150,20 +170,22 @@ export class BudgetService {
       return;
     }
     const out: BudgetSyncResponse = { entries: [] };
-    const grew = new Set<string>();
+    const durable = new Set<string>();
+    const { seq, boot, final } = parsed.data;
     for (const e of parsed.data.entries) {
       const raw = this.o.cache.budgets.get(e.name, id.namespace);
       // Only the pod's own namespace, and only budgets that cover it; anything else gets nothing.
       const budget = raw ? checkBudget(raw) : undefined;
-      const answer = this.ledger.answer(id.namespace, budget?.spec, { name: id.podName, uid: id.podUid }, parsed.data.seq, e);
+      const answer = this.ledger.answer(id.namespace, budget?.spec, { name: id.podName, uid: id.podUid, boot: boot ?? '' }, { seq, final }, e);
       out.entries.push(answer.entry);
       if (!answer.applied) continue;
       const key = BudgetLedger.key(id.namespace, e.name);
       this.dirty.add(key);
-      if (answer.grew) grew.add(key);
+      if (answer.durable || final) durable.add(key);
     }
-    // Money handed out is written down before the sidecar may spend it.
-    await Promise.all([...grew].map((k) => this.persist(k)));
+    // Money handed out is written down before the sidecar may spend it, and a process's final
+    // report before it exits (a new leader must not take it for a lost process).
+    await Promise.all([...durable].map((k) => this.persist(k)));
     await reply.send(out);
   }
 
@@ -219,9 +241,10 @@ export class BudgetService {
   }
 
   private statusFor(budget: Budget, raw: RawObject, l: PeriodLedger): Record<string, unknown> {
-    const { granted, spent } = ledgerTotals(l);
-    const reserved = granted > spent ? granted - spent : 0n;
-    const remaining = l.limit > granted ? l.limit - granted : 0n;
+    const { committed, reported, unreported, outstanding } = ledgerTotals(l);
+    // Money a process held when it ended without saying what it spent may have been billed.
+    const spent = reported + unreported;
+    const remaining = l.limit > committed ? l.limit - committed : 0n;
     const pct = l.limit > 0n ? Number((spent * 10000n) / l.limit) / 100 : 100;
     const lowest = Math.min(...budget.spec.alertThresholds, 100);
     const state = spent >= l.limit || (l.exhausted && remaining === 0n) ? 'Exceeded' : pct >= lowest ? 'Warning' : 'Ok';
@@ -241,25 +264,25 @@ export class BudgetService {
     const labels = { namespace: l.namespace, budget: l.name, period: budget.spec.period };
     this.o.gauges.limit.set(labels, Number(l.limit) / 1e9);
     this.o.gauges.spent.set(labels, Number(spent) / 1e9);
-    this.o.gauges.reserved.set(labels, Number(reserved) / 1e9);
+    this.o.gauges.reserved.set(labels, Number(outstanding) / 1e9);
     this.o.gauges.remaining.set(labels, l.limit > 0n ? Number(remaining) / Number(l.limit) : 0);
     return {
       observedGeneration: raw.metadata?.generation,
       periodStart: l.periodStart,
       spent: formatUsd(spent),
-      reserved: formatUsd(reserved),
+      unreported: formatUsd(unreported),
+      reserved: formatUsd(outstanding),
       remaining: formatUsd(remaining),
       state,
       conditions,
-      allowances: [...l.pods.values()]
-        .sort((a, b) => a.pod.localeCompare(b.pod))
-        .map((p) => ({ pod: p.pod, uid: p.uid, granted: p.granted.toString(), spent: p.spent.toString(), seq: p.seq, expires: new Date(p.expires).toISOString() })),
+      ...bookToStatus(l),
     };
   }
 
   /** One Event per alert threshold crossed per period. */
   private async thresholdEvents(budget: Budget, raw: RawObject, l: PeriodLedger): Promise<void> {
-    const { spent } = ledgerTotals(l);
+    const totals = ledgerTotals(l);
+    const spent = totals.reported + totals.unreported;
     const key = `${l.namespace}/${l.name}@${l.periodStart}`;
     let done = this.alerted.get(key);
     if (!done) {

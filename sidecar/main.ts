@@ -192,20 +192,44 @@ async function main(): Promise<void> {
 
   process.on('SIGHUP', () => source.reload?.('SIGHUP'));
   let stopping = false;
+  /**
+   * The drain: stop accepting connections, let every in-flight request finish and settle its
+   * budget hold, then send the final budget report (it closes this process's allowances, so the
+   * operator can trust them), the last per-target totals, and the usage log. The final report
+   * gets its own slice at the end of the grace; requests still unsettled then stay counted as
+   * spent by the operator (their reservations go into the final report's `keep`).
+   */
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'draining in-flight requests');
+    const grace = options.shutdownGraceMs;
     const force = setTimeout(() => {
       logger.warn('shutdown grace period over; exiting');
       process.exit(0);
-    }, options.shutdownGraceMs);
+    }, grace);
     force.unref();
-    Promise.allSettled([funds.close(), app.close(), new Promise((r) => metricsServer.close(r)), transport.close()])
-      // The last per-target totals go out over the operator connection, then it closes.
-      .then(() => reporter?.stop())
-      .finally(() => source.stop())
-      .finally(() => {
+    const finalReportMs = Math.min(5_000, Math.floor(grace / 5));
+    funds.drain?.();
+    // fastify's close() alone would wait out the keep-alive timeout of connections that go idle
+    // after it started: close each one as soon as its response is out.
+    const closeIdle = setInterval(() => app.server.closeIdleConnections(), 50);
+    let drainTimer: NodeJS.Timeout | undefined;
+    const outOfTime = new Promise<void>((r) => (drainTimer = setTimeout(r, grace - finalReportMs)));
+    Promise.race([app.close().then(() => enforcer.settled()), outOfTime])
+      .then(async () => {
+        clearInterval(closeIdle);
+        clearTimeout(drainTimer);
+        if (enforcer.unsettled > 0) logger.warn({ requests: enforcer.unsettled }, 'shutdown grace nearly over with budget-covered requests in flight; their reservations stay counted as spent');
+        await funds.close(finalReportMs);
+        // The last per-target totals go out over the operator connection, then it closes.
+        await reporter?.stop();
+      })
+      .catch((err: unknown) => logger.warn({ error: (err as Error).message }, 'shutdown step failed'))
+      .finally(async () => {
+        const metricsClosed = new Promise((r) => metricsServer.close(r));
+        metricsServer.closeAllConnections();
+        await Promise.allSettled([source.stop(), transport.close(), metricsClosed]);
         meter.flush();
         usageOut.flushSync();
         logger.info('stopped');

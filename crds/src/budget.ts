@@ -48,21 +48,29 @@ export const BudgetSpecSchema = z
   });
 export type BudgetSpec = z.infer<typeof BudgetSpecSchema>;
 
-/** One pod's share of the period's limit, as the operator's book holds it (integer nano-USD). */
+/** One sidecar process's share of the period's limit, as the operator's book holds it (integer nano-USD). */
 export const BudgetAllowanceSchema = z.object({
   pod: z.string().describe('Name of the pod the allowance was granted to.'),
   uid: z.string().describe('UID of that pod (a re-created pod with the same name is another holder).'),
-  granted: nanoUsd.describe('Allowance granted to the pod this period, in integer nano-USD.'),
-  spent: nanoUsd.describe('Spend the pod reported this period, in integer nano-USD.'),
+  boot: z.string().optional().describe('The sidecar process of the pod that holds the allowance (a restarted sidecar is another holder).'),
+  state: z
+    .enum(['Active', 'Closed', 'Lost'])
+    .optional()
+    .describe('Active: the process reports. Closed: its final report came. Lost: it ended without one, so what it held beyond its reported spend counts as spent.'),
+  granted: nanoUsd.describe('Allowance granted to the process this period, in integer nano-USD: the most it may have spent.'),
+  spent: nanoUsd.describe('Spend the process reported this period, in integer nano-USD.'),
   seq: z.number().int().min(0).describe('Highest usage-report sequence number applied (a retried report is not counted twice).'),
-  expires: z.string().describe('When the allowance lapses unless the pod renews it; it is reclaimed some time after.'),
-}).describe("One pod's allowance.");
+  expires: z.string().describe('When the allowance lapses unless the process renews it; a process silent past it (plus a grace) is Lost.'),
+  endedAt: z.string().optional().describe('When the holder became Closed or Lost.'),
+  replaced: z.boolean().optional().describe('A later sidecar process of the same pod has reported, so this one ended for good; Closed and replaced holders are folded into retired some time after they ended.'),
+}).describe("One sidecar process's allowance.");
 export type BudgetAllowance = z.infer<typeof BudgetAllowanceSchema>;
 
 export const BudgetStatusSchema = z.object({
   observedGeneration: z.number().int().optional(),
   periodStart: z.string().optional(),
   spent: z.string().optional(),
+  unreported: z.string().optional(),
   reserved: z.string().optional(),
   remaining: z.string().optional(),
   state: z.enum(['Ok', 'Warning', 'Exceeded']).optional(),
@@ -70,8 +78,17 @@ export const BudgetStatusSchema = z.object({
   allowances: z
     .array(BudgetAllowanceSchema)
     .optional()
-    .describe("The operator's book of per-pod allowances this period; written before money is handed out, read back by a new leader."),
+    .describe("The operator's book of per-process allowances this period; written before money is handed out, read back by a new leader."),
+  retired: z
+    .object({
+      processes: z.number().int().min(0).describe('Sidecar processes that ended and were folded into these totals.'),
+      spent: nanoUsd.describe('Spend they reported, in integer nano-USD.'),
+      unreported: nanoUsd.describe('What they held beyond their reported spend when they ended, in integer nano-USD (counted as spent).'),
+    })
+    .optional()
+    .describe('Sidecar processes of this period that ended some time ago, as totals (their allowances are never granted again).'),
 });
+export type BudgetStatus = z.infer<typeof BudgetStatusSchema>;
 
 export const BudgetSchema = z.object({
   apiVersion: z.literal(API_VERSION),

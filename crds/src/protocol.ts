@@ -39,12 +39,22 @@ export type AckMessage = z.infer<typeof AckMessageSchema>;
  * allowance it asks for; `need` is the least extra allowance worth having (a waiting request
  * cannot use less, so the operator grants nothing rather than strand money with a pod that
  * cannot spend it).
+ *
+ * Allowances belong to a sidecar process, not a pod: `boot` names the process (a restarted
+ * sidecar is a new holder that starts from zero), and its `final` sync, sent once every request
+ * it admitted has settled, closes its allowances. The operator never takes back an allowance a
+ * process did not give back itself: a process that ends without a final report keeps what it
+ * held as spent (docs/architecture.md, section 5).
  */
 export const BUDGET_SYNC_PATH = '/v1/budget/sync';
 
 
 export const BudgetSyncRequestSchema = z.object({
   seq: z.number().int().min(1),
+  /** The sidecar process (random per start); absent from older sidecars (one holder per pod). */
+  boot: z.string().min(1).max(64).optional(),
+  /** The process's last sync: it admits nothing more; `keep` covers whatever is still unsettled. */
+  final: z.boolean().optional(),
   entries: z
     .array(
       z.object({
@@ -65,9 +75,9 @@ export const BudgetSyncResponseSchema = z.object({
     z.object({
       name: z.string(),
       periodStart: z.string(),
-      /** The pod's total allowance for the period (absolute, so a lost answer costs nothing). */
+      /** The process's total allowance for the period (absolute, so a lost answer costs nothing). */
       granted: nanoUsd,
-      /** The pod's spend as the operator recorded it (a restarted sidecar resumes from it). */
+      /** The process's spend as the operator recorded it. */
       spent: nanoUsd,
       /** Allowance granted fleet-wide and not yet spent: money that may still come back. */
       outstanding: nanoUsd,

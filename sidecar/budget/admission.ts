@@ -3,10 +3,13 @@ import { ApiError } from '../errors.js';
 import type { ChatRequest } from '../openai-schema.js';
 import { promptTokenUpperBound } from '../metering/tokens.js';
 import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from '../router/runtime.js';
-import { BudgetExceededError, BudgetUnavailableError, type BudgetEnforcer, type BudgetHold } from './enforcer.js';
+import { BudgetDrainingError, BudgetExceededError, BudgetUnavailableError, type BudgetEnforcer, type BudgetHold } from './enforcer.js';
 
 /** Retry-After of a request refused because the budget ledger could not be reached (seconds). */
 const BUDGET_UNAVAILABLE_RETRY_S = 5;
+
+/** Retry-After of a request refused by a sidecar that is shutting down (seconds). */
+const SHUTTING_DOWN_RETRY_S = 1;
 
 /** Output cap injected into budget-covered requests that name none (the worst case must be bounded). */
 export const DEFAULT_BUDGET_MAX_TOKENS = 4096;
@@ -65,6 +68,16 @@ export async function admitChat(gate: BudgetGate, config: RuntimeConfig, route: 
         `Budget ${b.namespace}/${b.name} is enforced across the fleet by the paygo operator, which could not be reached; the request was not sent. Retry shortly.`,
         null,
         { 'retry-after': String(BUDGET_UNAVAILABLE_RETRY_S) },
+      );
+    }
+    if (err instanceof BudgetDrainingError) {
+      throw new ApiError(
+        503,
+        'server_error',
+        'shutting_down',
+        `The paygo sidecar is shutting down and holds too little of budget ${err.budget.namespace}/${err.budget.name} for this request; the request was not sent. Retry shortly.`,
+        null,
+        { 'retry-after': String(SHUTTING_DOWN_RETRY_S) },
       );
     }
     if (!(err instanceof BudgetExceededError)) throw err;

@@ -32,6 +32,14 @@ export class BudgetUnavailableError extends Error {
   }
 }
 
+/** The sidecar is shutting down and holds too little allowance for the request: refused unserved. */
+export class BudgetDrainingError extends Error {
+  override readonly name = 'BudgetDrainingError';
+  constructor(readonly budget: SnapshotBudget) {
+    super(`budget ${budget.namespace}/${budget.name}: the sidecar is shutting down`);
+  }
+}
+
 export interface BudgetEvents {
   onRefused?(budget: SnapshotBudget, action: 'block' | 'downgrade'): void;
   onOverLimit?(budget: SnapshotBudget): void;
@@ -44,6 +52,9 @@ export interface BudgetEvents {
  */
 export class BudgetEnforcer {
   private budgets: SnapshotBudget[] = [];
+  /** Holds admitted and not yet settled (a drain waits for them). */
+  private open = 0;
+  private onIdle: Array<() => void> = [];
 
   constructor(
     private readonly funds: BudgetFunds,
@@ -100,11 +111,13 @@ export class BudgetEnforcer {
         continue;
       }
       this.release(hold);
-      // Fail closed, but say why: a ledger out of reach is not a spent budget.
+      // Fail closed, but say why: a ledger out of reach is not a spent budget, nor is a drain.
       if (outcome === 'unavailable') throw new BudgetUnavailableError(b);
+      if (outcome === 'draining') throw new BudgetDrainingError(b);
       this.o.events?.onRefused?.(b, b.spec.action === 'downgrade' ? 'downgrade' : 'block');
       throw new BudgetExceededError(b, Math.max(1, Math.ceil((end.getTime() - now.getTime()) / 1000)), end);
     }
+    this.open++;
     return hold;
   }
 
@@ -112,12 +125,23 @@ export class BudgetEnforcer {
   settle(hold: BudgetHold, actual: bigint): void {
     if (hold.settled) return;
     hold.settled = true;
+    if (--this.open === 0) for (const resolve of this.onIdle.splice(0)) resolve();
     for (const r of hold.reservations) this.funds.settle(r.key, r.reserved, actual);
     for (const a of hold.alertKeys) {
       this.funds.record(a.key, actual);
       const { spent } = this.funds.view(a.key);
       if (spent > this.limitNano(a.budget)) this.o.events?.onOverLimit?.(a.budget);
     }
+  }
+
+  /** Holds admitted and not settled yet. */
+  get unsettled(): number {
+    return this.open;
+  }
+
+  /** Resolves once every admitted hold has settled. */
+  settled(): Promise<void> {
+    return this.open === 0 ? Promise.resolve() : new Promise((resolve) => this.onIdle.push(resolve));
   }
 
   private release(hold: BudgetHold): void {

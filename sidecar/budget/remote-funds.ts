@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Agent } from 'undici';
@@ -36,6 +37,8 @@ export interface RemoteFundsOptions {
   heartbeatMs?: number;
   /** How long a request may wait for in-flight money to come back before it is refused. */
   waitMs?: number;
+  /** Names this process to the operator (random per start by default). */
+  boot?: string;
 }
 
 /** Syncs a waiting request tries before it is refused as unavailable (~0.7 s in all). */
@@ -49,9 +52,12 @@ const EXPIRY_MARGIN_MS = 5_000;
  * for more when a reservation does not fit, gives back what it does not need, and reports
  * cumulative spend with sequence numbers (a retried sync is never counted twice). When money
  * is only tied up in other requests' reservations, a request waits (bounded) for it to come
- * back instead of being refused early.
+ * back instead of being refused early. Allowances belong to this process (`boot`): its final
+ * report, once its last request has settled, closes them; without one, the operator counts
+ * whatever this process held as spent.
  */
 export class RemoteFunds implements BudgetFunds {
+  readonly boot: string;
   private readonly agent: Agent;
   private readonly entries = new Map<string, Allowance>();
   private seq: number;
@@ -59,10 +65,14 @@ export class RemoteFunds implements BudgetFunds {
   private timer: NodeJS.Timeout | undefined;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly now: () => number;
+  /** Shutting down: no more allowance is asked for; only what is held can still be reserved. */
+  private draining = false;
+  /** The final report is being sent (or was): nothing is kept beyond what is unsettled. */
   private closed = false;
 
   constructor(private readonly o: RemoteFundsOptions) {
     this.now = o.now ?? Date.now;
+    this.boot = o.boot ?? randomUUID();
     // Time-based so a restarted sidecar (same pod) continues above its previous sequence.
     this.seq = this.now();
     this.agent = new Agent({ connect: o.ca ? { ca: o.ca } : {}, headersTimeout: 10_000, bodyTimeout: 10_000 });
@@ -95,9 +105,13 @@ export class RemoteFunds implements BudgetFunds {
   }
 
   async reserve(key: string, _limitNano: bigint, amount: bigint): Promise<Reservation> {
+    // After the final report this process holds nothing it could still spend.
+    if (this.closed) return 'draining';
     const e = this.entry(key);
     e.lastAmount = amount;
     if (this.fits(e, amount)) return this.take(e, amount);
+    // A draining process asks for nothing more: whatever it got would only go back at once.
+    if (this.draining) return 'draining';
     // Waiting requests are part of what the next sync asks for, so one round trip serves them all.
     e.waiting.push(amount);
     try {
@@ -111,7 +125,7 @@ export class RemoteFunds implements BudgetFunds {
           // A replica that is not the leader, or one restarting: a few quick retries (each on a
           // new connection after a 503). Then whether the request fits is unknown, not "no":
           // refused (fail closed) as unavailable, so the client retries soon.
-          if (++failures < SYNC_ATTEMPTS && this.now() < deadline && !this.closed) {
+          if (++failures < SYNC_ATTEMPTS && this.now() < deadline && !this.draining) {
             await new Promise((r) => setTimeout(r, 100 * 2 ** (failures - 1)));
             continue;
           }
@@ -119,7 +133,7 @@ export class RemoteFunds implements BudgetFunds {
           return 'unavailable';
         }
         if (this.fits(e, amount)) return this.take(e, amount);
-        if (this.closed) return 'exhausted';
+        if (this.draining) return 'draining';
         if (!e.answered) {
           this.o.logger.warn({ budget: e.name }, 'the operator did not answer for this budget; request refused');
           return 'unavailable';
@@ -134,6 +148,7 @@ export class RemoteFunds implements BudgetFunds {
         }
         await new Promise((r) => setTimeout(r, 25));
         if (this.fits(e, amount)) return this.take(e, amount);
+        if (this.draining) return 'draining';
       }
     } finally {
       e.waiting.splice(e.waiting.indexOf(amount), 1);
@@ -159,7 +174,7 @@ export class RemoteFunds implements BudgetFunds {
   }
 
   private schedule(): void {
-    if (this.timer || this.closed) return;
+    if (this.timer || this.draining) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.sync().catch(() => {});
@@ -194,11 +209,11 @@ export class RemoteFunds implements BudgetFunds {
   private report(e: Allowance): BudgetSyncRequest['entries'][number] {
     const waiting = e.waiting.reduce((a, b) => a + b, 0n);
     const smallest = e.waiting.reduce<bigint | undefined>((a, b) => (a === undefined || b < a ? b : a), undefined);
-    const plenty = e.available > 0n && !this.closed;
+    const plenty = e.available > 0n && !this.draining;
     const busy = e.reserved + waiting;
     const cushion = !plenty ? 0n : busy > e.lastAmount * 4n ? busy : e.lastAmount * 4n;
     const inUse = e.spent + e.reserved;
-    const usable = !this.closed && smallest !== undefined && e.granted - inUse >= smallest;
+    const usable = !this.draining && smallest !== undefined && e.granted - inUse >= smallest;
     const kept = inUse + (plenty ? waiting + cushion : usable ? waiting : 0n);
     const keep = kept < e.granted ? kept : e.granted;
     // What goes back is gone from now on: the operator may hand it to another sidecar before its
@@ -206,7 +221,7 @@ export class RemoteFunds implements BudgetFunds {
     e.granted = keep;
     const free = keep - inUse;
     const runningLow = free < waiting + cushion / 2n;
-    const want = runningLow && !this.closed ? waiting + cushion - free : 0n;
+    const want = runningLow && !this.draining ? waiting + cushion - free : 0n;
     const need = smallest !== undefined && smallest > free ? smallest - free : 0n;
     return { name: e.name, periodStart: e.periodStart, spent: e.spent.toString(), keep: keep.toString(), want: want.toString(), need: need.toString() };
   }
@@ -215,7 +230,8 @@ export class RemoteFunds implements BudgetFunds {
     if (this.entries.size === 0) return;
     this.seq = Math.max(this.seq + 1, this.now());
     const sent = [...this.entries.values()];
-    const body: BudgetSyncRequest = { seq: this.seq, entries: sent.map((e) => this.report(e)) };
+    const final = this.closed;
+    const body: BudgetSyncRequest = { seq: this.seq, boot: this.boot, ...(final ? { final } : {}), entries: sent.map((e) => this.report(e)) };
     const token = readFileSync(this.o.tokenFile, 'utf8').trim();
     const res = await this.agent.request({
       origin: new URL(this.o.url).origin,
@@ -244,12 +260,46 @@ export class RemoteFunds implements BudgetFunds {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Shutting down: from now on a reservation that does not fit what this process holds is
+   * refused at once ('draining'), and every sync gives back all that is not in use.
+   */
+  drain(): void {
+    this.draining = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * The final report, once every request has settled (or the shutdown grace is nearly over):
+   * keeps exactly what is spent and still reserved, closes this process's allowances, and is
+   * retried until the operator answers or `withinMs` is over. Without it, the operator keeps
+   * everything this process held as spent.
+   */
+  close(withinMs = 5_000): Promise<void> {
+    this.closing ??= this.finalReport(withinMs);
+    return this.closing;
+  }
+  private closing: Promise<void> | undefined;
+
+  private async finalReport(withinMs: number): Promise<void> {
+    this.drain();
     this.closed = true;
     clearInterval(this.heartbeat);
-    clearTimeout(this.timer);
-    // Final report: give back every unused allowance (closed: no cushion, nothing wanted).
-    await this.sync().catch(() => {});
+    const deadline = Date.now() + withinMs;
+    for (let attempt = 0; this.entries.size > 0; attempt++) {
+      try {
+        await this.sync();
+        break;
+      } catch (err) {
+        const pause = Math.min(1_000, 100 * 2 ** attempt);
+        if (Date.now() + pause >= deadline) {
+          this.o.logger.warn({ error: (err as Error).message }, 'final budget report not delivered; the operator counts what this sidecar held as spent');
+          break;
+        }
+        await new Promise((r) => setTimeout(r, pause));
+      }
+    }
     await this.agent.close().catch(() => {});
   }
 }

@@ -27,9 +27,10 @@ export interface RecordedRequest {
 }
 
 export type Reply =
-  | { kind: 'json'; status?: number; body: unknown; headers?: Record<string, string> }
+  /** `delayMs`: the provider takes this long to answer (e.g. a long tail of slow generations). */
+  | { kind: 'json'; status?: number; body: unknown; headers?: Record<string, string>; delayMs?: number }
   /** A JSON body sent byte for byte as given (a recorded response), not re-serialized. */
-  | { kind: 'raw'; status?: number; body: string | Uint8Array; headers?: Record<string, string> }
+  | { kind: 'raw'; status?: number; body: string | Uint8Array; headers?: Record<string, string>; delayMs?: number }
   | { kind: 'sse'; frames: string[]; headers?: Record<string, string>; frameDelayMs?: number };
 
 /** Turns a recorded request into the provider's native reply. */
@@ -98,6 +99,7 @@ export async function startFakeUpstream(responder: Responder): Promise<FakeUpstr
       return;
     }
     const reply = current(recorded);
+    if (reply.kind !== 'sse' && reply.delayMs) await sleep(reply.delayMs);
     if (reply.kind === 'json') {
       res.writeHead(reply.status ?? 200, { 'content-type': 'application/json', ...reply.headers });
       res.end(JSON.stringify(reply.body));

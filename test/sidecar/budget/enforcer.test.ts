@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { BudgetSpecSchema, type SnapshotBudget } from '../../../crds/src/index.js';
-import { BudgetEnforcer, BudgetExceededError } from '../../../sidecar/budget/enforcer.js';
+import { BudgetDrainingError, BudgetEnforcer, BudgetExceededError } from '../../../sidecar/budget/enforcer.js';
+import type { BudgetFunds } from '../../../sidecar/budget/funds.js';
 import { LocalFunds } from '../../../sidecar/budget/local-funds.js';
 
 const logger = pino({ level: 'silent' });
@@ -76,5 +77,42 @@ describe('BudgetEnforcer', () => {
     const covering = enforcer.covering('ns', 'r', 'm');
     for (let i = 0; i < 3; i++) enforcer.settle(await enforcer.admit(covering, 1_000_000n), 8n);
     expect(over).toEqual(['watch', 'watch']);
+  });
+
+  it('counts unsettled holds and tells a drain when the last one settled (refused requests hold nothing)', async () => {
+    const { enforcer } = setup([budget('b', { period: 'daily', limit: '0.000001000' })]);
+    const covering = enforcer.covering('ns', 'r', 'm');
+    await expect(enforcer.settled()).resolves.toBeUndefined();
+    const h1 = await enforcer.admit(covering, 400n);
+    const h2 = await enforcer.admit(covering, 400n);
+    await expect(enforcer.admit(covering, 400n)).rejects.toBeInstanceOf(BudgetExceededError);
+    expect(enforcer.unsettled).toBe(2);
+    let done = false;
+    const drained = enforcer.settled().then(() => (done = true));
+    enforcer.settle(h1, 10n);
+    enforcer.settle(h1, 10n); // twice: still one to go
+    await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    enforcer.settle(h2, 10n);
+    await drained;
+    expect(enforcer.unsettled).toBe(0);
+  });
+
+  it('a draining refusal is its own error, naming the budget, and releases what other budgets reserved', async () => {
+    const settled: Array<[string, bigint, bigint]> = [];
+    const funds: BudgetFunds = {
+      reserve: async (key) => (key.startsWith('ns/second') ? 'draining' : 'reserved'),
+      settle: (key, reserved, actual) => void settled.push([key, reserved, actual]),
+      record: () => {},
+      view: () => ({ spent: 0n, reserved: 0n }),
+      close: async () => {},
+    };
+    const enforcer = new BudgetEnforcer(funds, { now: () => new Date('2026-11-26T12:00:00Z'), logger });
+    enforcer.setBudgets([budget('first', { period: 'daily', limit: '1' }), budget('second', { period: 'daily', limit: '1' })]);
+    const err = await enforcer.admit(enforcer.covering('ns', 'r', 'm'), 7n).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BudgetDrainingError);
+    expect((err as BudgetDrainingError).budget.name).toBe('second');
+    expect(settled).toEqual([['ns/first@2026-11-26T00:00:00.000Z', 7n, 0n]]);
+    expect(enforcer.unsettled).toBe(0);
   });
 });

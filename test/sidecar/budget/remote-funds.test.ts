@@ -28,6 +28,8 @@ let server: Server;
 let url: string;
 let ledger: BudgetLedger;
 let syncs = 0;
+/** Final reports received (a process's last sync). */
+let finals = 0;
 /** Syncs still to be answered as a replica that is not the leader would. */
 let notLeaderAnswers = 0;
 
@@ -46,7 +48,8 @@ beforeAll(async () => {
       const pod = req.headers.authorization!.slice('Bearer '.length);
       const parsed = BudgetSyncRequestSchema.parse(JSON.parse(body));
       syncs++;
-      const out: BudgetSyncResponse = { entries: parsed.entries.map((e) => ledger.answer(NS, spec, { name: pod, uid: pod }, parsed.seq, e).entry) };
+      finals += parsed.final ? 1 : 0;
+      const out: BudgetSyncResponse = { entries: parsed.entries.map((e) => ledger.answer(NS, spec, { name: pod, uid: pod, boot: parsed.boot ?? '' }, parsed, e).entry) };
       res.setHeader('content-type', 'application/json');
       // The operator writes grants to the API server before it answers: answers take a while.
       setTimeout(() => res.end(JSON.stringify(out)), ANSWER_DELAY_MS);
@@ -63,13 +66,13 @@ afterAll(async () => {
 
 const funds: RemoteFunds[] = [];
 afterEach(async () => {
-  await Promise.all(funds.splice(0).map((f) => f.close()));
+  await Promise.all(funds.splice(0).map((f) => f.close(500)));
 });
 
-function sidecar(pod: string, waitMs = 10_000): RemoteFunds {
+function sidecar(pod: string, waitMs = 10_000, boot?: string): RemoteFunds {
   const tokenFile = join(dir, pod);
   writeFileSync(tokenFile, pod);
-  const f = new RemoteFunds({ url, tokenFile, ca: undefined, logger, waitMs });
+  const f = new RemoteFunds({ url, tokenFile, ca: undefined, logger, waitMs, boot });
   funds.push(f);
   return f;
 }
@@ -120,7 +123,7 @@ describe('RemoteFunds', () => {
   it('waiting requests are served as money comes back, and refused as soon as what is left cannot take them', async () => {
     ledger = new BudgetLedger({ now: Date.now });
     const l = ledger.current(NS, 'b', spec);
-    const pod = (name: string) => ({ name, uid: name });
+    const pod = (name: string) => ({ name, uid: name, boot: '' });
     const report = (seq: number, spent: bigint, keep: bigint, want: bigint) => ({ seq, spent, keep, want, need: 0n });
     // a and b spent 450,000 each; x (a third pod) holds the last 100,000.
     for (const p of ['a', 'b']) {
@@ -148,7 +151,7 @@ describe('RemoteFunds', () => {
     expect([...results.values()].sort()).toEqual(['exhausted', 'reserved']);
     // Refused because the 40,000 left cannot take 60,000, not after waiting out its 30 s.
     expect(Date.now() - started).toBeLessThan(5_000);
-    expect(ledgerTotals(l).granted).toBeLessThanOrEqual(LIMIT);
+    expect(ledgerTotals(l).committed).toBeLessThanOrEqual(LIMIT);
   }, 30_000);
 
   it('a sync answered 503 by a replica that is not the leader is retried on a new connection and the request served', async () => {
@@ -165,5 +168,67 @@ describe('RemoteFunds', () => {
     const started = Date.now();
     expect(await f.reserve(key, LIMIT, 1_000n)).toBe('unavailable');
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('drains: what it holds is still reserved, a request that needs more is refused at once as draining, also one already waiting', async () => {
+    ledger = new BudgetLedger({ now: Date.now });
+    const l = ledger.current(NS, 'b', spec);
+    const f = sidecar('d');
+    expect(await f.reserve(key, LIMIT, 1_000n)).toBe('reserved'); // the first grant brings a cushion
+    const other = { name: 'o', uid: 'o', boot: 'x' };
+    ledger.apply(l, other, { seq: 1, spent: 0n, keep: 0n, want: LIMIT, need: 0n }); // the rest of the limit
+    const waiting = f.reserve(key, LIMIT, 500_000n); // cannot fit: waits for money to come back
+    await sleep(100);
+    f.drain();
+    const started = Date.now();
+    expect(await waiting).toBe('draining');
+    expect(Date.now() - started).toBeLessThan(1_000);
+    f.settle(key, 1_000n, 200n); // 800 of what it holds is free again
+    expect(await f.reserve(key, LIMIT, 500n)).toBe('reserved'); // held money is still usable
+    expect(await f.reserve(key, LIMIT, 900_000n)).toBe('draining');
+  });
+
+  it('closes with a final report after its requests settled: the operator gets back all it did not spend and the process is Closed', async () => {
+    ledger = new BudgetLedger({ now: Date.now });
+    finals = 0;
+    notLeaderAnswers = 1; // the final report is retried past a replica that is not the leader
+    const f = sidecar('c', 10_000, 'boot-c');
+    expect(await f.reserve(key, LIMIT, 10_000n)).toBe('reserved');
+    f.drain();
+    f.settle(key, 10_000n, 3_000n);
+    notLeaderAnswers = 1;
+    await f.close();
+    expect(finals).toBe(1);
+    const l = ledger.get(NS, 'b')!;
+    const h = l.holders.get('c/boot-c')!;
+    expect(h).toMatchObject({ state: 'Closed', granted: 3_000n, spent: 3_000n });
+    expect(ledgerTotals(l)).toMatchObject({ committed: 3_000n, reported: 3_000n, unreported: 0n, outstanding: 0n });
+    expect(await f.reserve(key, LIMIT, 1n)).toBe('draining');
+  });
+
+  it('a final report forced before a request settled keeps that request\'s reservation, counted as spent', async () => {
+    ledger = new BudgetLedger({ now: Date.now });
+    const f = sidecar('k', 10_000, 'boot-k');
+    expect(await f.reserve(key, LIMIT, 10_000n)).toBe('reserved');
+    expect(await f.reserve(key, LIMIT, 10_000n)).toBe('reserved');
+    f.settle(key, 10_000n, 4_000n);
+    await f.close(); // one request still in flight
+    const l = ledger.get(NS, 'b')!;
+    expect(l.holders.get('k/boot-k')).toMatchObject({ state: 'Closed', granted: 14_000n, spent: 4_000n });
+    expect(ledgerTotals(l)).toMatchObject({ committed: 14_000n, reported: 4_000n, unreported: 10_000n });
+  });
+
+  it('a restarted process of the same pod does not free what the crashed one held', async () => {
+    ledger = new BudgetLedger({ now: Date.now });
+    const crashed = sidecar('r', 10_000, 'boot-1');
+    expect(await crashed.reserve(key, LIMIT, 10_000n)).toBe('reserved'); // in flight when it dies: no settle, no close
+    const l = ledger.get(NS, 'b')!;
+    const held = l.holders.get('r/boot-1')!.granted;
+    expect(held).toBeGreaterThanOrEqual(10_000n);
+    const restarted = sidecar('r', 10_000, 'boot-2');
+    expect(await restarted.reserve(key, LIMIT, 10_000n)).toBe('reserved');
+    expect(l.holders.get('r/boot-1')).toMatchObject({ state: 'Lost', granted: held, spent: 0n });
+    expect(ledgerTotals(l).unreported).toBe(held);
+    expect(ledgerTotals(l).committed).toBe(held + l.holders.get('r/boot-2')!.granted);
   });
 });
