@@ -466,11 +466,11 @@ class AnthropicStreamTranslator extends ChunkWriter implements StreamTranslator 
 
   private blockStart(data: Record<string, unknown>): ChatCompletionChunk[] {
     const block = isPlainObject(data.content_block) ? (data.content_block as ResponseBlock) : {};
-    if (block.type === 'text' && block.text) return this.emit({ content: block.text });
+    if (block.type === 'text' && typeof block.text === 'string' && block.text) return this.emit({ content: block.text });
     if (block.type !== 'tool_use') return []; // thinking, redacted_thinking, server tools
     const index = this.calls.size;
     this.calls.set(num(data.index), { index, hasArguments: false });
-    const call: ChunkToolCall = { index, id: block.id ?? '', type: 'function', function: { name: block.name ?? '', arguments: '' } };
+    const call: ChunkToolCall = { index, id: typeof block.id === 'string' ? block.id : '', type: 'function', function: { name: typeof block.name === 'string' ? block.name : '', arguments: '' } };
     return this.emit({ tool_calls: [call] });
   }
 

@@ -66,6 +66,7 @@ const AZURE_DIALECT: OpenAIDialect = {
   url: deploymentURL,
   headers: azureHeaders,
   omitModel: true,
+  annotationChoices: true,
 };
 
 type Choice = ChatCompletionChunk['choices'][number];

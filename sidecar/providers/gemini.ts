@@ -23,7 +23,7 @@ import {
 } from './types.js';
 import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
 import { safeCode, upstreamText } from './redact.js';
-import { isPlainObject, num, parseArguments } from './wire.js';
+import { isPlainObject, num, parseArguments, parseEventJson } from './wire.js';
 
 /**
  * Google Gemini API (generativelanguage.googleapis.com, v1beta generateContent /
@@ -343,14 +343,25 @@ function visibleText(parts: GeminiPart[]): string {
 }
 
 function functionCalls(parts: GeminiPart[]): Array<NonNullable<GeminiPart['functionCall']>> {
-  return parts.flatMap((p) => (p.functionCall ? [p.functionCall] : []));
+  return parts.flatMap((p) => (isPlainObject(p.functionCall) ? [{ ...p.functionCall, name: typeof p.functionCall.name === 'string' ? p.functionCall.name : '' }] : []));
+}
+
+/** A candidate's parts that are objects (anything else in the array is skipped). */
+function partsOf(cand: GeminiCandidate): GeminiPart[] {
+  const parts = isPlainObject(cand.content) ? cand.content.parts : undefined;
+  return Array.isArray(parts) ? parts.filter(isPlainObject) : [];
+}
+
+/** The candidate's own index when it gives a usable one, else its position. */
+function indexOf(cand: GeminiCandidate, position: number): number {
+  return Number.isSafeInteger(cand.index) && (cand.index as number) >= 0 ? (cand.index as number) : position;
 }
 
 type CompletionChoice = ChatCompletion['choices'][number];
 
 function completionChoice(cand: GeminiCandidate, position: number, ctx: TargetContext): CompletionChoice {
-  const index = cand.index ?? position;
-  const parts = cand.content?.parts ?? [];
+  const index = indexOf(cand, position);
+  const parts = partsOf(cand);
   const text = visibleText(parts);
   const toolCalls: ToolCall[] = functionCalls(parts).map((fc, j) => ({
     id: toolCallId(ctx.responseId, index, j),
@@ -406,12 +417,12 @@ class GeminiStreamTranslator implements StreamTranslator {
   push(event: SseEvent): ChatCompletionChunk[] {
     const chunk = parseChunk(event.data);
     if (chunk.error) throw new UpstreamStreamError(upstreamText(chunk.error.message, this.ctx) ?? 'upstream stream error', safeCode(chunk.error.status) ?? (typeof chunk.error.code === 'number' ? String(chunk.error.code) : 'error'));
-    this.id ??= chunk.responseId ?? this.ctx.responseId;
+    this.id ??= typeof chunk.responseId === 'string' ? chunk.responseId : this.ctx.responseId;
     if (typeof chunk.modelVersion === 'string') this.responseModel = chunk.modelVersion;
     if (chunk.usageMetadata) this.usage = usageFromGemini(chunk.usageMetadata);
     const candidates = Array.isArray(chunk.candidates) ? chunk.candidates : [];
     if (candidates.length === 0 && chunk.promptFeedback?.blockReason) return this.blockedChunk();
-    return candidates.flatMap((cand, i) => this.candidateChunk(cand, i));
+    return candidates.flatMap((cand, i) => (isPlainObject(cand) ? this.candidateChunk(cand as GeminiCandidate, i) : []));
   }
 
   private state(index: number): ChoiceState {
@@ -424,9 +435,9 @@ class GeminiStreamTranslator implements StreamTranslator {
   }
 
   private candidateChunk(cand: GeminiCandidate, position: number): ChatCompletionChunk[] {
-    const index = cand.index ?? position;
+    const index = indexOf(cand, position);
     const s = this.state(index);
-    const parts = cand.content?.parts ?? [];
+    const parts = partsOf(cand);
     const delta: ChatCompletionChunk['choices'][number]['delta'] = {};
     if (!s.started) delta.role = 'assistant';
     const text = visibleText(parts);
@@ -436,7 +447,7 @@ class GeminiStreamTranslator implements StreamTranslator {
       return { index: n, id: toolCallId(this.ctx.responseId, index, n), type: 'function', function: { name: fc.name, arguments: JSON.stringify(fc.args ?? {}) } };
     });
     if (calls.length > 0) delta.tool_calls = calls;
-    const finish = cand.finishReason ? finishReason(cand.finishReason, s.toolCalls > 0) : null;
+    const finish = typeof cand.finishReason === 'string' && cand.finishReason ? finishReason(cand.finishReason, s.toolCalls > 0) : null;
     if (finish) s.finished = true;
     if (Object.keys(delta).length === 0 && !finish) return [];
     s.started = true;
@@ -460,12 +471,7 @@ class GeminiStreamTranslator implements StreamTranslator {
 }
 
 function parseChunk(data: string): GeminiResponse {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(data);
-  } catch {
-    throw new UpstreamProtocolError('upstream sent a stream event that is not JSON');
-  }
+  let parsed = parseEventJson(data);
   // Google wraps errors in an array on some paths; the SSE path sends objects.
   if (Array.isArray(parsed) && parsed.length === 1) parsed = parsed[0];
   if (!isPlainObject(parsed)) throw new UpstreamProtocolError('upstream sent a stream event that is not an object');

@@ -11,7 +11,7 @@ import {
 } from './types.js';
 import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
 import { safeCode, upstreamText } from './redact.js';
-import { isPlainObject, num, unsupportedParameter } from './wire.js';
+import { isPlainObject, num, parseEventJson, unsupportedParameter } from './wire.js';
 
 /**
  * A request parameter the provider documents as unsupported. A value that asks for nothing
@@ -62,6 +62,8 @@ export interface OpenAIDialect {
   headers?: (ctx: TargetContext) => Record<string, string>;
   /** Leave `model` out of the body (Azure: the deployment URL names the model). */
   omitModel?: boolean;
+  /** Stream choices without `delta` are annotations its own translator handles (Azure's content filter); elsewhere they get an empty delta. */
+  annotationChoices?: boolean;
 }
 
 const isZero = (v: unknown) => v === 0;
@@ -257,11 +259,7 @@ class OpenAIStreamTranslator implements StreamTranslator {
       return [];
     }
     let chunk: ChatCompletionChunk & { error?: { message?: string; type?: string; code?: unknown }; x_groq?: { usage?: unknown; error?: unknown } };
-    try {
-      chunk = JSON.parse(event.data);
-    } catch {
-      throw new UpstreamProtocolError('upstream sent a stream event that is not JSON');
-    }
+    chunk = parseEventJson(event.data) as typeof chunk;
     if (chunk === null || typeof chunk !== 'object') throw new UpstreamProtocolError('upstream sent a stream event that is not an object');
     if (chunk.error) {
       throw new UpstreamStreamError(upstreamText(chunk.error.message, this.ctx) ?? 'upstream stream error', safeCode(chunk.error.code) ?? safeCode(chunk.error.type) ?? 'error');
@@ -284,6 +282,7 @@ class OpenAIStreamTranslator implements StreamTranslator {
     }
     if (typeof chunk.model === 'string') this.responseModel = chunk.model;
     if (chunk.choices.length === 0) return [];
+    readableChoices(chunk.choices, this.dialect.annotationChoices === true);
     if (this.dialect.finishReasons) mapFinishReasons(chunk.choices, this.dialect.finishReasons);
     if (this.dialect.endsAtFinishReason) {
       for (let i = 0; i < chunk.choices.length; i++) if (chunk.choices[i]!.finish_reason != null) this.finished = true;
@@ -324,6 +323,38 @@ export function openAIErrorInfo(body: string, ctx: TargetContext): UpstreamError
   }
   const text = typeof e === 'string' ? e : typeof parsed.message === 'string' ? parsed.message : parsed.detail;
   return { message: upstreamText(text, ctx), code: undefined, type: undefined };
+}
+
+/**
+ * The chunk is passed on to the client: what OpenAI clients (and chat.ts) read in it must have
+ * OpenAI's types — choices are objects, `delta` an object (added, empty, where a provider left it
+ * out, unless the dialect reads missing deltas as annotations), `content` a string or null,
+ * `tool_calls` an array of objects whose `function` has string `name` and `arguments`. Anything
+ * else is a protocol error, not a chunk a client would choke on.
+ */
+function readableChoices(choices: unknown[], annotations: boolean): void {
+  for (let i = 0; i < choices.length; i++) {
+    const choice = choices[i];
+    if (!isPlainObject(choice)) throw new UpstreamProtocolError('upstream chunk has a choice that is not an object');
+    const delta = choice.delta;
+    if (delta === undefined) {
+      if (!annotations) choice.delta = {};
+      continue;
+    }
+    if (!isPlainObject(delta)) throw new UpstreamProtocolError('upstream chunk has a delta that is not an object');
+    const content = delta.content;
+    if (content !== undefined && content !== null && typeof content !== 'string') throw new UpstreamProtocolError('upstream chunk has delta.content that is not a string');
+    const calls = delta.tool_calls;
+    if (calls === undefined || calls === null) continue;
+    if (!Array.isArray(calls)) throw new UpstreamProtocolError('upstream chunk has delta.tool_calls that is not an array');
+    for (let j = 0; j < calls.length; j++) {
+      const call = calls[j];
+      const fn = isPlainObject(call) ? call.function : null;
+      if (fn !== undefined && !(isPlainObject(fn) && (fn.name === undefined || typeof fn.name === 'string') && (fn.arguments === undefined || typeof fn.arguments === 'string'))) {
+        throw new UpstreamProtocolError('upstream chunk has a malformed tool call');
+      }
+    }
+  }
 }
 
 function rejectUnsupported(dialect: OpenAIDialect, rejects: readonly Rejection[], body: Record<string, unknown>, model: string): void {
@@ -367,6 +398,7 @@ function normalized(d: OpenAIDialect): OpenAIDialect {
     url: d.url,
     headers: d.headers,
     omitModel: d.omitModel ?? false,
+    annotationChoices: d.annotationChoices ?? false,
   };
 }
 

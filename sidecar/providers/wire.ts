@@ -1,6 +1,6 @@
 import { ApiError, invalidRequest } from '../errors.js';
 import type { ChatRequest } from '../openai-schema.js';
-import { isPlainObject } from '../json-values.js';
+import { isPlainObject, jsonDepth } from '../json-values.js';
 import { UpstreamProtocolError } from './errors.js';
 
 /** Small helpers every translating adapter needs (OpenAI ⇄ native wire formats). */
@@ -33,14 +33,26 @@ export function unsupportedParameter(provider: string, param: string, why: strin
   return new ApiError(400, 'invalid_request_error', 'unsupported_parameter', `"${param}" is not supported by the ${provider} provider: ${why}.`, param);
 }
 
-/** One stream event's JSON object (Anthropic, Cohere, Bedrock events); anything else is a protocol error. */
-export function parseStreamEvent(data: string): Record<string, unknown> {
-  let parsed: unknown;
+/** Nesting deeper than this in upstream JSON is refused: provider events nest a dozen levels, and JSON.stringify overflows the stack near 5,000. */
+export const MAX_JSON_DEPTH = 256;
+/** Texts this short cannot nest deeper than MAX_JSON_DEPTH: not scanned (the hot path parses small events). */
+const DEPTH_CHECKED_FROM = 2 * MAX_JSON_DEPTH;
+
+/** A stream event's JSON (any value); not JSON, or nested deeper than MAX_JSON_DEPTH, is a protocol error. */
+export function parseEventJson(data: string): unknown {
+  if (data.length > DEPTH_CHECKED_FROM && jsonDepth(data) > MAX_JSON_DEPTH) {
+    throw new UpstreamProtocolError(`upstream sent a stream event nested deeper than ${MAX_JSON_DEPTH} levels`);
+  }
   try {
-    parsed = JSON.parse(data);
+    return JSON.parse(data);
   } catch {
     throw new UpstreamProtocolError('upstream sent a stream event that is not JSON');
   }
+}
+
+/** One stream event's JSON object (Anthropic, Cohere, Bedrock events); anything else is a protocol error. */
+export function parseStreamEvent(data: string): Record<string, unknown> {
+  const parsed = parseEventJson(data);
   if (!isPlainObject(parsed)) throw new UpstreamProtocolError('upstream sent a stream event that is not an object');
   return parsed;
 }
