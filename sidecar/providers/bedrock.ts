@@ -421,6 +421,11 @@ export class EventStreamDecoder implements StreamDecoder {
   private readonly codec: InstanceType<AwsLibs['EventStreamCodec']>;
   private readonly toUtf8: AwsLibs['toUtf8'];
   private buffer: Buffer = Buffer.alloc(0);
+  /** Pieces received while the message they belong to is incomplete: joined once it is (not per piece). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Bytes the incomplete message at the head of the buffer needs, once its prelude is known. */
+  private needed = 0;
 
   constructor() {
     const l = libs();
@@ -429,12 +434,27 @@ export class EventStreamDecoder implements StreamDecoder {
   }
 
   push(bytes: Uint8Array): SseEvent[] {
-    this.buffer = this.buffer.length === 0 ? Buffer.from(bytes) : Buffer.concat([this.buffer, bytes]);
+    if (bytes.length === 0) return [];
+    if (this.needed > 0) {
+      // Still inside a message: keep the piece until the message is complete.
+      this.pending.push(Buffer.from(bytes));
+      this.pendingBytes += bytes.length;
+      if (this.buffer.length + this.pendingBytes < this.needed) return [];
+      this.buffer = Buffer.concat([this.buffer, ...this.pending]);
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.needed = 0;
+    } else {
+      this.buffer = this.buffer.length === 0 ? Buffer.from(bytes) : Buffer.concat([this.buffer, bytes]);
+    }
     const events: SseEvent[] = [];
     while (this.buffer.length >= 4) {
       const total = this.buffer.readUInt32BE(0);
       if (total < 16 || total > MAX_MESSAGE_BYTES) throw new UpstreamProtocolError(`upstream sent an event-stream message of ${total} bytes`);
-      if (this.buffer.length < total) break;
+      if (this.buffer.length < total) {
+        this.needed = total;
+        break;
+      }
       const message = this.buffer.subarray(0, total);
       this.buffer = this.buffer.subarray(total);
       events.push(this.event(message));
@@ -443,7 +463,7 @@ export class EventStreamDecoder implements StreamDecoder {
   }
 
   end(): SseEvent[] {
-    if (this.buffer.length > 0) throw new UpstreamProtocolError('upstream event stream ended inside a message');
+    if (this.buffer.length > 0 || this.pendingBytes > 0) throw new UpstreamProtocolError('upstream event stream ended inside a message');
     return [];
   }
 
