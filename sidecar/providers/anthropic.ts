@@ -22,7 +22,7 @@ import {
 } from './types.js';
 import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
 import { safeCode, upstreamText } from './redact.js';
-import { isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, type UnsupportedParameter } from './wire.js';
+import { errorBodyJson, isPlainObject, noErrorInfo, num, parseArguments, parseStreamEvent, rejectUnsupported, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
 /**
@@ -521,13 +521,8 @@ function streamError(error: unknown, ctx: TargetContext): UpstreamStreamError {
 
 /** Anthropic's error body: {"type":"error","error":{"type":"invalid_request_error","message":"…"}}; the code is the error's type. */
 export function anthropicErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return { message: undefined, code: undefined, type: undefined };
-  }
-  if (!isPlainObject(parsed) || !isPlainObject(parsed.error)) return { message: undefined, code: undefined, type: undefined };
+  const parsed = errorBodyJson(body);
+  if (!isPlainObject(parsed) || !isPlainObject(parsed.error)) return noErrorInfo();
   const e = parsed.error as AnthropicError;
   const type = safeCode(e.type);
   return { message: upstreamText(e.message, ctx) ?? type, code: type, type };

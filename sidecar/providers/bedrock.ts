@@ -27,7 +27,7 @@ import {
 } from './types.js';
 import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
 import { safeCode, upstreamText } from './redact.js';
-import { isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
+import { errorBodyJson, isPlainObject, num, parseArguments, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
 /**
@@ -586,12 +586,7 @@ function streamError(type: string, data: string, ctx: TargetContext): UpstreamSt
 export function bedrockErrorInfo(body: string, ctx: TargetContext, headers: UpstreamHeaders): UpstreamErrorInfo {
   const header = headers['x-amzn-errortype'];
   const fromHeader = (Array.isArray(header) ? header[0] : header)?.split(':', 1)[0];
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    parsed = undefined;
-  }
+  const parsed = errorBodyJson(body);
   const b = isPlainObject(parsed) ? parsed : {};
   const fromBody = typeof b.__type === 'string' ? b.__type.slice(b.__type.lastIndexOf('#') + 1) : undefined;
   const message = typeof b.message === 'string' ? b.message : typeof b.Message === 'string' ? b.Message : undefined;

@@ -22,7 +22,7 @@ import {
 } from './types.js';
 import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
 import { upstreamText } from './redact.js';
-import { isPlainObject, num, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
+import { errorBodyJson, isPlainObject, noErrorInfo, num, parseStreamEvent, rejectUnsupported, unsupportedParameter, type UnsupportedParameter } from './wire.js';
 import { ChunkWriter } from './chunks.js';
 
 /**
@@ -423,12 +423,7 @@ class CohereStreamTranslator extends ChunkWriter implements StreamTranslator {
  * beside the HTTP status, so none is passed on.
  */
 export function cohereErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return { message: undefined, code: undefined, type: undefined };
-  }
+  const parsed = errorBodyJson(body);
   return { message: isPlainObject(parsed) ? upstreamText(parsed.message, ctx) : undefined, code: undefined, type: undefined };
 }
 

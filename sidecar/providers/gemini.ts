@@ -23,7 +23,7 @@ import {
 } from './types.js';
 import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
 import { safeCode, upstreamText } from './redact.js';
-import { isPlainObject, num, parseArguments, parseEventJson } from './wire.js';
+import { errorBodyJson, isPlainObject, noErrorInfo, num, parseArguments, parseEventJson } from './wire.js';
 
 /**
  * Google Gemini API (generativelanguage.googleapis.com, v1beta generateContent /
@@ -483,14 +483,9 @@ function parseChunk(data: string): GeminiResponse {
  * wrapped in an array (streamGenerateContent); the code is the status.
  */
 export function geminiErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return { message: undefined, code: undefined, type: undefined };
-  }
+  let parsed = errorBodyJson(body);
   if (Array.isArray(parsed)) parsed = parsed[0];
-  if (!isPlainObject(parsed) || !isPlainObject(parsed.error)) return { message: undefined, code: undefined, type: undefined };
+  if (!isPlainObject(parsed) || !isPlainObject(parsed.error)) return noErrorInfo();
   const e = parsed.error as GeminiError;
   const status = safeCode(e.status);
   return { message: upstreamText(e.message, ctx) ?? status, code: status, type: undefined };

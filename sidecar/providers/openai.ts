@@ -11,7 +11,7 @@ import {
 } from './types.js';
 import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
 import { safeCode, upstreamText } from './redact.js';
-import { isPlainObject, num, parseEventJson, unsupportedParameter } from './wire.js';
+import { errorBodyJson, isPlainObject, noErrorInfo, num, parseEventJson, unsupportedParameter } from './wire.js';
 
 /**
  * A request parameter the provider documents as unsupported. A value that asks for nothing
@@ -310,13 +310,8 @@ class OpenAIStreamTranslator implements StreamTranslator {
  * {"detail": "…"} from compatible servers. Code and type are the provider's own, each when given.
  */
 export function openAIErrorInfo(body: string, ctx: TargetContext): UpstreamErrorInfo {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return { message: undefined, code: undefined, type: undefined };
-  }
-  if (!isPlainObject(parsed)) return { message: undefined, code: undefined, type: undefined };
+  const parsed = errorBodyJson(body);
+  if (!isPlainObject(parsed)) return noErrorInfo();
   const e = parsed.error;
   if (isPlainObject(e)) {
     return { message: upstreamText(e.message, ctx), code: safeCode(e.code), type: safeCode(e.type) };

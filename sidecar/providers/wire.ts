@@ -1,7 +1,7 @@
 import { ApiError, invalidRequest } from '../errors.js';
 import type { ChatRequest } from '../openai-schema.js';
 import { isPlainObject, jsonDepth } from '../json-values.js';
-import { UpstreamProtocolError } from './errors.js';
+import { UpstreamProtocolError, type UpstreamErrorInfo } from './errors.js';
 
 /** Small helpers every translating adapter needs (OpenAI ⇄ native wire formats). */
 
@@ -71,3 +71,15 @@ export function rejectUnsupported(provider: string, req: ChatRequest, table: Rea
     if (!neutral(fields[param])) throw unsupportedParameter(provider, param, why);
   }
 }
+
+/** An error body's JSON value; undefined when the body is not JSON (an HTML error page, nothing). */
+export function errorBodyJson(body: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+}
+
+/** What an error body that says nothing usable gives: no message, no code. */
+export const noErrorInfo = (): UpstreamErrorInfo => ({ message: undefined, code: undefined, type: undefined });

@@ -1,7 +1,6 @@
 import { Readable, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { RetrySchema } from '../../crds/src/index.js';
 import { Cancel } from '../../sidecar/cancel.js';
 import { completeChat, streamChat, type ChatContext, type ChatDeps } from '../../sidecar/chat.js';
 import { ApiError } from '../../sidecar/errors.js';
@@ -12,6 +11,7 @@ import { ADAPTERS } from '../../sidecar/providers/index.js';
 import { CircuitBreaker } from '../../sidecar/router/breaker.js';
 import type { RuntimeRoute, RuntimeTarget } from '../../sidecar/router/runtime.js';
 import type { Transport } from '../../sidecar/transport.js';
+import { testRoute, testTarget } from '../support/runtime.js';
 
 /** A transport that answers every request with `status` and an OpenAI-wire error body. */
 function answering(status: number): Transport & { sent: number } {
@@ -27,36 +27,18 @@ function answering(status: number): Transport & { sent: number } {
 }
 
 function target(name: string, provider: 'openai-compatible' | 'groq', transport: Transport): RuntimeTarget {
-  return {
-    name,
+  return testTarget(name, {
     provider,
     model: `${name}-model`,
     baseURL: 'http://upstream.test/v1',
     apiKey: 'sk-test-key-0123456789',
-    settings: {},
-    unavailableReason: undefined,
     adapter: ADAPTERS[provider],
     transport,
-    timeoutMs: 1000,
-    weight: 1,
-    pricing: undefined,
     health: { breaker: new CircuitBreaker(1000, 10_000), latencyMs: undefined },
-  };
+  });
 }
 
-function route(targets: RuntimeTarget[]): RuntimeRoute {
-  return {
-    id: 'default/r',
-    name: 'r',
-    namespace: 'default',
-    strategy: 'fallback',
-    targets,
-    retry: { ...RetrySchema.parse({}), attempts: 1 },
-    limits: undefined,
-    cache: undefined,
-    requirePricing: false,
-  };
-}
+const route = (targets: RuntimeTarget[]): RuntimeRoute => testRoute(targets, { attempts: 1 });
 
 /** completeChat/streamChat with a real UsageMeter: the record and the paygo_requests_total series it produced. */
 async function run(r: RuntimeRoute, stream: boolean, extra: Record<string, unknown> = {}) {

@@ -7,39 +7,10 @@ import { dispatch, type DispatchOptions } from '../../../sidecar/router/dispatch
 import type { RuntimeRoute, RuntimeTarget } from '../../../sidecar/router/runtime.js';
 import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from '../../../sidecar/providers/errors.js';
 import { TransportError } from '../../../sidecar/transport.js';
+import { testRoute, testTarget } from '../../support/runtime.js';
 
-function target(name: string, over: Partial<RuntimeTarget> = {}): RuntimeTarget {
-  return {
-    name,
-    provider: 'simulate',
-    model: name,
-    baseURL: 'simulate://local',
-    apiKey: undefined,
-    settings: {},
-    unavailableReason: undefined,
-    adapter: {} as RuntimeTarget['adapter'],
-    transport: {} as RuntimeTarget['transport'],
-    timeoutMs: 1000,
-    weight: 1,
-    pricing: undefined,
-    health: { breaker: new CircuitBreaker(3, 10_000), latencyMs: undefined },
-    ...over,
-  };
-}
-
-function route(targets: RuntimeTarget[], retry: Partial<ReturnType<typeof RetrySchema.parse>> = {}): RuntimeRoute {
-  return {
-    id: 'default/r',
-    name: 'r',
-    namespace: 'default',
-    strategy: 'fallback',
-    targets,
-    retry: { ...RetrySchema.parse({}), initialBackoffMs: 10, maxBackoffMs: 100, ...retry },
-    limits: undefined,
-    cache: undefined,
-    requirePricing: false,
-  };
-}
+const target = testTarget;
+const route = (targets: RuntimeTarget[], retry: Partial<ReturnType<typeof RetrySchema.parse>> = {}) => testRoute(targets, { initialBackoffMs: 10, maxBackoffMs: 100, ...retry });
 
 /** A virtual clock: sleeps advance time instantly, so tests are exact and fast. */
 function harness() {
