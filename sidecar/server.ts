@@ -40,7 +40,7 @@ declare module 'fastify' {
 }
 
 /** The client's x-request-id when it is a sane identifier (it lands in logs), else a new one. */
-function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
+export function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
 }

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../sidecar/server.js';
+import { buildApp, requestId } from '../../sidecar/server.js';
 
 /** The app without a config: the body is parsed (or refused) before any route is resolved. */
 const app = buildApp({
@@ -51,5 +51,17 @@ describe('request content types (README "Errors": 415 unsupported_media_type)', 
     const res = await app.inject({ method: 'POST', url: '/v1/chat/completions' });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe('invalid_request');
+  });
+});
+
+describe('x-request-id', () => {
+  it('is taken from the client only when it is a sane identifier (it lands in logs and headers), else a new UUID', () => {
+    expect(requestId({ headers: { 'x-request-id': 'req-1.a:B_2' } })).toBe('req-1.a:B_2');
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    for (const bad of ['Bearer sk-live-123', 'a\nfake log line', 'x'.repeat(129), '', '<script>', 'id with space']) {
+      expect(requestId({ headers: { 'x-request-id': bad } })).toMatch(uuid);
+    }
+    expect(requestId({ headers: { 'x-request-id': ['a', 'b'] } })).toMatch(uuid);
+    expect(requestId({ headers: {} })).toMatch(uuid);
   });
 });
