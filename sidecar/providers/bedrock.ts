@@ -680,7 +680,7 @@ function webIdentityProvider(roleArn: string, tokenFile: string, region: string)
 /** A credential failure reduced to a safe message: the request's fault (401) or STS out of reach. */
 function credentialError(err: unknown): Error {
   const e = (err ?? {}) as { name?: unknown; code?: unknown; syscall?: unknown; $metadata?: { httpStatusCode?: unknown } };
-  const name = typeof e.name === 'string' ? e.name : 'Error';
+  const name = safeCode(e.name) ?? 'Error';
   const status = e.$metadata?.httpStatusCode;
   if (typeof e.code === 'string' && e.syscall === 'open') {
     return new UpstreamHttpError(401, `bedrock web identity: cannot read the token file (${e.code})`, undefined);

@@ -261,7 +261,7 @@ function tokenFailure(err: unknown, provider: string, source: string, ctx: Targe
   if (code?.startsWith('ERR_OSSL') || code === 'ERR_CRYPTO_INVALID_KEY_OBJECT_TYPE') {
     return unusable(provider, 'the private_key of the service-account key cannot sign (an RSA private key in PEM is expected)');
   }
-  return unusable(provider, `no access token from ${source} (${typeof e.name === 'string' ? e.name : 'error'}${code ? ` ${code}` : ''})`);
+  return unusable(provider, `no access token from ${source} (${safeCode(e.name) ?? 'error'}${safeCode(code) ? ` ${code}` : ''})`);
 }
 
 async function accessToken(provider: string, ctx: TargetContext, signal: CancelSignal): Promise<string> {
