@@ -1,6 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseUsd } from '../../crds/src/money.js';
 import { startClusterEnv, until, type ClusterEnv } from '../support/cluster-env.js';
 import { kubectl } from '../support/controlplane/controlplane.js';
 import { fakePromptTokens, fakeReplyWords, openaiResponder } from '../support/fake-openai.js';
@@ -30,7 +32,7 @@ function upstreamCost(body: Parameters<typeof fakePromptTokens>[0] & { max_token
   return (prompt * IN_PER_M + completion * OUT_PER_M + 500_000n) / 1_000_000n;
 }
 
-const routeAndBudget = (run: string) => `
+const routeAndBudget = (run: string, limit = '1.00') => `
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
 metadata: { name: ${run}, namespace: ${NS} }
@@ -44,7 +46,7 @@ metadata: { name: ${run}, namespace: ${NS} }
 spec:
   scope: { routes: [${run}] }
   period: monthly
-  limit: "1.00"
+  limit: "${limit}"
   action: block
   maxOutputTokensPerRequest: 40
   alertThresholds: [50, 90]
@@ -99,11 +101,16 @@ async function drive(run: string, during?: (spentNano: () => bigint) => Promise<
 const usd = (n: bigint | undefined) => (n === undefined ? 'n/a' : (Number(n) / 1e9).toFixed(6));
 
 beforeAll(async () => {
+  let n = 0;
   upstream = await startFakeUpstream((req) => {
     const body = req.body as Parameters<typeof upstreamCost>[0] & { model: string };
     const run = body.model.replace(/-upstream$/, '');
+    // A provider bills what it started generating, whether or not the answer reaches anyone.
     served.set(run, (served.get(run) ?? 0n) + upstreamCost(body));
-    return openaiResponder()(req);
+    const reply = openaiResponder()(req);
+    // Answers with a realistic long tail: one in ten takes 0.3–1 s.
+    if (run.startsWith('tail-') && reply.kind === 'json') reply.delayMs = ++n % 10 === 0 ? 300 + ((n * 7919) % 700) : 5 + ((n * 31) % 35);
+    return reply;
   });
   env = await startClusterEnv([NS]);
   for (let i = 1; i <= 4; i++) sidecars.push(await env.sidecarFor(await env.podWithToken(NS, `shop-${i}`, { app: 'shop' })));
@@ -119,19 +126,19 @@ afterAll(async () => {
  * The Budget goes in first, and the load starts only once every sidecar knows it: spend before
  * a sidecar has the budget is not covered by it.
  */
-async function ready(run: string) {
-  const [route, budget] = routeAndBudget(run).split('\n---\n') as [string, string];
+async function ready(run: string, fleet: SidecarProcess[] = sidecars, limit = '1.00') {
+  const [route, budget] = routeAndBudget(run, limit).split('\n---\n') as [string, string];
   await env.apply(budget);
   await env.apply(route);
   await until(
     `${run} and its budget on every sidecar`,
-    () => Promise.all(sidecars.map((s) => fetch(s.metricsUrl).then((r) => r.text()).catch(() => ''))),
+    () => Promise.all(fleet.map((s) => fetch(s.metricsUrl).then((r) => r.text()).catch(() => ''))),
     (all) => all.every((m) => m.includes(`paygo_budget_limit_usd{namespace="${NS}",budget="${run}"`)),
     15_000,
   );
   await until(
     `${run} on every sidecar`,
-    () => Promise.all(sidecars.map((s) => fetch(`${s.url}/v1/models`).then((r) => r.json() as Promise<{ data: Array<{ id: string }> }>).catch(() => ({ data: [] })))),
+    () => Promise.all(fleet.map((s) => fetch(`${s.url}/v1/models`).then((r) => r.json() as Promise<{ data: Array<{ id: string }> }>).catch(() => ({ data: [] })))),
     (all) => all.every((m) => m.data.some((d) => d.id === run)),
     15_000,
   );
@@ -291,4 +298,196 @@ spec: { model: watched, ${target('watched')} }
     const table = await env.k(['get', 'budgets', '-n', NS]);
     expect(table).toMatch(/run-1\s+monthly\s+1\.00\s+0\.9\d+\s+0\.0\d+\s+(Exceeded|Warning)/);
   });
+});
+
+/**
+ * Hard budgets through what every rolling deploy and every crash does to a fleet: sidecars
+ * drained (SIGTERM), restarted in the same pod, replaced by new pods, SIGKILLed, and the operator
+ * killed, while 4 × 16 clients spend against one budget and the provider answers with a long
+ * tail. What the provider billed (counted when it starts an answer, whether or not anyone reads
+ * it) must never exceed the limit.
+ */
+describe('hard budget through drains, crashes and replacements', () => {
+  const TAIL_LIMIT = 2_000_000_000n; // $2.00
+  /** Every sidecar process started for these runs (their usage logs outlive them). */
+  const processes: SidecarProcess[] = [];
+
+  interface Slot {
+    pod: string;
+    tokenFile: string;
+    stateDir: string;
+    current: SidecarProcess;
+  }
+
+  async function startProcess(tokenFile: string, stateDir: string): Promise<SidecarProcess> {
+    const s = await env.sidecarFor(tokenFile, { stateDir });
+    processes.push(s);
+    return s;
+  }
+
+  async function startSlot(pod: string): Promise<Slot> {
+    const tokenFile = await env.podWithToken(NS, pod, { app: 'shop' });
+    const stateDir = mkdtempSync(join(env.work, `state-${pod}-`));
+    return { pod, tokenFile, stateDir, current: await startProcess(tokenFile, stateDir) };
+  }
+
+  /** Waits until a (new) sidecar serves the run's route under its budget. */
+  async function serving(s: SidecarProcess, run: string): Promise<void> {
+    await until(`${run} and its budget on a new sidecar`, () => fetch(s.metricsUrl).then((r) => r.text()).catch(() => ''), (m) => m.includes(`paygo_budget_limit_usd{namespace="${NS}",budget="${run}"`), 15_000);
+    await until(`${run} on a new sidecar`, () => fetch(`${s.url}/v1/models`).then((r) => r.text()).catch(() => ''), (t) => t.includes(`"${run}"`), 15_000);
+  }
+
+  /** A container restart: the process drains (or is killed), then the pod's next process starts. */
+  async function restartInPod(slot: Slot, run: string, signal: NodeJS.Signals): Promise<number | null> {
+    const code = await slot.current.stop(signal);
+    const next = await startProcess(slot.tokenFile, slot.stateDir);
+    await serving(next, run);
+    slot.current = next;
+    return code;
+  }
+
+  /**
+   * A rolling deploy (SIGTERM) or a node lost (SIGKILL): a new pod takes over, the old one's
+   * process ends, and its Pod object is deleted, as Kubernetes does once its containers stopped.
+   */
+  async function replacePod(slot: Slot, run: string, signal: NodeJS.Signals, newPod: string): Promise<number | null> {
+    const old = { ...slot };
+    const fresh = await startSlot(newPod);
+    await serving(fresh.current, run);
+    Object.assign(slot, fresh);
+    const code = await old.current.stop(signal);
+    await env.k(['delete', 'pod', old.pod, '-n', NS, '--wait=false']);
+    return code;
+  }
+
+  interface TailRun {
+    billed: bigint;
+    ok: number;
+    /** Σ x-paygo-cost-usd of the 200 answers. */
+    costHeaders: bigint;
+    /** Answers other than 200 and the final 429 budget_exceeded, by status and code. */
+    retried: Map<string, number>;
+    atFirstRefusal: bigint | undefined;
+  }
+
+  async function driveSlots(run: string, slots: Slot[], during: (billed: () => bigint) => Promise<void>): Promise<TailRun> {
+    served.set(run, 0n);
+    const out: TailRun = { billed: 0n, ok: 0, costHeaders: 0n, retried: new Map(), atFirstRefusal: undefined };
+    const count = (k: string) => out.retried.set(k, (out.retried.get(k) ?? 0) + 1);
+    const deadline = Date.now() + 150_000;
+    const client = async (slot: Slot) => {
+      while (Date.now() < deadline) {
+        const res = await fetch(`${slot.current.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: run, messages: [{ role: 'user', content: PROMPT }] }),
+        }).catch(() => undefined);
+        if (!res) {
+          count('connect'); // a sidecar being restarted
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        const body = (await res.json().catch(() => ({}))) as { error?: { code?: string } };
+        if (res.status === 200) {
+          out.ok++;
+          out.costHeaders += parseUsd(res.headers.get('x-paygo-cost-usd') ?? 'x');
+          continue;
+        }
+        if (res.status === 429 && body.error?.code === 'budget_exceeded') {
+          out.atFirstRefusal ??= served.get(run)!;
+          return;
+        }
+        count(`${res.status} ${body.error?.code}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const load = Promise.all(slots.flatMap((slot) => Array.from({ length: 16 }, () => client(slot))));
+    await during(() => served.get(run)!);
+    await load;
+    out.billed = served.get(run)!;
+    return out;
+  }
+
+  type Status = { spent: string; unreported: string; allowances: Array<{ pod: string; state: string; granted: string; spent: string }>; retired?: { processes: number } };
+  const status = async (run: string) => ((JSON.parse(await env.k(['get', 'budget', run, '-n', NS, '-o', 'json'])) as { status: Status }).status);
+  const atLeast = (share: number) => (b: bigint) => b >= (TAIL_LIMIT * BigInt(Math.round(share * 100))) / 100n;
+
+  it('drains (rolling deploy, container restarts): never overspent, ≥ 90% used, and status.spent, the usage logs and the cost headers all equal what the provider billed', async () => {
+    const run = 'tail-drain';
+    const slots = await Promise.all([1, 2, 3, 4].map((i) => startSlot(`${run}-${i}`)));
+    await ready(run, slots.map((s) => s.current), '2.00');
+    const events: string[] = [];
+    const r = await driveSlots(run, slots, async (billed) => {
+      await until('10% billed', async () => billed(), atLeast(0.1), 60_000);
+      expect(await replacePod(slots[0]!, run, 'SIGTERM', `${run}-1b`)).toBe(0);
+      events.push(`rolling replace at $${usd(billed())}`);
+      await until('25% billed', async () => billed(), atLeast(0.25), 60_000);
+      expect(await restartInPod(slots[1]!, run, 'SIGTERM')).toBe(0);
+      events.push(`container restart at $${usd(billed())}`);
+      await until('40% billed', async () => billed(), atLeast(0.4), 60_000);
+      expect(await replacePod(slots[2]!, run, 'SIGTERM', `${run}-3b`)).toBe(0);
+      events.push(`rolling replace at $${usd(billed())}`);
+      expect(billed()).toBeLessThan((TAIL_LIMIT * 9n) / 10n); // every drain happened while the budget still had money
+    });
+    console.log(`[budget] ${run}: billed $${usd(r.billed)} (${r.ok} ok), first refusal at $${usd(r.atFirstRefusal)}; ${events.join(', ')}; retried: ${JSON.stringify([...r.retried])}`);
+    expect(r.billed).toBeLessThanOrEqual(TAIL_LIMIT);
+    expect(r.atFirstRefusal!).toBeGreaterThanOrEqual((TAIL_LIMIT * 9n) / 10n);
+    // A draining sidecar never says the budget is exhausted: only 503s with a short Retry-After, or a closed port.
+    for (const k of r.retried.keys()) expect(k).toMatch(/^(connect|503 shutting_down|503 budget_unavailable)$/);
+    expect(r.costHeaders).toBe(r.billed);
+    const { value } = await until('status.spent equals what was billed', () => status(run), (st) => parseUsd(st.spent) === r.billed, 20_000);
+    expect(value.unreported).toBe('0.000000000');
+    expect(value.allowances.filter((a) => a.state === 'Closed').length + (value.retired?.processes ?? 0)).toBe(3);
+    expect(value.allowances.every((a) => a.state === 'Active' || a.state === 'Closed')).toBe(true);
+    // Every billed answer is in a usage log, drained processes' included.
+    const logged = processes.flatMap((p) => p.usage()).filter((u) => u.route === run).reduce((sum, u) => sum + BigInt((u.costNanoUsd as number | null) ?? 0), 0n);
+    expect(logged).toBe(r.billed);
+    await Promise.all(slots.map((s) => s.current.stop()));
+  }, 300_000);
+
+  it('crashes (SIGKILLed sidecars, a pod lost with its node, the operator killed): never overspent; status.spent covers every billed answer, over by at most what the killed processes held', async () => {
+    const run = 'tail-crash';
+    const slots = await Promise.all([1, 2, 3, 4].map((i) => startSlot(`${run}-${i}`)));
+    await ready(run, slots.map((s) => s.current), '2.00');
+    const events: string[] = [];
+    const r = await driveSlots(run, slots, async (billed) => {
+      await until('15% billed', async () => billed(), atLeast(0.15), 60_000);
+      await restartInPod(slots[0]!, run, 'SIGKILL');
+      events.push(`sidecar SIGKILLed at $${usd(billed())}`);
+      await until('30% billed', async () => billed(), atLeast(0.3), 60_000);
+      await env.operator.stop('SIGKILL');
+      await new Promise((res) => setTimeout(res, 1500));
+      await env.restartOperator();
+      events.push(`operator killed at $${usd(billed())}`);
+      await until('45% billed', async () => billed(), atLeast(0.45), 60_000);
+      await replacePod(slots[1]!, run, 'SIGKILL', `${run}-2b`);
+      events.push(`pod lost at $${usd(billed())}`);
+      await until('60% billed', async () => billed(), atLeast(0.6), 60_000);
+      expect(await restartInPod(slots[2]!, run, 'SIGTERM')).toBe(0);
+      events.push(`sidecar drained at $${usd(billed())}`);
+    });
+    console.log(`[budget] ${run}: billed $${usd(r.billed)} (${r.ok} ok), first refusal at $${usd(r.atFirstRefusal)}; ${events.join(', ')}; retried: ${JSON.stringify([...r.retried])}`);
+    expect(r.billed).toBeLessThanOrEqual(TAIL_LIMIT);
+    for (const k of r.retried.keys()) expect(k).toMatch(/^(connect|503 shutting_down|503 budget_unavailable)$/);
+    // Both killed processes are known to have ended: the restarted one's when its pod's next
+    // process reported, the lost pod's once its allowance expired unrenewed (30 s) and the
+    // operator found its Pod deleted.
+    const { value } = await until(
+      'both killed processes Lost',
+      () => status(run),
+      (st) => st.allowances.filter((a) => a.state === 'Lost').length === 2,
+      60_000,
+    );
+    const lost = value.allowances.filter((a) => a.state === 'Lost');
+    expect(lost.map((a) => a.pod).sort()).toEqual([`${run}-1`, `${run}-2`]);
+    // What was reported never exceeds what was billed, and reported plus what the killed
+    // processes held (unreported) covers it.
+    expect(parseUsd(value.spent)).toBeGreaterThanOrEqual(r.billed);
+    expect(parseUsd(value.spent) - parseUsd(value.unreported)).toBeLessThanOrEqual(r.billed);
+    const heldByKilled = lost.reduce((sum, a) => sum + BigInt(a.granted) - BigInt(a.spent), 0n);
+    expect(parseUsd(value.unreported)).toBe(heldByKilled);
+    expect(parseUsd(value.spent) - r.billed).toBeLessThanOrEqual(heldByKilled);
+    console.log(`[budget] ${run}: status.spent $${value.spent} of which unreported $${value.unreported}; billed $${usd(r.billed)}`);
+    await Promise.all(slots.map((s) => s.current.stop()));
+  }, 300_000);
 });
