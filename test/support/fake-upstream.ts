@@ -13,6 +13,8 @@ export type Fault =
   | { kind: 'hang' }
   /** Stream: send this many SSE frames, then destroy the socket. */
   | { kind: 'cut'; afterFrames: number }
+  /** Stream: send this many SSE frames, then end the response cleanly (no end marker, no error). */
+  | { kind: 'end'; afterFrames: number }
   /** 200 with a body that is not JSON / not the wire format. */
   | { kind: 'garbage'; body?: string }
   /** Delay before answering normally. */
@@ -111,17 +113,20 @@ export async function startFakeUpstream(responder: Responder): Promise<FakeUpstr
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...reply.headers });
-    const cutAfter = fault?.kind === 'cut' ? fault.afterFrames : Infinity;
+    const stopAfter = fault?.kind === 'cut' || fault?.kind === 'end' ? fault.afterFrames : Infinity;
     let sent = 0;
     for (const frame of reply.frames) {
-      if (sent >= cutAfter) {
-        req.socket.destroy();
+      if (sent >= stopAfter) {
+        if (fault?.kind === 'cut') req.socket.destroy();
+        else res.end();
         return;
       }
       if (res.destroyed) return;
-      res.write(frame);
+      // A real server honours back-pressure: it writes no faster than the client reads.
+      const ok = res.write(frame);
       sent++;
       framesSent++;
+      if (!ok) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
       if (reply.frameDelayMs) await sleep(reply.frameDelayMs);
     }
     res.end();
