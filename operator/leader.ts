@@ -45,6 +45,8 @@ export class LeaderElector {
   private timer: NodeJS.Timeout | undefined;
   private lastRenew = 0;
   private stopped = false;
+  /** The tick running now, if any (stop waits for it, so the release is the last write). */
+  private inflight: Promise<void> | undefined;
   private readonly duration: number;
   private readonly period: number;
   private readonly now: () => Date;
@@ -60,12 +62,14 @@ export class LeaderElector {
   }
 
   start(): void {
-    void this.tick();
+    this.inflight = this.tick();
   }
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), this.period);
+    this.timer = setTimeout(() => {
+      this.inflight = this.tick();
+    }, this.period);
   }
 
   private setLeader(leader: boolean): void {
@@ -78,9 +82,12 @@ export class LeaderElector {
   private async tick(): Promise<void> {
     try {
       const ok = await this.tryAcquireOrRenew();
+      // Stopped meanwhile: stop() already stepped down and releases the lease.
+      if (this.stopped) return;
       if (ok) this.lastRenew = this.now().getTime();
       this.setLeader(ok || (this.leader && this.now().getTime() - this.lastRenew < this.duration));
     } catch (err) {
+      if (this.stopped) return;
       this.o.logger.warn({ error: (err as Error).message }, 'lease update failed');
       if (this.leader && this.now().getTime() - this.lastRenew >= this.duration) this.setLeader(false);
     }
@@ -136,8 +143,12 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    if (!this.leader) return;
     this.setLeader(false);
+    // A tick in flight may still acquire or renew the lease: release after it (waiting at
+    // most 5 s for an API server that does not answer; the lease then expires on its own).
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([this.inflight, new Promise<void>((r) => (timeout = setTimeout(r, 5000)))]);
+    clearTimeout(timeout);
     try {
       const lease = await this.o.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
       if (lease.spec?.holderIdentity === this.o.identity) {

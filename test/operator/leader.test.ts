@@ -131,4 +131,19 @@ describe('LeaderElector', () => {
     await until(() => b.isLeader(), 'b takes the released lease without waiting for expiry');
     expect(lease()!.spec).toMatchObject({ holderIdentity: 'b', leaseTransitions: 1 });
   });
+
+  it('a renewal in flight during stop neither re-takes leadership nor outlives the release', async () => {
+    const a = candidate('a');
+    a.start();
+    await until(() => a.isLeader(), 'a leads');
+    const gate = kube.hold((r) => r.user === 'a' && r.resource === LEASES && r.verb === 'get');
+    await gate.arrived; // a tick is in flight
+    const stopped = a.stop();
+    expect(a.isLeader()).toBe(false);
+    gate.release(); // the renewal goes through after stop() began
+    await stopped;
+    expect(changes.a).toEqual([true, false]);
+    expect(a.isLeader()).toBe(false);
+    expect(lease()!.spec.holderIdentity).toBe('');
+  });
 });
