@@ -22,6 +22,8 @@ export interface LeaderOptions {
   identity: string;
   leaseDurationMs?: number;
   retryPeriodMs?: number;
+  /** How long leadership outlives the last successful renewal (default two thirds of the lease, as client-go). */
+  renewDeadlineMs?: number;
   now?: () => Date;
   logger: Logger;
   onChange(leader: boolean): void;
@@ -38,7 +40,10 @@ function microTime(d: Date): Date {
 /**
  * Leader election on a coordination.k8s.io/v1 Lease (the client-go algorithm): acquire when the
  * lease is free or expired, renew while held, step down when renewal keeps failing past the
- * lease duration. Updates use resourceVersion, so two candidates never both win.
+ * renew deadline (shorter than the lease). Updates use resourceVersion, so two candidates never
+ * both win; and `isLeader()` itself answers false once the deadline has passed since the time
+ * written in the last renewal, so a replica whose renewal hangs is no longer leader by the time
+ * the lease expires and another replica may take it.
  */
 export class LeaderElector {
   private leader = false;
@@ -49,16 +54,24 @@ export class LeaderElector {
   private inflight: Promise<void> | undefined;
   private readonly duration: number;
   private readonly period: number;
+  private readonly deadline: number;
   private readonly now: () => Date;
 
   constructor(private readonly o: LeaderOptions) {
     this.duration = o.leaseDurationMs ?? 15_000;
     this.period = o.retryPeriodMs ?? 2_000;
+    this.deadline = Math.min(o.renewDeadlineMs ?? Math.floor((this.duration * 2) / 3), this.duration);
     this.now = o.now ?? (() => new Date());
   }
 
   isLeader(): boolean {
+    if (this.leader && !this.fresh()) this.setLeader(false);
     return this.leader;
+  }
+
+  /** Is the last renewal recent enough to act as leader? */
+  private fresh(): boolean {
+    return this.now().getTime() - this.lastRenew < this.deadline;
   }
 
   start(): void {
@@ -80,23 +93,24 @@ export class LeaderElector {
   }
 
   private async tick(): Promise<void> {
+    // The lease says it was renewed at the time taken before the request: count from there.
+    const started = this.now().getTime();
     try {
-      const ok = await this.tryAcquireOrRenew();
+      const ok = await this.tryAcquireOrRenew(new Date(started));
       // Stopped meanwhile: stop() already stepped down and releases the lease.
       if (this.stopped) return;
-      if (ok) this.lastRenew = this.now().getTime();
-      this.setLeader(ok || (this.leader && this.now().getTime() - this.lastRenew < this.duration));
+      if (ok) this.lastRenew = started;
+      this.setLeader((ok || this.leader) && this.fresh());
     } catch (err) {
       if (this.stopped) return;
       this.o.logger.warn({ error: (err as Error).message }, 'lease update failed');
-      if (this.leader && this.now().getTime() - this.lastRenew >= this.duration) this.setLeader(false);
+      if (this.leader && !this.fresh()) this.setLeader(false);
     }
     this.schedule();
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
+  private async tryAcquireOrRenew(now: Date): Promise<boolean> {
     const { api, namespace, name, identity } = this.o;
-    const now = this.now();
     let lease: V1Lease;
     try {
       lease = await api.readNamespacedLease({ name, namespace });

@@ -94,12 +94,12 @@ describe('LeaderElector', () => {
     expect(changes).toEqual({ a: [true, false], b: [true] });
   });
 
-  it('keeps leadership through a failed renewal shorter than the lease, loses it past the duration', async () => {
+  it('keeps leadership through failed renewals shorter than the renew deadline (2/3 of the lease), loses it past it', async () => {
     const a = candidate('a');
     a.start();
     await until(() => a.isLeader(), 'a leads');
     kube.fail({ match: (r) => r.user === 'a' && r.verb === 'update', status: 409, times: Infinity });
-    clock.advance(14_999);
+    clock.advance(9_999);
     await ticks('a');
     expect(a.isLeader()).toBe(true);
     clock.advance(1);
@@ -145,5 +145,20 @@ describe('LeaderElector', () => {
     expect(changes.a).toEqual([true, false]);
     expect(a.isLeader()).toBe(false);
     expect(lease()!.spec.holderIdentity).toBe('');
+  });
+
+  it('never has two leaders: a leader whose renewal hangs steps down before a successor can take over', async () => {
+    const a = candidate('a');
+    a.start();
+    await until(() => a.isLeader(), 'a leads');
+    const gate = kube.hold((r) => r.user === 'a' && r.resource === LEASES);
+    await gate.arrived; // a's next tick hangs on the API server
+    const b = candidate('b');
+    b.start();
+    clock.advance(15_001);
+    await until(() => b.isLeader(), 'b takes the expired lease');
+    expect(a.isLeader()).toBe(false);
+    expect(changes.a).toEqual([true, false]);
+    gate.release();
   });
 });
