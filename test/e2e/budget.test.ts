@@ -291,13 +291,20 @@ spec: { model: watched, ${target('watched')} }
     await env.k(['delete', 'budget', 'tz', '-n', NS]);
   });
 
-  it('threshold Events were recorded and kubectl get budgets shows the numbers', async () => {
-    const events = await env.k(['get', 'events', '-n', NS, '--field-selector', 'reason=BudgetThreshold', '-o', 'json']);
-    const messages = (JSON.parse(events) as { items: Array<{ message: string }> }).items.map((e) => e.message);
-    expect(messages.some((m) => m.includes('run-1 reached 90%'))).toBe(true);
+  it('threshold Events are recorded and kubectl get budgets shows the numbers', async () => {
+    const run = 'thresholds';
+    await ready(run);
+    await drive(run);
+    const { value: messages } = await until(
+      'threshold Events',
+      async () => (JSON.parse(await env.k(['get', 'events', '-n', NS, '--field-selector', 'reason=BudgetThreshold', '-o', 'json'])) as { items: Array<{ message: string }> }).items.map((e) => e.message),
+      (m) => m.some((x) => x.includes(`budget ${run} reached 90%`)),
+      20_000,
+    );
+    expect(messages.some((m) => m.includes(`budget ${run} reached 50%`))).toBe(true);
     const table = await env.k(['get', 'budgets', '-n', NS]);
-    expect(table).toMatch(/run-1\s+monthly\s+1\.00\s+0\.9\d+\s+0\.0\d+\s+(Exceeded|Warning)/);
-  });
+    expect(table).toMatch(new RegExp(`${run}\\s+monthly\\s+1\\.00\\s+0\\.9\\d+\\s+0\\.0\\d+\\s+(Exceeded|Warning)`));
+  }, 180_000);
 });
 
 /**

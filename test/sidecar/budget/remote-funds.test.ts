@@ -182,7 +182,7 @@ describe('RemoteFunds', () => {
     f.drain();
     const started = Date.now();
     expect(await waiting).toBe('draining');
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(5_000);
     f.settle(key, 1_000n, 200n); // 800 of what it holds is free again
     expect(await f.reserve(key, LIMIT, 500n)).toBe('reserved'); // held money is still usable
     expect(await f.reserve(key, LIMIT, 900_000n)).toBe('draining');
