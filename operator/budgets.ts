@@ -47,6 +47,8 @@ export class BudgetService {
       gauges: BudgetGauges;
       ttlMs?: number;
       graceMs?: number;
+      /** Period of the book-keeping tick (default 1 s; tests shorten it). */
+      tickMs?: number;
     },
   ) {
     this.ledger = new BudgetLedger({ now: () => o.now().getTime(), ttlMs: o.ttlMs, graceMs: o.graceMs });
@@ -64,7 +66,7 @@ export class BudgetService {
       if (++ticks % POD_CHECK_EVERY_TICKS === 0) void this.checkSilentPods();
       for (const key of this.ledger.expire()) this.dirty.add(key);
       for (const key of [...this.dirty]) void this.persist(key).catch((err: unknown) => this.o.logger.warn({ budget: key, error: (err as Error).message }, 'budget status write failed'));
-    }, 1000);
+    }, this.o.tickMs ?? 1000);
     this.flushTimer.unref();
   }
 

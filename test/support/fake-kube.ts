@@ -159,7 +159,7 @@ export class FakeKube {
   private readonly history: WatchEvent[] = [];
   private readonly watchers = new Set<Watcher>();
   private readonly faults: Fault[] = [];
-  private readonly gates: Array<{ match: (r: KubeRequest) => boolean; hold: Promise<void>; arrived: (r: KubeRequest) => void }> = [];
+  private readonly gates: Array<{ match: (r: KubeRequest) => boolean; hold: Promise<void>; arrived: (r: KubeRequest) => void; release: () => void; used: boolean }> = [];
   private readonly tokens = new Map<string, TokenOwner>();
   private rv = 1;
   private compactedRv = 0;
@@ -175,6 +175,7 @@ export class FakeKube {
   }
 
   async stop(): Promise<void> {
+    for (const g of this.gates.splice(0)) g.release();
     for (const w of this.watchers) w.res.end();
     this.watchers.clear();
     this.server?.closeAllConnections();
@@ -269,7 +270,7 @@ export class FakeKube {
     let arrived!: (r: KubeRequest) => void;
     const hold = new Promise<void>((r) => (release = r));
     const arrivedP = new Promise<KubeRequest>((r) => (arrived = r));
-    this.gates.push({ match, hold, arrived });
+    this.gates.push({ match, hold, arrived, release, used: false });
     return { arrived: arrivedP, release };
   }
 
@@ -321,9 +322,9 @@ export class FakeKube {
     const r: KubeRequest = { seq: ++this.seq, verb, method, path: url.pathname, ...parsed, namespace: parsed.namespace, name: parsed.name, subresource: parsed.subresource, query: url.searchParams, body, user: /^Bearer (.*)$/.exec(req.headers.authorization ?? '')?.[1] ?? '' };
     this.requests.push(r);
     if (!verb) return this.send(res, r, 405, statusBody(405, 'MethodNotAllowed', `${method} is not supported by the fake`));
-    const gate = this.gates.find((g) => g.match(r));
+    const gate = this.gates.find((g) => !g.used && g.match(r));
     if (gate) {
-      this.gates.splice(this.gates.indexOf(gate), 1);
+      gate.used = true;
       gate.arrived(r);
       await gate.hold;
     }
@@ -343,8 +344,10 @@ export class FakeKube {
 
   private send(res: ServerResponse, r: KubeRequest | undefined, status: number, body: unknown): void {
     if (r) r.status = status;
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
+    const text = JSON.stringify(body);
+    // As the API server (Go's net/http) does for small bodies.
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   }
 
   private serve(r: KubeRequest, res: ServerResponse): void {
