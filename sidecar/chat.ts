@@ -5,7 +5,7 @@ import { ApiError, invalidRequest } from './errors.js';
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, Outcome, RequestRecord } from './metering/record.js';
 import { countPromptTokens, countTextTokens } from './metering/tokens.js';
-import type { StreamDecoder, StreamTranslator, TargetContext } from './providers/types.js';
+import type { StreamDecoder, StreamTranslator, TargetContext, UpstreamRequest } from './providers/types.js';
 import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from './providers/errors.js';
 import { safeCode } from './providers/redact.js';
 import { dispatch, type DispatchOptions } from './router/dispatch.js';
@@ -15,6 +15,7 @@ import { SseParser, sseData } from './sse.js';
 import type { CachedResponse } from './response-cache.js';
 import { readAll, readBody, TransportError, type UpstreamResponse } from './transport.js';
 import { usageToOpenAI, type Usage } from './usage.js';
+import { completionFinishReasons, completionMessages, type RequestTrace, type TracedOutput } from './tracing.js';
 
 export interface ChatContext {
   requestId: string;
@@ -30,12 +31,15 @@ export interface ChatContext {
   onMetered?: (result: MeterResult) => void;
   /** Set on a route with a response cache when the request was not found in it. */
   cache?: 'miss';
+  /** The request's trace when tracing is on. */
+  trace?: RequestTrace;
 }
 
-/** Meters a finished request and tells the caller its cost. */
-function meter(ctx: ChatContext, deps: ChatDeps, rec: RequestRecord): MeterResult {
+/** Meters a finished request, tells the caller its cost and ends its trace. */
+function meter(ctx: ChatContext, deps: ChatDeps, rec: RequestRecord, end?: Parameters<RequestTrace['finish']>[2]): MeterResult {
   const result = deps.meter.record(rec);
   ctx.onMetered?.(result);
+  ctx.trace?.finish(rec, result, end);
   return result;
 }
 
@@ -136,6 +140,7 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
     let upstream = target.adapter.chatRequest(ctx.req, tctx, stream);
     if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, dc.signal);
     tried.target = target;
+    if (ctx.trace) upstream = traced(upstream, ctx.trace);
     const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
     await failIfNotOk(res, target, tctx, deps.now());
     return { res, tctx, dc };
@@ -143,6 +148,13 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
     dc.dispose();
     throw err;
   }
+}
+
+/** The upstream request with the attempt span's context in its headers (traceparent, tracestate). */
+export function traced(upstream: UpstreamRequest, trace: RequestTrace): UpstreamRequest {
+  const headers = { ...upstream.headers };
+  trace.inject(headers);
+  return { ...upstream, headers };
 }
 
 export function targetContext(target: RuntimeTarget, responseId: string, now: number, request: TargetContext['request']): TargetContext {
@@ -257,7 +269,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
           dc.dispose();
         }
       },
-      { ...deps, signal: ctx.signal },
+      { ...deps, signal: ctx.signal, attempts: ctx.trace },
     );
     withTarget(rec, result);
     const { completion, usage } = result.value;
@@ -270,7 +282,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
     }
     rec.durationMs = deps.now() - ctx.startedAt;
     rec.ttftMs = rec.durationMs;
-    const cost = meter(ctx, deps, rec);
+    const cost = meter(ctx, deps, rec, ctx.trace && { output: { finishReasons: completionFinishReasons(completion), messages: () => completionMessages(completion) } });
     const headers = routingHeaders(ctx.route, result);
     if (cost.priced) headers['x-paygo-cost-usd'] = formatUsd(cost.costNano);
     if (rec.estimated) headers['x-paygo-usage-estimated'] = 'true';
@@ -279,17 +291,18 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
     tried.label(rec);
     const apiError = recordError(rec, err);
     rec.durationMs = deps.now() - ctx.startedAt;
-    meter(ctx, deps, rec);
+    meter(ctx, deps, rec, { error: apiError });
     throw apiError;
   }
 }
 
 /** Answers from the response cache: no upstream call, no cost, metered as a hit. */
-export function serveCached(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'startedAt'>, deps: ChatDeps, hit: CachedResponse): Record<string, string> {
+export function serveCached(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'startedAt' | 'trace'>, deps: ChatDeps, hit: CachedResponse): Record<string, string> {
   const rec = baseRecord({ ...ctx, cache: 'hit' }, false);
   rec.responseModel = hit.responseModel;
   rec.durationMs = deps.now() - ctx.startedAt;
-  deps.meter.record(rec);
+  const cost = deps.meter.record(rec);
+  ctx.trace?.finish(rec, cost);
   return {
     'x-paygo-route': ctx.route.name,
     'x-paygo-target': hit.target,
@@ -367,7 +380,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
           throw err;
         }
       },
-      { ...deps, signal: ctx.signal },
+      { ...deps, signal: ctx.signal, attempts: ctx.trace },
     );
     open = result.value;
     committed = result;
@@ -376,7 +389,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     tried.label(rec);
     const apiError = recordError(rec, err);
     rec.durationMs = deps.now() - ctx.startedAt;
-    meter(ctx, deps, rec);
+    meter(ctx, deps, rec, { error: apiError });
     throw apiError;
   }
 
@@ -393,6 +406,8 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
   });
   rec.ttftMs = deps.now() - ctx.startedAt;
   let outputText = '';
+  // Only collected for the trace (the chunks' finish reasons, one per choice).
+  const finishReasons: string[] | undefined = ctx.trace ? [] : undefined;
   let meta: Pick<ChatCompletionChunk, 'id' | 'created' | 'model'> | undefined;
   // The chunks of one upstream read leave in one write (corked), not one syscall each.
   const write = async (chunks: ChatCompletionChunk[]) => {
@@ -403,6 +418,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
         for (const choice of chunk.choices) {
           if (choice.delta.content) outputText += choice.delta.content;
           for (const call of choice.delta.tool_calls ?? []) outputText += (call.function?.name ?? '') + (call.function?.arguments ?? '');
+          if (finishReasons && choice.finish_reason) finishReasons.push(choice.finish_reason);
         }
         if (!res.write(sseData(JSON.stringify(chunk)))) {
           res.uncork();
@@ -471,8 +487,13 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     res.end();
   }
   rec.durationMs = deps.now() - ctx.startedAt;
-  meter(ctx, deps, rec);
+  meter(ctx, deps, rec, finishReasons && { output: streamedOutput(finishReasons, outputText), error: failure && { code: 'upstream_stream_error', message: failure.message } });
   return rec;
+}
+
+/** A stream's output for its trace: the text as it was streamed (tool-call names and arguments included). */
+function streamedOutput(finishReasons: string[], text: string): TracedOutput {
+  return { finishReasons, messages: () => [{ role: 'assistant', parts: [{ type: 'text', content: text }], finish_reason: finishReasons[0] ?? '' }] };
 }
 
 /** Reads what is left after the last event (the end of the chunked body, mostly); gives up after 64 KiB. */

@@ -19,6 +19,7 @@ import { parseOptions, USAGE } from './options.js';
 import { seededRandom } from './random.js';
 import { ConfigCompiler, type RuntimeConfig } from './router/runtime.js';
 import { buildApp } from './server.js';
+import { tracingConfig, type Tracing } from './tracing.js';
 import { createHttpTransport } from './transport.js';
 
 async function main(): Promise<void> {
@@ -60,6 +61,14 @@ async function main(): Promise<void> {
     },
   });
   collectBudgetGauges(metrics, enforcer, funds);
+  // The OpenTelemetry SDK is loaded only when tracing is on.
+  const traceConfig = tracingConfig(options.otlpEndpoint, process.env);
+  let tracing: Tracing | undefined;
+  if (traceConfig) {
+    const { createTracing } = await import('./tracing-sdk.js');
+    tracing = createTracing(traceConfig, logger);
+    logger.info({ otlpEndpoint: traceConfig.url ? new URL(traceConfig.url).origin : 'from OTEL_EXPORTER_OTLP_* variables' }, 'tracing on');
+  }
   const transport = createHttpTransport();
   const compiler = new ConfigCompiler(transport);
   let config: RuntimeConfig | undefined;
@@ -141,6 +150,7 @@ async function main(): Promise<void> {
     bodyLimit: options.bodyLimit,
     random: options.seed === undefined ? Math.random : seededRandom(options.seed),
     unitPrice: (t) => pricer.unitPrice(t.provider, t.model, t.pricing),
+    tracing,
     budgets: {
       enforcer,
       worstCase: (t, input, maxOut) => {
@@ -232,6 +242,8 @@ async function main(): Promise<void> {
         await Promise.allSettled([source.stop(), transport.close(), metricsClosed]);
         meter.flush();
         usageOut.flushSync();
+        // The last spans (of the requests drained above) leave last.
+        await tracing?.shutdown(Math.min(5_000, finalReportMs || 1_000));
         logger.info('stopped');
         process.exit(0);
       });

@@ -24,6 +24,7 @@ const OptionsSchema = z.object({
   operatorCaPem: z.string().includes('BEGIN CERTIFICATE').optional(),
   stateDir: z.string().min(1),
   targetReportIntervalMs: z.coerce.number().int().min(100).max(3_600_000),
+  otlpEndpoint: z.url({ protocol: /^https?$/ }).optional(),
 });
 export type SidecarOptions = z.infer<typeof OptionsSchema>;
 
@@ -49,6 +50,9 @@ export const USAGE = `Usage: paygo-sidecar [options]
                          (default /var/lib/paygo in operator mode, ~/.local/state/paygo otherwise; env PAYGO_STATE_DIR)
   --target-report-interval-ms N
                          operator mode: how often per-target totals go to the operator (default 15000)
+  --otlp-endpoint URL    export OpenTelemetry traces over OTLP/HTTP to this base URL (…/v1/traces is added;
+                         env PAYGO_OTLP_ENDPOINT; default off, or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT /
+                         OTEL_EXPORTER_OTLP_ENDPOINT when set; OTEL_SDK_DISABLED=true turns tracing off)
   --help                 print this text and exit`;
 
 /** Parses argv and env once into validated options; throws an Error with a readable message. */
@@ -70,6 +74,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       'operator-ca': { type: 'string' },
       'state-dir': { type: 'string' },
       'target-report-interval-ms': { type: 'string' },
+      'otlp-endpoint': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -94,6 +99,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       env.PAYGO_STATE_DIR ??
       (values.operator ?? env.PAYGO_OPERATOR_URL ? '/var/lib/paygo' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'paygo')),
     targetReportIntervalMs: values['target-report-interval-ms'] ?? 15_000,
+    otlpEndpoint: values['otlp-endpoint'] ?? (env.PAYGO_OTLP_ENDPOINT || undefined),
   });
   if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
   if (parsed.data.operator && values.config) throw new Error('--config and --operator exclude each other');

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { formatIssues } from '../crds/src/meta.js';
 import { Cancel, sleep, type CancelSignal } from './cancel.js';
-import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, targetContext, Tried, upstreamHttpError, type ChatDeps } from './chat.js';
+import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, targetContext, traced, Tried, upstreamHttpError, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
@@ -16,6 +16,7 @@ import { dispatch } from './router/dispatch.js';
 import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { upstreamRetryAfter } from './router/strategy.js';
 import { readAll, TransportError } from './transport.js';
+import type { RequestTrace, Tracing } from './tracing.js';
 import { usageFromOpenAI } from './usage.js';
 
 export interface AppOptions {
@@ -31,13 +32,20 @@ export interface AppOptions {
   hooks?: ChatDeps['hooks'];
   /** Budget admission; absent: no budgets are enforced. */
   budgets?: BudgetGate;
+  /** OpenTelemetry tracing (tracing-sdk.ts); absent: off, and nothing on the request path traces. */
+  tracing?: Tracing;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
     bodyBytes: number;
+    /** The request's trace (chat completions and embeddings, tracing on). */
+    trace: RequestTrace | undefined;
   }
 }
+
+/** The traced routes and their GenAI operation names. */
+const TRACED: Record<string, 'chat' | 'embeddings'> = { '/v1/chat/completions': 'chat', '/v1/embeddings': 'embeddings' };
 
 /** The client's x-request-id when it is a sane identifier (it lands in logs), else a new one. */
 export function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
@@ -88,6 +96,16 @@ export function buildApp(o: AppOptions): FastifyInstance {
     return503OnClosing: false,
   });
   app.decorateRequest('bodyBytes', 0);
+  app.decorateRequest('trace', undefined);
+  const tracing = o.tracing;
+  if (tracing) {
+    // Started before the body is read, so a body refused unread (413, 415, invalid JSON) is traced too.
+    app.addHook('onRequest', (request, _reply, done) => {
+      const operation = request.method === 'POST' ? TRACED[request.url.split('?')[0]!] : undefined;
+      if (operation) request.trace = tracing.startRequest(operation, request.headers);
+      done();
+    });
+  }
 
   // JSON only: fastify's own text/plain parser would hand a string to the routes (then a 400);
   // any body that is not application/json, or that names no type, is 415 unsupported_media_type.
@@ -101,18 +119,23 @@ export function buildApp(o: AppOptions): FastifyInstance {
     }
   });
 
-  app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
-    if (err instanceof ApiError) return sendError(reply, err);
+  const answerError = (err: FastifyError | ApiError, request: FastifyRequest): ApiError => {
+    if (err instanceof ApiError) return err;
     const fe = err as FastifyError;
-    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, bodyTooLarge(o.bodyLimit));
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return bodyTooLarge(o.bodyLimit);
     if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return sendError(reply, new ApiError(415, 'invalid_request_error', 'unsupported_media_type', 'The request body must be application/json.'));
+      return new ApiError(415, 'invalid_request_error', 'unsupported_media_type', 'The request body must be application/json.');
     }
     if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
-      return sendError(reply, new ApiError(fe.statusCode, 'invalid_request_error', 'invalid_request', fe.message));
+      return new ApiError(fe.statusCode, 'invalid_request_error', 'invalid_request', fe.message);
     }
     request.log.error({ err, requestId: request.id }, 'unhandled error');
-    return sendError(reply, new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar'));
+    return new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
+  };
+  app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
+    const apiError = answerError(err, request);
+    request.trace?.fail(apiError);
+    return sendError(reply, apiError);
   });
 
   app.setNotFoundHandler((request, reply) =>
@@ -160,20 +183,25 @@ export function buildApp(o: AppOptions): FastifyInstance {
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const asked = parseBody(ChatRequestSchema, request.body);
+    const trace = request.trace;
+    trace?.requested(asked);
     const requested = resolve(asked.model, request);
     await applyLimits(requested, asked);
     // A cached answer costs nothing: it is served before any budget is asked.
     const cacheKey = responses.keyOf(requested, asked);
     const hit = cacheKey === undefined ? undefined : responses.get(requested, cacheKey);
     if (hit) {
-      const headers = serveCached({ requestId: String(request.id), route: requested, req: asked, startedAt: now() }, deps, hit);
+      trace?.routed(requested, asked);
+      const headers = serveCached({ requestId: String(request.id), route: requested, req: asked, startedAt: now(), trace }, deps, hit);
       return reply.headers({ 'x-request-id': String(request.id), ...headers }).type(JSON_TYPE).send(hit.body);
     }
     const { route, req, hold, downgradedFrom } = o.budgets
       ? await admitChat(o.budgets, o.getConfig()!, requested, asked)
       : { route: requested, req: asked, hold: undefined, downgradedFrom: undefined };
     const extraHeaders: Record<string, string> = downgradedFrom ? { 'x-paygo-downgraded': downgradedFrom } : {};
+    trace?.routed(route, req);
     const ctx = {
+      trace,
       extraHeaders,
       requestId: String(request.id),
       route,
@@ -209,7 +237,10 @@ export function buildApp(o: AppOptions): FastifyInstance {
 
   app.post('/v1/embeddings', async (request, reply) => {
     const req = parseBody(EmbeddingsRequestSchema, request.body);
+    const trace = request.trace;
+    trace?.requested(req);
     const route = resolve(req.model, request);
+    trace?.routed(route, req);
     const startedAt = now();
     const signal = clientSignal(reply);
     const rec: RequestRecord = {
@@ -230,6 +261,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
           let upstream = target.adapter.embeddingsRequest(req, tctx);
           if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, sig);
           tried.target = target;
+          if (trace) upstream = traced(upstream, trace);
           const res = await target.transport.send(upstream, { signal: sig, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
           const text = await readAll(res.body);
           if (res.status < 200 || res.status >= 300) {
@@ -241,7 +273,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
             throw new UpstreamProtocolError(`${target.name} (${target.provider}) sent a response that is not JSON`);
           }
         },
-        { ...deps, signal },
+        { ...deps, signal, attempts: trace },
       );
       rec.target = result.target.name;
       rec.provider = result.target.provider;
@@ -254,6 +286,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
       rec.estimated = usage === undefined;
       rec.durationMs = now() - startedAt;
       const cost = o.meter.record(rec);
+      trace?.finish(rec, cost);
       const headers = routingHeaders(route, result);
       if (cost.priced) headers['x-paygo-cost-usd'] = formatUsd(cost.costNano);
       return reply.headers({ 'x-request-id': String(request.id), ...headers }).send(result.value);
@@ -261,7 +294,8 @@ export function buildApp(o: AppOptions): FastifyInstance {
       tried.label(rec);
       const apiError = recordError(rec, err);
       rec.durationMs = now() - startedAt;
-      o.meter.record(rec);
+      const cost = o.meter.record(rec);
+      trace?.finish(rec, cost, { error: apiError });
       return sendError(reply, apiError);
     }
   });

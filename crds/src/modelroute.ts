@@ -260,6 +260,17 @@ export const CacheSchema = z
     'Exact-match response cache for non-streaming chat completions: a request identical to an earlier one (after limits apply) is answered from the sidecar memory without an upstream call and costs nothing. Streams are neither served nor stored. Emptied when the configuration changes.',
   );
 
+export const TracingSchema = z
+  .object({
+    recordContent: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Record the prompt and completion text in this route's OpenTelemetry spans (gen_ai.input.messages, gen_ai.output.messages); off by default: spans carry models, tokens, cost and outcomes, never the text.",
+      ),
+  })
+  .describe("What this route's requests put into OpenTelemetry traces when the sidecar exports them (--otlp-endpoint).");
+
 export const ModelRouteSpecSchema = z
   .object({
     model: z
@@ -279,6 +290,7 @@ export const ModelRouteSpecSchema = z
     circuitBreaker: CircuitBreakerSchema.optional(),
     limits: LimitsSchema.optional(),
     cache: CacheSchema.optional(),
+    tracing: TracingSchema.optional(),
     requirePricing: z
       .boolean()
       .optional()

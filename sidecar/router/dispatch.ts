@@ -21,6 +21,15 @@ export interface DispatchHooks {
   onAttemptFailed?(route: RuntimeRoute, target: RuntimeTarget, kind: FailureKind, error: Error): void;
 }
 
+/** How an attempt ended: `success` (the router committed to it), a failure class, or `aborted` (the client left). */
+export type AttemptOutcome = 'success' | FailureKind | 'aborted';
+
+/** A per-request observer told about each attempt as it starts and ends (attempts are sequential). */
+export interface AttemptObserver {
+  attemptStarted(target: RuntimeTarget): void;
+  attemptEnded(outcome: AttemptOutcome, error?: Error): void;
+}
+
 export interface DispatchOptions {
   signal: CancelSignal;
   now: () => number;
@@ -29,6 +38,8 @@ export interface DispatchOptions {
   /** Comparable unit price for the cheapest strategy. */
   unitPrice: (t: RuntimeTarget) => bigint | undefined;
   hooks?: DispatchHooks;
+  /** This request's attempts (the request's trace). */
+  attempts?: AttemptObserver;
 }
 
 export interface Dispatched<T> {
@@ -122,8 +133,10 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
       }
       attempts++;
       const started = now;
+      o.attempts?.attemptStarted(target);
       try {
         const value = await attempt(target, o.signal, deadline);
+        o.attempts?.attemptEnded('success');
         target.health.breaker.onSuccess();
         // Only successes feed the latency average (time until the attempt committed).
         target.health.latencyMs = ewma(target.health.latencyMs, o.now() - started);
@@ -132,9 +145,11 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
         const error = err instanceof Error ? err : new Error(String(err));
         if (o.signal.aborted || (err instanceof TransportError && err.failure === 'aborted')) {
           target.health.breaker.release();
+          o.attempts?.attemptEnded('aborted', error);
           throw new TransportError('aborted', 'client went away', { cause: err });
         }
         const { kind, retryAfterMs } = classify(err);
+        o.attempts?.attemptEnded(kind, error);
         o.hooks?.onAttemptFailed?.(route, target, kind, error);
         if (kind === 'client') {
           target.health.breaker.release();

@@ -43,6 +43,8 @@ export interface RuntimeRoute {
   limits: SnapshotRoute['spec']['limits'];
   cache: SnapshotRoute['spec']['cache'];
   requirePricing: boolean;
+  /** spec.tracing.recordContent: prompts and completions go into this route's spans. */
+  recordContent: boolean;
 }
 
 export interface RuntimeConfig {
@@ -109,6 +111,7 @@ export class ConfigCompiler {
         limits: spec.limits,
         cache: spec.cache,
         requirePricing: spec.requirePricing ?? false,
+        recordContent: spec.tracing?.recordContent ?? false,
       };
       for (const model of routeModelNames(spec)) {
         const existing = byModel.get(model);

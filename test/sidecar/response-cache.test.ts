@@ -5,7 +5,7 @@ import { ResponseCache, type CachedResponse } from '../../sidecar/response-cache
 import type { RuntimeRoute } from '../../sidecar/router/runtime.js';
 
 function route(cache: Record<string, number> | undefined): RuntimeRoute {
-  return { id: 'default/r', name: 'r', namespace: 'default', strategy: 'fallback', targets: [], retry: {} as RuntimeRoute['retry'], limits: undefined, requirePricing: false, cache: cache && CacheSchema.parse(cache) };
+  return { id: 'default/r', name: 'r', namespace: 'default', strategy: 'fallback', targets: [], retry: {} as RuntimeRoute['retry'], limits: undefined, requirePricing: false, recordContent: false, cache: cache && CacheSchema.parse(cache) };
 }
 
 const req = (content: string, extra: Partial<ChatRequest> = {}): ChatRequest => ({ model: 'm', messages: [{ role: 'user', content }], ...extra }) as ChatRequest;

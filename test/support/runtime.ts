@@ -34,5 +34,6 @@ export function testRoute(targets: RuntimeTarget[], retry: Partial<Retry> = {}):
     limits: undefined,
     cache: undefined,
     requirePricing: false,
+    recordContent: false,
   };
 }

@@ -216,6 +216,7 @@ describe('a refused parameter makes the router try the next target, without pena
     limits: undefined,
     cache: undefined,
     requirePricing: false,
+    recordContent: false,
   });
   const options = { signal: new Cancel(), now: () => 0, random: () => 0.5, sleep: async () => {}, unitPrice: () => undefined };
   const attempt = (req: Record<string, unknown>) => async (t: RuntimeTarget) => {
