@@ -28,6 +28,11 @@ controlplane: ## build (once, cached in ~/.cache/paygo) kube-apiserver, etcd, ku
 	@command -v go >/dev/null || { echo "paygo: the control-plane tests need Go (https://go.dev/dl) to build kube-apiserver, etcd and helm" >&2; exit 1; }
 	test/support/controlplane/install.sh >/dev/null
 
+.PHONY: jaeger
+jaeger: ## build (once, cached in ~/.cache/paygo) Jaeger v2 from its Go module, the tracing tests' backend (≈ 6 min)
+	@command -v go >/dev/null || test -x /usr/local/go/bin/go || { echo "paygo: the tracing tests need Go (https://go.dev/dl) to build Jaeger" >&2; exit 1; }
+	test/support/tracing/install.sh >/dev/null
+
 # --- build and run ------------------------------------------------------------------------------
 build: deps ## compile TypeScript to dist/ (the two programs executable, as their bin entries need)
 	npm run --silent build
@@ -48,7 +53,7 @@ typecheck: deps
 REPORTS := .paygo/test-reports
 VITEST_JSON = --reporter=default --reporter=json --outputFile.json=$(REPORTS)/$(1).json
 
-test: build tools controlplane ## every test tier: unit, integration (real sidecar processes), e2e (real kube-apiserver)
+test: build tools controlplane jaeger ## every test tier: unit, integration (real sidecar processes), e2e (real kube-apiserver)
 	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
 	npx vitest run --project unit $(call VITEST_JSON,unit)
 	npx vitest run --project integration $(call VITEST_JSON,integration)
@@ -58,7 +63,7 @@ test: build tools controlplane ## every test tier: unit, integration (real sidec
 test-unit: deps controlplane ## unit tests only (the chart tests use the cached helm)
 	npx vitest run --project unit
 
-test-integration: build tools ## the built sidecar against fake upstreams and real clients
+test-integration: build tools jaeger ## the built sidecar against fake upstreams and real clients
 	npx vitest run --project integration
 
 test-e2e: build controlplane ## control-plane tests on a real kube-apiserver + etcd (built from Go modules, cached)
