@@ -507,6 +507,12 @@ const MODELROUTE_TARGET_RULES: CelRule[] = [
     reason: 'FieldValueRequired',
   },
   {
+    rule: "self.provider != 'azure' || has(self.baseURL)",
+    message: 'spec.targets[].baseURL is required when spec.targets[].provider is azure (the resource endpoint, e.g. https://my-resource.openai.azure.com)',
+    fieldPath: '.baseURL',
+    reason: 'FieldValueRequired',
+  },
+  {
     rule: "self.provider != 'bedrock' || has(self.region)",
     message: 'spec.targets[].region is required when spec.targets[].provider is bedrock',
     fieldPath: '.region',
