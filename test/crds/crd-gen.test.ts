@@ -37,13 +37,6 @@ function* nodes(node: Node, path: string): Generator<[string, Node]> {
   if (isNode(node.additionalProperties)) yield* nodes(node.additionalProperties, `${path}{}`);
 }
 
-function celRules(root: Node, path: string): Array<{ rule: string; message: string; fieldPath?: string; reason?: string }> {
-  for (const [p, n] of nodes(root, '')) {
-    if (p === path) return (n['x-kubernetes-validations'] ?? []) as Array<{ rule: string; message: string; fieldPath?: string; reason?: string }>;
-  }
-  throw new Error(`no schema node ${path}`);
-}
-
 const SCHEMA_KEYS = new Set([
   'description', 'type', 'format', 'enum', 'default', 'nullable', 'minimum', 'exclusiveMinimum', 'maximum',
   'exclusiveMaximum', 'multipleOf', 'minLength', 'maxLength', 'pattern', 'minItems', 'maxItems', 'minProperties',
@@ -166,74 +159,13 @@ describe('generated CRD manifests', () => {
     ]);
   });
 
-  it('ModelRoute CEL rules mirror the zod superRefine rules, each message naming the field', () => {
-    const root = rootSchema(parsed('_modelroutes.yaml'));
-    expect(celRules(root, 'spec')).toEqual([
-      {
-        rule: 'self.targets.all(t, !has(t.name) || self.targets.exists_one(u, has(u.name) && u.name == t.name))',
-        message: 'spec.targets[].name must be unique within the route',
-        fieldPath: '.targets',
-      },
-      expect.objectContaining({
-        rule: expect.stringMatching(/^\['0', '1', .*'15'\]\.all\(i, int\(i\) >= size\(self\.targets\)/),
-        message: 'spec.targets[].name must differ from the default name "<provider>-<index>" of every unnamed target',
-        fieldPath: '.targets',
-      }),
-      {
-        rule: "!(has(self.strategy) && self.strategy == 'weighted') || self.targets.all(t, has(t.weight))",
-        message: 'spec.targets[].weight is required when spec.strategy is weighted',
-        fieldPath: '.targets',
-        reason: 'FieldValueRequired',
-      },
-      {
-        rule: "!(has(self.strategy) && self.strategy == 'weighted') || self.targets.exists(t, has(t.weight) && t.weight > 0)",
-        message: 'spec.targets[].weight must be positive for at least one target when spec.strategy is weighted',
-        fieldPath: '.targets',
-      },
-    ]);
-    expect(celRules(root, 'spec.targets[]')).toEqual([
-      {
-        rule: "self.provider != 'openai-compatible' || has(self.baseURL)",
-        message: 'spec.targets[].baseURL is required when spec.targets[].provider is openai-compatible',
-        fieldPath: '.baseURL',
-        reason: 'FieldValueRequired',
-      },
-      {
-        rule: "self.provider != 'bedrock' || has(self.region)",
-        message: 'spec.targets[].region is required when spec.targets[].provider is bedrock',
-        fieldPath: '.region',
-        reason: 'FieldValueRequired',
-      },
-      {
-        rule: "self.provider != 'bedrock' || !has(self.credentials) || has(self.credentials.accessKeyIdRef)",
-        message: 'spec.targets[].credentials.accessKeyIdRef is required when spec.targets[].provider is bedrock and spec.targets[].credentials is set',
-        fieldPath: '.credentials',
-        reason: 'FieldValueRequired',
-      },
-      {
-        rule: "!(self.provider in ['vertex', 'vertex-anthropic']) || has(self.region)",
-        message: 'spec.targets[].region is required when spec.targets[].provider is vertex or vertex-anthropic',
-        fieldPath: '.region',
-        reason: 'FieldValueRequired',
-      },
-      {
-        rule: "!(self.provider in ['vertex', 'vertex-anthropic']) || has(self.project) || has(self.credentials)",
-        message: 'spec.targets[].project is required when spec.targets[].provider is vertex or vertex-anthropic and spec.targets[].credentials is absent',
-        fieldPath: '.project',
-        reason: 'FieldValueRequired',
-      },
-    ]);
-  });
-
-  it('Budget CEL rules mirror the zod superRefine rules', () => {
-    expect(celRules(rootSchema(parsed('_budgets.yaml')), 'spec')).toEqual([
-      {
-        rule: "!has(self.action) || self.action != 'downgrade' || has(self.downgradeTo)",
-        message: 'spec.downgradeTo is required when spec.action is downgrade',
-        fieldPath: '.downgradeTo',
-        reason: 'FieldValueRequired',
-      },
-    ]);
+  // What each CEL rule accepts and refuses is tested, not pinned: one table of documents goes
+  // through zod (test/crds/validation-table.test.ts) and the real API server with these CRDs
+  // (test/e2e/validation.test.ts), which must agree and name the same field.
+  it('has the CEL rules the validation table exercises (10 on ModelRoute targets and spec, 1 on Budget)', () => {
+    const count = (suffix: string) => [...nodes(rootSchema(parsed(suffix)), '')].reduce((n, [, node]) => n + ((node['x-kubernetes-validations'] ?? []) as unknown[]).length, 0);
+    expect(count('_modelroutes.yaml')).toBe(10);
+    expect(count('_budgets.yaml')).toBe(1);
   });
 
   it('every CEL rule names a field in its message and has a valid fieldPath', () => {
