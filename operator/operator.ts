@@ -191,6 +191,8 @@ export class Operator {
       image: this.o.sidecarImage,
       ...(this.o.sidecarImagePullPolicy ? { imagePullPolicy: this.o.sidecarImagePullPolicy } : {}),
       ...(this.o.sidecarLogLevel ? { logLevel: this.o.sidecarLogLevel } : {}),
+      ...(this.o.sidecarOtlpEndpoint ? { otlpEndpoint: this.o.sidecarOtlpEndpoint } : {}),
+      ...(Object.keys(this.o.sidecarOtelEnv).length > 0 ? { otelEnv: this.o.sidecarOtelEnv } : {}),
       resources: { requests: { cpu: this.o.sidecarCpuRequest, memory: this.o.sidecarMemoryRequest }, limits: { memory: this.o.sidecarMemoryLimit } },
       operatorURL: this.o.operatorURL ?? `https://${this.o.serviceName}.${this.o.namespace}.svc:8443`,
       caPem: tls.caPem,

@@ -7,6 +7,9 @@ import { DEFAULT_SIDECAR_RESOURCES } from './webhook.js';
 /** A Kubernetes resource quantity such as 50m, 96Mi or 0.5 (the API server's own syntax). */
 const quantity = z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/, 'must be a Kubernetes quantity such as 50m or 96Mi');
 
+/** The variables --sidecar-otel-env may set in injected sidecars. */
+const OTEL_ENV_NAME = /^OTEL_[A-Z0-9_]+$/;
+
 const OptionsSchema = z.object({
   kubeconfig: z.string().optional(),
   namespace: z.string().min(1),
@@ -30,6 +33,8 @@ const OptionsSchema = z.object({
   sidecarCpuRequest: quantity,
   sidecarMemoryRequest: quantity,
   sidecarMemoryLimit: quantity,
+  sidecarOtlpEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+  sidecarOtelEnv: z.record(z.string().regex(OTEL_ENV_NAME), z.string()),
   operatorURL: z.url().optional(),
   webhookConfigName: z.string().min(1).optional(),
 });
@@ -54,6 +59,9 @@ export const USAGE = `Usage: paygo-operator [options]
   --sidecar-cpu-request Q     CPU request of injected sidecars (default 50m; no CPU limit is set)
   --sidecar-memory-request Q  memory request of injected sidecars (default 96Mi: the measured idle RSS)
   --sidecar-memory-limit Q    memory limit of injected sidecars (default 192Mi: the measured peak RSS under load + 20%)
+  --sidecar-otlp-endpoint URL  injected sidecars export OpenTelemetry traces over OTLP/HTTP to this base URL
+                          (their PAYGO_OTLP_ENDPOINT; default: off)
+  --sidecar-otel-env NAME=VALUE  an OTEL_* variable for injected sidecars, e.g. OTEL_TRACES_SAMPLER_ARG=0.1 (repeatable)
   --operator-url URL      URL injected sidecars stream from (default https://<service-name>.<namespace>.svc:8443)
   --webhook-config-name N MutatingWebhookConfiguration whose caBundle the operator keeps set to its CA`;
 
@@ -87,6 +95,8 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       'sidecar-cpu-request': { type: 'string' },
       'sidecar-memory-request': { type: 'string' },
       'sidecar-memory-limit': { type: 'string' },
+      'sidecar-otlp-endpoint': { type: 'string' },
+      'sidecar-otel-env': { type: 'string', multiple: true },
       'operator-url': { type: 'string' },
       'webhook-config-name': { type: 'string' },
       help: { type: 'boolean' },
@@ -121,6 +131,14 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     sidecarCpuRequest: values['sidecar-cpu-request'] ?? DEFAULT_SIDECAR_RESOURCES.requests!.cpu,
     sidecarMemoryRequest: values['sidecar-memory-request'] ?? DEFAULT_SIDECAR_RESOURCES.requests!.memory,
     sidecarMemoryLimit: values['sidecar-memory-limit'] ?? DEFAULT_SIDECAR_RESOURCES.limits!.memory,
+    sidecarOtlpEndpoint: values['sidecar-otlp-endpoint'] || undefined,
+    sidecarOtelEnv: Object.fromEntries((values['sidecar-otel-env'] ?? []).map((pair) => {
+      const i = pair.indexOf('=');
+      if (i <= 0) throw new Error(`--sidecar-otel-env must be NAME=VALUE, got "${pair}"`);
+      const name = pair.slice(0, i);
+      if (!OTEL_ENV_NAME.test(name)) throw new Error(`--sidecar-otel-env: ${name} is not an OTEL_* variable name`);
+      return [name, pair.slice(i + 1)];
+    })),
     operatorURL: values['operator-url'],
     webhookConfigName: values['webhook-config-name'],
   });

@@ -42,6 +42,10 @@ export interface InjectionConfig {
   /** The sidecar's metrics + health listener (9464); kubelet probes it. */
   metricsPort: number;
   logLevel?: string;
+  /** OTLP/HTTP base URL the sidecar exports traces to (PAYGO_OTLP_ENDPOINT); absent: tracing off. */
+  otlpEndpoint?: string;
+  /** Further OTEL_* variables for the sidecar (sampler, headers, resource attributes…). */
+  otelEnv?: Record<string, string>;
 }
 
 /** RFC 6902 operations; the webhook only emits `add`, the others exist for callers and tests. */
@@ -95,6 +99,8 @@ export function sidecarContainer(cfg: InjectionConfig): V1Container {
   });
   const env: V1EnvVar[] = [{ name: 'PAYGO_OPERATOR_CA_PEM', value: cfg.caPem }];
   if (cfg.logLevel) env.push({ name: 'PAYGO_LOG_LEVEL', value: cfg.logLevel });
+  if (cfg.otlpEndpoint) env.push({ name: 'PAYGO_OTLP_ENDPOINT', value: cfg.otlpEndpoint });
+  for (const name of Object.keys(cfg.otelEnv ?? {}).sort()) env.push({ name, value: cfg.otelEnv![name]! });
   return {
     name: SIDECAR_NAME,
     image: cfg.image,

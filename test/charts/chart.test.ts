@@ -189,6 +189,30 @@ describe('charts/paygo', { timeout: 60_000 }, () => {
     expect(() => parseOptions(['--sidecar-memory-limit=lots'], {})).toThrow(/sidecarMemoryLimit: must be a Kubernetes quantity/);
   });
 
+  it('sidecar.tracing: the OTLP endpoint and OTEL_* variables reach the operator, which injects them (README "Tracing")', async () => {
+    expect(parseOptions(operatorContainer(await template()).args, {})).toMatchObject({ sidecarOtelEnv: {} });
+    expect(operatorContainer(await template()).args.filter((a) => a.includes('otlp') || a.includes('otel'))).toEqual([]);
+    const args = operatorContainer(
+      await template([
+        ...['--set', 'sidecar.tracing.otlpEndpoint=http://otel-collector.observability:4318'],
+        ...['--set', 'sidecar.tracing.env.OTEL_TRACES_SAMPLER=parentbased_traceidratio', '--set', 'sidecar.tracing.env.OTEL_TRACES_SAMPLER_ARG=0.1'],
+        ...['--set-string', 'sidecar.tracing.env.OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod\\,team=ml'],
+      ]),
+    ).args;
+    expect(args.filter((a) => a.includes('otlp') || a.includes('otel'))).toEqual([
+      '--sidecar-otlp-endpoint=http://otel-collector.observability:4318',
+      '--sidecar-otel-env=OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod,team=ml',
+      '--sidecar-otel-env=OTEL_TRACES_SAMPLER=parentbased_traceidratio',
+      '--sidecar-otel-env=OTEL_TRACES_SAMPLER_ARG=0.1',
+    ]);
+    expect(parseOptions(args, {})).toMatchObject({
+      sidecarOtlpEndpoint: 'http://otel-collector.observability:4318',
+      sidecarOtelEnv: { OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,team=ml', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' },
+    });
+    expect(() => parseOptions(['--sidecar-otel-env=PATH=/tmp'], {})).toThrow(/PATH is not an OTEL_\* variable name/);
+    expect(() => parseOptions(['--sidecar-otel-env=OTEL_X'], {})).toThrow(/NAME=VALUE/);
+  });
+
   it.each([
     ['paygo', 'paygo-system', 'operator'],
     ['shop', 'platform', 'operator'],
@@ -399,6 +423,8 @@ describe('charts/paygo', { timeout: 60_000 }, () => {
     [['--set', 'certificates.certManager.issuerRef.kind=ClusterIssuer'], /issuerRef.*name/],
     [['--set', 'operator.nosuchvalue=1'], /nosuchvalue/],
     [['--set', 'operator.logLevel=verbose'], /\/operator\/logLevel/],
+    [['--set', 'sidecar.tracing.otlpEndpoint=otel:4318'], /\/sidecar\/tracing\/otlpEndpoint/],
+    [['--set', 'sidecar.tracing.env.PATH=/tmp'], /'PATH' does not match pattern/],
     [['--set', 'operator.resources.requests.cpu=lots'], /\/operator\/resources\/requests\/cpu/],
     [['--set', 'metrics.podMonitor.enabled=maybe'], /\/metrics\/podMonitor\/enabled/],
     [['--set', 'metrics.serviceMonitor.interval=soon'], /\/metrics\/serviceMonitor\/interval/],

@@ -238,6 +238,18 @@ describe('mutatePod', () => {
     expect(sc).not.toHaveProperty('imagePullPolicy');
   });
 
+  it('tracing: PAYGO_OTLP_ENDPOINT and the OTEL_* variables (sorted by name) only when configured', () => {
+    const sc = sidecarContainer({ ...cfg, otlpEndpoint: 'http://otel-collector.observability:4318', otelEnv: { OTEL_TRACES_SAMPLER_ARG: '0.1', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio' } });
+    expect(sc.env).toEqual([
+      { name: 'PAYGO_OPERATOR_CA_PEM', value: CA },
+      { name: 'PAYGO_LOG_LEVEL', value: 'info' },
+      { name: 'PAYGO_OTLP_ENDPOINT', value: 'http://otel-collector.observability:4318' },
+      { name: 'OTEL_TRACES_SAMPLER', value: 'parentbased_traceidratio' },
+      { name: 'OTEL_TRACES_SAMPLER_ARG', value: '0.1' },
+    ]);
+    expect(sidecarContainer(cfg).env?.map((e) => e.name)).toEqual(['PAYGO_OPERATOR_CA_PEM', 'PAYGO_LOG_LEVEL']);
+  });
+
   it('refuses an invalid config (a metrics port of 0 would leave the probes nothing to call)', () => {
     expect(() => mutatePod(deploymentPod(), { ...cfg, metricsPort: 0 })).toThrow(/ports/);
     expect(() => mutatePod(deploymentPod(), { ...cfg, caPem: 'nope' })).toThrow(/caPem/);
@@ -249,7 +261,7 @@ describe('injection hash and outdated pods', () => {
     const h = injectionHash(cfg);
     expect(h).toMatch(/^[0-9a-f]{16}$/);
     expect(injectionHash({ ...cfg })).toBe(h);
-    for (const change of [{ image: 'x:2' }, { caPem: `${CA}\n` }, { port: 4001 }, { metricsPort: 9465 }, { logLevel: 'debug' }, { operatorURL: 'https://other:8443' }]) {
+    for (const change of [{ image: 'x:2' }, { caPem: `${CA}\n` }, { port: 4001 }, { metricsPort: 9465 }, { logLevel: 'debug' }, { operatorURL: 'https://other:8443' }, { otlpEndpoint: 'http://otel:4318' }, { otelEnv: { OTEL_TRACES_SAMPLER_ARG: '0.5' } }]) {
       expect(injectionHash({ ...cfg, ...change })).not.toBe(h);
     }
   });
