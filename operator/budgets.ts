@@ -8,6 +8,7 @@ import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js'
 import { BudgetLedger, bookFromStatus, bookToStatus, ledgerTotals, type PeriodLedger } from './budget-ledger.js';
 import type { ClusterCache, RawObject } from './cache.js';
 import { setCondition } from './conditions.js';
+import { answeringErrors } from './internal-error.js';
 import { replyNotLeader } from './leader.js';
 import { checkBudget } from './snapshots.js';
 
@@ -55,7 +56,7 @@ export class BudgetService {
   }
 
   register(app: FastifyInstance): void {
-    app.post(BUDGET_SYNC_PATH, (req, reply) => this.sync(req, reply));
+    app.post(BUDGET_SYNC_PATH, (req, reply) => answeringErrors(reply, this.o.logger, () => this.sync(req, reply)));
   }
 
   /** Periodic work: flush spend, mark ended processes Lost, fold ended ones into totals. */

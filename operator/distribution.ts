@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ACK_PATH, AckMessageSchema, STREAM_PATH, TARGET_REPORT_PATH, TargetReportSchema, formatIssues, type Snapshot, type TargetReport } from '../crds/src/index.js';
 import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
+import { answeringErrors } from './internal-error.js';
 import { replyNotLeader } from './leader.js';
 
 /** One connected sidecar stream. */
@@ -60,9 +61,10 @@ export class Distributor {
   }
 
   register(app: FastifyInstance): void {
-    app.get(STREAM_PATH, (req, reply) => this.stream(req, reply));
-    app.post(ACK_PATH, (req, reply) => this.ack(req, reply));
-    app.post(TARGET_REPORT_PATH, (req, reply) => this.targetReport(req, reply));
+    const log = this.o.logger;
+    app.get(STREAM_PATH, (req, reply) => answeringErrors(reply, log, () => this.stream(req, reply)));
+    app.post(ACK_PATH, (req, reply) => answeringErrors(reply, log, () => this.ack(req, reply)));
+    app.post(TARGET_REPORT_PATH, (req, reply) => answeringErrors(reply, log, () => this.targetReport(req, reply)));
   }
 
   /** The calling pod and its validated JSON body; undefined once an error answer went out. */

@@ -155,8 +155,18 @@ describe('BudgetService', () => {
     kube.fail({ match: (r) => r.resource === BUDGETS && r.subresource === 'status', status: 409, times: 6 });
     const r = await sync(base, 'tok-a1', 1, { want: 2n * USD });
     expect(r.status).toBe(500);
-    expect(r.entry).toBeUndefined();
+    expect(r.json).toEqual({ error: { message: 'internal error: the Kubernetes API answered 409', code: 'internal_error' } });
     expect(statusWrites().map((w) => w.status)).toEqual([409, 409, 409, 409, 409, 409]);
+  });
+
+  it('a failed status write (a long API error, answered chunked) is a clean 500 to the sidecar, no API server internals', async () => {
+    const { base } = await service();
+    kube.fail({ match: (r) => r.resource === BUDGETS && r.subresource === 'status', status: 422, message: `admission webhook denied the request: ${'x'.repeat(3000)}` });
+    const r = await post(base, BUDGET_SYNC_PATH, 'tok-a1', syncBody(1, { want: USD }));
+    expect(r.status).toBe(500);
+    expect(r.json).toEqual({ error: { message: 'internal error: the Kubernetes API answered 422', code: 'internal_error' } });
+    expect(r.headers.get('transfer-encoding')).toBeNull();
+    expect(r.headers.get('audit-id')).toBeNull();
   });
 
   it('a new leader restores the book from Budget.status: what was granted is never granted again', async () => {

@@ -183,6 +183,16 @@ describe('Distributor and snapshotForPod', () => {
     expect(distributor.connections.size).toBe(0);
   });
 
+  it('answers a failed TokenReview (a long API error, answered chunked) with a clean 500', async () => {
+    kube.fail({ match: (r) => r.resource === 'authentication.k8s.io/v1/tokenreviews', status: 500, message: 'etcd: '.repeat(600), times: 2 });
+    for (const r of [await ack('tok-a1', 'v'), await post(base, TARGET_REPORT_PATH, 'tok-a1', { boot: 'b', targets: [] })]) {
+      expect(r.status).toBe(500);
+      expect(r.json).toEqual({ error: { message: 'internal error: the Kubernetes API answered 500', code: 'internal_error' } });
+    }
+    kube.fail({ match: (r) => r.resource === 'authentication.k8s.io/v1/tokenreviews', status: 500, message: 'etcd: '.repeat(600) });
+    expect((await connect('tok-a1')).status).toBe(500);
+  });
+
   it('passes per-target reports on with the reporting pod', async () => {
     const report = { boot: 'boot-1', targets: [{ route: 'chat', target: 'openai', requests: 3, successes: 2, errors: 1, cost: '1500' }] };
     expect((await post(base, TARGET_REPORT_PATH, 'tok-a1', report)).status).toBe(204);

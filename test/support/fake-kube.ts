@@ -345,8 +345,9 @@ export class FakeKube {
   private send(res: ServerResponse, r: KubeRequest | undefined, status: number, body: unknown): void {
     if (r) r.status = status;
     const text = JSON.stringify(body);
-    // As the API server (Go's net/http) does for small bodies.
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    // As the API server (Go's net/http): Content-Length for a body under 2 KiB, chunked above.
+    const length = Buffer.byteLength(text);
+    res.writeHead(status, { 'content-type': 'application/json', ...(length < 2048 ? { 'content-length': length } : {}) });
     res.end(text);
   }
 
