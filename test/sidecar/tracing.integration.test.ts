@@ -278,6 +278,35 @@ describe('embeddings, a request without traceparent, an error', () => {
   });
 });
 
+describe('shutdown', () => {
+  it('SIGTERM exports the spans still buffered (the batch delay is 60 s here: only the shutdown flush can send them)', async () => {
+    const traced = await startSidecar(
+      `
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: r }
+spec:
+  model: bot
+  targets:
+    - { name: first, provider: openai-compatible, model: m, baseURL: ${first.url}/v1 }
+`,
+      { env: { OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpUrl, OTEL_BSP_SCHEDULE_DELAY: '60000' } },
+    );
+    const app = appSpan();
+    const res = await fetch(`${traced.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: app.traceparent },
+      body: JSON.stringify({ model: 'bot', messages: [{ role: 'user', content: 'bye' }] }),
+    });
+    expect(res.status).toBe(200);
+    expect(await traced.stop()).toBe(0);
+    // Jaeger has them once the sidecar has exited (its own batch: 50 ms).
+    const spans = await jaeger.trace(app.traceId, complete(1), 5_000);
+    expect(serverSpans(spans)[0]!.parentSpanId).toBe(app.spanId);
+    expect(traced.lines.some((l) => l.includes('"tracing on"') && l.includes('from OTEL_EXPORTER_OTLP_* variables'))).toBe(true);
+  });
+});
+
 describe('tracing off', () => {
   it("the app's traceparent is not forwarded to the provider", async () => {
     const plain = await startSidecar(`
