@@ -174,8 +174,14 @@ interface Sidecar {
   logPath: string;
   flags: string[];
 }
-/** The built sidecar as a pod runs it: default log level (usage lines on stdout, here a file), metrics on. */
-async function startSidecar(upPort: number, root = ROOT): Promise<Sidecar> {
+async function startOtlpSink(): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawnTracked(NODE, [join(DIST, 'otlp-sink.js')]);
+  const m = await waitForStdout(child, /\{"port":(\d+)\}/, 10_000, 'otlp-sink');
+  return { url: `http://127.0.0.1:${m[1]}`, child };
+}
+
+/** The built sidecar as a pod runs it: default log level (usage lines on stdout, here a file), metrics on; `args` adds options (e.g. --otlp-endpoint). */
+async function startSidecar(upPort: number, root = ROOT, args: string[] = []): Promise<Sidecar> {
   const sidecarMain = root === ROOT ? SIDECAR : join(root, 'dist/sidecar/main.js');
   const dir = mkdtempSync(join(tmpdir(), 'paygo-bench-sidecar-'));
   // The config in a directory of its own, as a mounted ConfigMap is: the sidecar watches the
@@ -189,7 +195,7 @@ async function startSidecar(upPort: number, root = ROOT): Promise<Sidecar> {
   const flags = imageNodeFlags(root);
   const child = spawnTracked(
     NODE,
-    [...flags, sidecarMain, '--config', join(dir, 'config/config.yaml'), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state')],
+    [...flags, sidecarMain, '--config', join(dir, 'config/config.yaml'), '--port', String(port), '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'), ...args],
     { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'] },
   );
   closeSync(fd);
@@ -369,6 +375,9 @@ function markdown(results: Record<string, any>): string {
     '',
     `paygo sidecar RSS: idle ${fmt(mb(sc.idle.rss), 1)} MB (private ${fmt(mb(sc.idle.anon), 1)} MB), peak ${fmt(mb(sc.peak.hwm), 1)} MB (private ${fmt(mb(sc.peak.anon), 1)} MB; the rest is mapped files, mostly the node binary). The bare Node.js proxy: idle ${fmt(mb(results.nodeProxy.idle.rss), 1)} MB, peak ${fmt(mb(results.nodeProxy.peak.hwm), 1)} MB.`,
     results.baseline ? `Baseline sidecar (${results.baseline.ref}; node flags: ${results.baseline.nodeFlags.length ? results.baseline.nodeFlags.join(' ') : 'none'}) RSS: idle ${fmt(mb(results.baseline.idle.rss), 1)} MB (private ${fmt(mb(results.baseline.idle.anon), 1)} MB), peak ${fmt(mb(results.baseline.peak.hwm), 1)} MB (private ${fmt(mb(results.baseline.peak.anon), 1)} MB).` : '',
+    s.paygo && s['paygo-traced']
+      ? `Tracing (paygo-traced vs paygo, same rounds; every request sampled, ${fmt(results.tracing?.otlpRequests)} OTLP exports, ${fmt(mb((results.tracing?.otlpBytes ?? NaN) / 1024), 1)} MB): CPU ${sign(s['paygo-traced'].cpuUsPerReq - s.paygo.cpuUsPerReq)} µs per request (${fmt(s['paygo-traced'].cpuUsPerReq)} vs ${fmt(s.paygo.cpuUsPerReq)}), added p50 at c=1 ${sign(s['paygo-traced'].addedP50c1Us - s.paygo.addedP50c1Us)} µs, RPS @32 ${fmt(s['paygo-traced'].rps32)} vs ${fmt(s.paygo.rps32)}; RSS idle ${fmt(mb(results.tracing.idle.rss), 1)} MB, peak ${fmt(mb(results.tracing.peak.hwm), 1)} MB (private ${fmt(mb(results.tracing.peak.anon), 1)} MB).`
+      : '',
     s['node-proxy'] && s.nginx ? `Floor: the bare Node.js proxy reaches ${fmt((100 * s['node-proxy'].rps32) / s.nginx.rps32)}% of nginx's RPS and adds ${sign(s['node-proxy'].addedP50c1Us)} µs at p50 (c=1); paygo spends ${fmt(s.paygo ? s.paygo.cpuUsPerReq / s['node-proxy'].cpuUsPerReq : NaN, 1)}× its CPU per request.` : '',
     p?.measured
       ? `Config propagation (${p.clients} sidecar streams, ${p.changes} ModelRoute changes by \`kubectl apply\`): ACK latency p50 ${fmt(p.ackMs.p50)} ms, p99 ${fmt(p.ackMs.p99)} ms, all ACKed after ${fmt(p.allAckedMs.p50)} ms (median change; worst ${fmt(p.allAckedMs.max)} ms). Operator RSS: ${fmt(mb(p.operatorRss.idle.rss), 1)} MB idle with the streams, ${fmt(mb(p.operatorRss.with1000Routes.rss), 1)} MB with 1,000 ModelRoutes (peak ${fmt(mb(p.operatorRss.with1000Routes.hwm), 1)} MB).`
@@ -430,6 +439,17 @@ async function main(): Promise<void> {
     { name: 'paygo-failover', what: 'paygo, 3-target fallback route, first target fails (500)', url: sc.url, model: 'bench-failover', headers: {}, pids: scPid, expectedHits: 2 },
   );
 
+  // The same sidecar with tracing on (every request sampled: a span per request and per attempt),
+  // exporting over OTLP/HTTP to a sink that discards: what tracing costs, in the same rounds.
+  let traced: { sc: Sidecar; sink: { url: string; child: ChildProcess }; idle: ProcMem; mem: ReturnType<typeof memSampler> } | undefined;
+  if (!ONLY || ONLY.has('paygo-traced')) {
+    const sink = await startOtlpSink();
+    const tsc = await startSidecar(up.port, ROOT, ['--otlp-endpoint', sink.url]);
+    await sleep(1000);
+    traced = { sc: tsc, sink, idle: procMem(tsc.child.pid!), mem: memSampler(tsc.child.pid!) };
+    targets.push({ name: 'paygo-traced', what: 'paygo sidecar with OpenTelemetry tracing on (all sampled, OTLP/HTTP to a local sink), the same route', url: tsc.url, model: 'bench', headers: {}, pids: () => [tsc.child.pid!], expectedHits: 1 });
+  }
+
   // The same sidecar built from another commit, measured beside this one (before/after, same run).
   let baseline: { sc: Sidecar; idle: ProcMem; mem: ReturnType<typeof memSampler> } | undefined;
   if (BASELINE && (!ONLY || ONLY.has('paygo-baseline'))) {
@@ -466,6 +486,8 @@ async function main(): Promise<void> {
   const metered = metricsText.split('\n').filter((l) => l.startsWith('paygo_requests_total{') || l.startsWith('paygo_cost_usd_total{'));
   const usageLines = readFileSync(sc.logPath, 'utf8').split('\n').filter((l) => l.includes('"msg":"usage"')).length;
   const upstreamTotals = await upstreamCount(up.port);
+  const tracedPeak = traced?.mem.stop();
+  const spansExported = traced ? ((await (await fetch(`${traced.sink.url}/stats`, { signal: AbortSignal.timeout(5000) })).json()) as { requests: number; bytes: number }) : undefined;
   await stopAll(); // the data-plane processes; nothing may compete with the propagation bench
 
   const direct = rounds.direct ?? [];
@@ -528,6 +550,7 @@ async function main(): Promise<void> {
       usageLogLines: usageLines,
     },
     nodeProxy: { idle: npIdle, peak: npPeak },
+    ...(traced ? { tracing: { otlpRequests: spansExported?.requests, otlpBytes: spansExported?.bytes, idle: traced.idle, peak: tracedPeak } } : {}),
     ...(baseline ? { baseline: { ref: BASELINE_REF, nodeFlags: baseline.sc.flags, idle: baseline.idle, peak: baselinePeak } } : {}),
     probes,
     upstreamTotals,
