@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { costFromPerMillion, formatUsd, parseUsd } from '../../crds/src/money.js';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { botRouteConfig, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 import { attrs, SPAN_KIND, startJaeger, STATUS, type Jaeger, type OtlpSpan } from '../support/tracing/jaeger.js';
 
 /**
@@ -278,20 +278,12 @@ describe('embeddings, a request without traceparent, an error', () => {
   });
 });
 
+/** Route "bot" with one target, the first fake provider. */
+const oneTarget = () => botRouteConfig([`{ name: first, provider: openai-compatible, model: m, baseURL: ${first.url}/v1 }`]);
+
 describe('shutdown', () => {
   it('SIGTERM exports the spans still buffered (the batch delay is 60 s here: only the shutdown flush can send them)', async () => {
-    const traced = await startSidecar(
-      `
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: r }
-spec:
-  model: bot
-  targets:
-    - { name: first, provider: openai-compatible, model: m, baseURL: ${first.url}/v1 }
-`,
-      { env: { OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpUrl, OTEL_BSP_SCHEDULE_DELAY: '60000' } },
-    );
+    const traced = await startSidecar(oneTarget(), { env: { OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpUrl, OTEL_BSP_SCHEDULE_DELAY: '60000' } });
     const app = appSpan();
     const res = await fetch(`${traced.url}/v1/chat/completions`, {
       method: 'POST',
@@ -309,15 +301,7 @@ spec:
 
 describe('tracing off', () => {
   it("the app's traceparent is not forwarded to the provider", async () => {
-    const plain = await startSidecar(`
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: r }
-spec:
-  model: bot
-  targets:
-    - { name: first, provider: openai-compatible, model: m, baseURL: ${first.url}/v1 }
-`);
+    const plain = await startSidecar(oneTarget());
     try {
       const app = appSpan();
       const res = await fetch(`${plain.url}/v1/chat/completions`, {
