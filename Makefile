@@ -7,7 +7,7 @@ PORT ?= 4000
 HOST ?= 127.0.0.1
 NODE_MODULES_STAMP := node_modules/.paygo-installed
 
-.PHONY: help deps build run test test-unit test-integration test-e2e fuzz typecheck tools controlplane clean crds crds-check dev-cluster dev-cluster-down images chart-lint kind-up kind-e2e kind-down bench
+.PHONY: help deps build run test test-unit test-integration test-e2e fuzz mutation typecheck tools controlplane clean crds crds-check dev-cluster dev-cluster-down images chart-lint kind-up kind-e2e kind-down bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -73,10 +73,14 @@ FUZZ_RUNS ?= 20000
 ifndef FUZZ_SEED
 FUZZ_SEED := $(shell date +%s)
 endif
-FUZZ_FILES := test/sidecar/sse.fuzz.test.ts test/sidecar/providers/streams.fuzz.test.ts
-fuzz: deps ## the parsers' property tests (SSE, Bedrock event-stream, every stream translator) with FUZZ_RUNS cases each (default 20000) and a new FUZZ_SEED (default: the clock)
+FUZZ_FILES := test/sidecar/sse.fuzz.test.ts test/sidecar/providers/streams.fuzz.test.ts test/operator/budget-ledger.property.test.ts
+fuzz: deps ## the property tests (SSE, Bedrock event-stream, every stream translator, the budget ledger) with FUZZ_RUNS cases each (default 20000) and a new FUZZ_SEED (default: the clock)
 	@echo "paygo fuzz: FUZZ_SEED=$(FUZZ_SEED) FUZZ_RUNS=$(FUZZ_RUNS) (make fuzz FUZZ_SEED=… repeats a run)"
 	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SEED=$(FUZZ_SEED) npx vitest run --project unit --testTimeout=0 $(FUZZ_FILES)
+
+MUTATE ?=
+mutation: deps ## StrykerJS mutation testing of routing, metering, budgets, chat and the operator's logic against the unit tier (incremental; MUTATE=glob,glob narrows it; report in .paygo/mutation/report.html; not in make test)
+	MUTATE="$(MUTATE)" npx stryker run test/mutation/stryker.config.mjs
 
 dev-cluster: build controlplane ## start a local kube-apiserver + etcd with the CRDs; prints the KUBECONFIG to use
 	test/support/controlplane/dev-cluster.sh up

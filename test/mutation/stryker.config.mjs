@@ -1,0 +1,38 @@
+// StrykerJS over the logic that decides routing, money and budgets (make mutation; not in CI:
+// it runs the unit tier once per mutant). Incremental: a re-run tests only mutants whose code
+// or tests changed since the last one (.paygo/mutation/incremental.json).
+// MUTATE=path,path narrows a run (e.g. MUTATE=sidecar/budget/*.ts make mutation).
+const modules = process.env.MUTATE
+  ? process.env.MUTATE.split(',')
+  : [
+      'sidecar/router/*.ts',
+      'sidecar/metering/*.ts',
+      'sidecar/budget/*.ts',
+      'sidecar/chat.ts',
+      'operator/budget-ledger.ts',
+      'operator/budgets.ts',
+      'operator/route-status.ts',
+      'operator/distribution.ts',
+      'operator/leader.ts',
+      'operator/snapshots.ts',
+      'operator/queue.ts',
+      'operator/conditions.ts',
+      'operator/target-totals.ts',
+      'operator/auth.ts',
+    ];
+
+export default {
+  testRunner: 'vitest',
+  vitest: { configFile: 'test/mutation/vitest.config.ts' },
+  mutate: [...modules, '!sidecar/metering/catalog-process.ts'],
+  coverageAnalysis: 'perTest',
+  incremental: true,
+  incrementalFile: '.paygo/mutation/incremental.json',
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  htmlReporter: { fileName: '.paygo/mutation/report.html' },
+  jsonReporter: { fileName: '.paygo/mutation/report.json' },
+  tempDirName: '.paygo/mutation/tmp',
+  concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 2),
+  timeoutMS: 20_000,
+  thresholds: { high: 90, low: 80, break: null },
+};
