@@ -104,6 +104,68 @@ async function serviceAccountKubeconfig(sa: string): Promise<string> {
   return file;
 }
 
+/** Is the release "paygo" installed? */
+async function releaseInstalled(): Promise<boolean> {
+  return (await helm(cp, ['status', 'paygo', '-n', NS], { timeoutMs: 60_000 })).code === 0;
+}
+
+/** `helm install` with the chart's defaults; records what it installed. */
+async function install(): Promise<string> {
+  const out = await h(['install', 'paygo', CHART, '-n', NS, '--create-namespace', '--wait=false']);
+  installed = parseManifests(await h(['get', 'manifest', 'paygo', '-n', NS]));
+  return out;
+}
+
+/** Each test sets up what it needs, so each also runs alone (`vitest -t`). */
+async function ensureInstalled(): Promise<void> {
+  if (!(await releaseInstalled())) await install();
+  else if (installed.length === 0) installed = parseManifests(await h(['get', 'manifest', 'paygo', '-n', NS]));
+}
+
+/** The application namespaces: "shop" labelled for injection, "plain" not. */
+async function appNamespaces(): Promise<void> {
+  await namespace('shop', { 'paygo.dev/inject': 'enabled' });
+  await namespace('plain');
+}
+
+async function stopOperator(): Promise<void> {
+  await sidecar?.stop();
+  sidecar = undefined;
+  await operator?.stop();
+  operator = undefined;
+}
+
+/**
+ * The real operator process with the installed Deployment's args, authenticated as the chart's
+ * ServiceAccount, serving the chart's webhook; returns once it injects pods.
+ */
+async function startChartOperator(): Promise<{ args: string[]; caPem: string }> {
+  await assertPortFree(WEBHOOK_PORT);
+  // The one change to what the chart installed: the Service resolves to 127.0.0.1, where the
+  // operator runs. The API server still calls https://paygo-operator.paygo-system.svc (TLS name).
+  await k(['patch', 'service', 'paygo-operator', '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec: { type: 'ExternalName', externalName: 'localhost' } })]);
+
+  const deploy = findOne<DeploymentObject>(installed, 'Deployment');
+  const args = deploy.spec.template.spec.containers[0]!.args.filter((a) => !a.startsWith('--listen') && !a.startsWith('--health'));
+  const kubeconfig = await serviceAccountKubeconfig(deploy.spec.template.spec.serviceAccountName);
+  operator = await startOperator(kubeconfig, { port: WEBHOOK_PORT, identity: 'paygo-operator-0', namespace: NS, args });
+
+  // Its own CA and serving certificate, in the Secret the chart's Role lets it create.
+  const caPem = Buffer.from(await k(['get', 'secret', 'paygo-operator-tls', '-n', NS, '-o', 'jsonpath={.data.ca\\.crt}']), 'base64').toString();
+  expect(caPem).toContain('BEGIN CERTIFICATE');
+  const bundles = await until(
+    'caBundle on both webhooks',
+    async () => (JSON.parse(await k(['get', 'mutatingwebhookconfiguration', 'paygo-inject', '-o', 'json'])) as WebhookConfigObject).webhooks.map((w) => w.clientConfig.caBundle ?? ''),
+    (b) => b.every((x) => x !== ''),
+  );
+  expect(bundles.value.map((b) => Buffer.from(b, 'base64').toString())).toEqual([caPem, caPem]);
+  await until('leader lease', () => k(['get', 'lease', 'paygo-operator', '-n', NS, '-o', 'jsonpath={.spec.holderIdentity}']), (id) => id === 'paygo-operator-0', 30_000);
+
+  // The API server picks up the Service and caBundle changes through informers.
+  await until('injection through the chart webhook', () => admit(pod('shop', 'probe')), (r) => r.injected, 30_000);
+  return { args, caPem };
+}
+
 beforeAll(async () => {
   if (!existsSync(OPERATOR_BIN)) throw new Error(`${OPERATOR_BIN} is missing: run make build (npx tsc -p tsconfig.json) first`);
   cp = await startControlPlane();
@@ -119,12 +181,12 @@ afterAll(async () => {
 
 describe('charts/paygo on a real API server', () => {
   it('helm install: every rendered object is accepted; CRDs Established and explainable; NOTES printed', async () => {
-    const out = await h(['install', 'paygo', CHART, '-n', NS, '--create-namespace', '--wait=false']);
+    if (await releaseInstalled()) await h(['uninstall', 'paygo', '-n', NS, '--wait']);
+    const out = await install();
     expect(out).toMatch(/STATUS: deployed/);
     expect(out).toContain('kubectl label namespace my-app paygo.dev/inject=enabled');
     expect(out).toContain('Never injected: kube-system, kube-public, kube-node-lease, paygo-system.');
 
-    installed = parseManifests(await h(['get', 'manifest', 'paygo', '-n', NS]));
     expect([...new Set(installed.map((o) => o.kind))].sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
     for (const o of installed) {
       const stored = JSON.parse(await k(['get', ...ref(o), '-o', 'json'])) as K8sObject;
@@ -147,8 +209,9 @@ describe('charts/paygo on a real API server', () => {
   });
 
   it('fails closed while the operator is unreachable; the API server applies the selectors as designed', async () => {
-    await namespace('shop', { 'paygo.dev/inject': 'enabled' });
-    await namespace('plain');
+    await ensureInstalled();
+    await stopOperator();
+    await appNamespaces();
     for (const ns of ['kube-system', NS]) await namespace(ns, { 'paygo.dev/inject': 'enabled' });
     // The Service has a ClusterIP nobody routes here: every call the API server makes fails.
     const cases: Array<[V1Pod, string | null]> = [
@@ -173,29 +236,10 @@ describe('charts/paygo on a real API server', () => {
   });
 
   it('the real operator with only the chart’s RBAC: certificate, caBundle, injection through the chart’s webhook, status, a completion', async () => {
-    await assertPortFree(WEBHOOK_PORT);
-    // The one change to what the chart installed: the Service resolves to 127.0.0.1, where the
-    // operator runs. The API server still calls https://paygo-operator.paygo-system.svc (TLS name).
-    await k(['patch', 'service', 'paygo-operator', '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec: { type: 'ExternalName', externalName: 'localhost' } })]);
-
-    const deploy = findOne<DeploymentObject>(installed, 'Deployment');
-    const args = deploy.spec.template.spec.containers[0]!.args.filter((a) => !a.startsWith('--listen') && !a.startsWith('--health'));
-    const kubeconfig = await serviceAccountKubeconfig(deploy.spec.template.spec.serviceAccountName);
-    operator = await startOperator(kubeconfig, { port: WEBHOOK_PORT, identity: 'paygo-operator-0', namespace: NS, args });
-
-    // Its own CA and serving certificate, in the Secret the chart's Role lets it create.
-    const caPem = Buffer.from(await k(['get', 'secret', 'paygo-operator-tls', '-n', NS, '-o', 'jsonpath={.data.ca\\.crt}']), 'base64').toString();
-    expect(caPem).toContain('BEGIN CERTIFICATE');
-    const bundles = await until(
-      'caBundle on both webhooks',
-      async () => (JSON.parse(await k(['get', 'mutatingwebhookconfiguration', 'paygo-inject', '-o', 'json'])) as WebhookConfigObject).webhooks.map((w) => w.clientConfig.caBundle ?? ''),
-      (b) => b.every((x) => x !== ''),
-    );
-    expect(bundles.value.map((b) => Buffer.from(b, 'base64').toString())).toEqual([caPem, caPem]);
-    await until('leader lease', () => k(['get', 'lease', 'paygo-operator', '-n', NS, '-o', 'jsonpath={.spec.holderIdentity}']), (id) => id === 'paygo-operator-0', 30_000);
-
-    // The API server picks up the Service and caBundle changes through informers.
-    await until('injection through the chart webhook', () => admit(pod('shop', 'probe')), (r) => r.injected, 30_000);
+    await ensureInstalled();
+    await appNamespaces();
+    await stopOperator();
+    const { args, caPem } = await startChartOperator();
     const viaPodLabel = await admit(pod('plain', 'labelled', { 'paygo.dev/inject': 'true' }));
     expect(viaPodLabel.injected, viaPodLabel.stderr).toBe(true);
     expect((await admit(pod('plain', 'unlabelled'))).injected).toBe(false);
@@ -253,6 +297,9 @@ describe('charts/paygo on a real API server', () => {
   });
 
   it('helm upgrade with changed values keeps the operator’s caBundle; the webhook keeps injecting', async () => {
+    await ensureInstalled();
+    await appNamespaces();
+    if (!operator) await startChartOperator();
     const before = await k(['get', 'mutatingwebhookconfiguration', 'paygo-inject', '-o', 'jsonpath={.webhooks[*].clientConfig.caBundle}']);
     await h(['upgrade', 'paygo', CHART, '-n', NS, '--wait=false', '--set', 'operator.replicas=3', '--set', 'webhook.failurePolicy=Ignore', '--set', 'sidecar.image.tag=0.1.1']);
     expect(await k(['get', 'deployment', 'paygo-operator', '-n', NS, '-o', 'jsonpath={.spec.replicas}'])).toBe('3');
@@ -264,16 +311,22 @@ describe('charts/paygo on a real API server', () => {
   });
 
   it('failurePolicy Ignore: with the operator down, labelled pods start without the sidecar', async () => {
-    await sidecar?.stop();
-    sidecar = undefined;
-    await operator?.stop();
-    operator = undefined;
+    await ensureInstalled();
+    await appNamespaces();
+    await h(['upgrade', 'paygo', CHART, '-n', NS, '--wait=false', '--reuse-values', '--set', 'webhook.failurePolicy=Ignore']);
+    await stopOperator();
     const r = await admit(pod('shop', 'operator-down'));
     expect(r.admitted, r.stderr).toBe(true);
     expect(r.injected).toBe(false);
   });
 
   it('helm uninstall removes every object it installed; the CRDs and what the operator created stay', async () => {
+    await ensureInstalled();
+    await appNamespaces();
+    // What the operator creates when it runs (its TLS Secret, its Lease) must outlive the release.
+    const operatorHasRun = (await kubectl(cp, ['get', 'lease', 'paygo-operator', '-n', NS])).code === 0;
+    if (!operatorHasRun) await startChartOperator();
+    await stopOperator();
     await h(['uninstall', 'paygo', '-n', NS, '--wait']);
     for (const o of installed) expect((await kubectl(cp, ['get', ...ref(o)])).code, `${o.kind}/${o.metadata.name} still exists`).not.toBe(0);
     // Helm never deletes CRDs (that would delete every ModelRoute and Budget); the operator's
