@@ -56,15 +56,20 @@ describe('test control plane (etcd + kube-apiserver built from Go modules)', () 
     expect(await must(['-n', 'default', 'get', 'serviceaccount', 'default', '-o', 'name'])).toBe('serviceaccount/default\n');
   });
 
-  it('stores a namespace, a ServiceAccount and a (Pending) Pod', async () => {
-    await must(['create', 'namespace', NS]);
-    await must(['-n', NS, 'create', 'serviceaccount', SA]);
+  /** The namespace, ServiceAccount and Pod the token tests need (idempotent: each test runs alone too). */
+  const podSetup = async (): Promise<void> => {
+    await must(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }));
+    await must(['-n', NS, 'apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: SA } }));
     await must(['-n', NS, 'apply', '-f', '-'], JSON.stringify({
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: POD, labels: { 'paygo.dev/inject': 'true' } },
       spec: { serviceAccountName: SA, containers: [{ name: 'app', image: 'registry.invalid/app:1' }] },
     }));
+  };
+
+  it('stores a namespace, a ServiceAccount and a (Pending) Pod', async () => {
+    await podSetup();
     const pod = JSON.parse(await must(['-n', NS, 'get', 'pod', POD, '-o', 'json'])) as {
       metadata: { uid: string };
       spec: { serviceAccountName: string };
@@ -76,6 +81,7 @@ describe('test control plane (etcd + kube-apiserver built from Go modules)', () 
   });
 
   it('issues a pod-bound token with audience "paygo" that TokenReview verifies', async () => {
+    await podSetup();
     const token = (await must([
       '-n', NS, 'create', 'token', SA,
       '--audience', 'paygo', '--bound-object-kind', 'Pod', '--bound-object-name', POD,

@@ -176,6 +176,9 @@ describe('sidecar injection through a real API server', () => {
   });
 
   it('leaves an already mutated pod unchanged when it is submitted again', async () => {
+    // A mutated pod of its own (run alone, the first test has not made one).
+    const stored = await createPod(podManifest('mutated-once', { app: 'web', 'paygo.dev/inject': 'true' })).then(() => getPod('mutated-once'));
+    expect(stored.spec?.initContainers?.[0]?.name).toBe('paygo-sidecar');
     // The stored pod as a user would re-apply it: server-set metadata and status removed.
     const again: V1Pod = {
       apiVersion: 'v1',
