@@ -73,7 +73,8 @@ export class RemoteFunds implements BudgetFunds {
   constructor(private readonly o: RemoteFundsOptions) {
     this.now = o.now ?? Date.now;
     this.boot = o.boot ?? randomUUID();
-    // Time-based so a restarted sidecar (same pod) continues above its previous sequence.
+    // Time-based: an operator that keys allowances by pod (no boot) must see a restarted
+    // sidecar continue above its predecessor's sequence.
     this.seq = this.now();
     this.agent = new Agent({ connect: o.ca ? { ca: o.ca } : {}, headersTimeout: 10_000, bodyTimeout: 10_000 });
     this.heartbeat = setInterval(() => {
