@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeUpstream, type FakeUpstream, type RecordedRequest, type Reply } from '../support/fake-upstream.js';
-import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { BOT_KEY_REF, botRouteConfig, postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 
 /**
  * Provider text is untrusted (README "Security"): a fake OpenAI-wire provider that echoes the
@@ -36,22 +36,12 @@ function responder(req: RecordedRequest): Reply {
 
 beforeAll(async () => {
   upstream = await startFakeUpstream(responder);
-  sidecar = await startSidecar(`
-apiVersion: v1
-kind: Secret
-metadata: { name: key }
-stringData: { api-key: ${KEY} }
----
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: r }
-spec:
-  model: bot
-  targets:
-    - { name: echo, provider: openai-compatible, model: fake, baseURL: ${upstream.url}/v1, credentials: { secretRef: { name: key, key: api-key } } }
-  retry: { attempts: 1 }
-  circuitBreaker: { consecutiveFailures: 1000, cooldownMs: 100 }
-`);
+  sidecar = await startSidecar(
+    botRouteConfig([`{ name: echo, provider: openai-compatible, model: fake, baseURL: ${upstream.url}/v1, ${BOT_KEY_REF} }`], {
+      apiKey: KEY,
+      spec: ['retry: { attempts: 1 }', 'circuitBreaker: { consecutiveFailures: 1000, cooldownMs: 100 }'],
+    }),
+  );
 });
 afterAll(async () => {
   await sidecar?.stop();

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { costFromPerMillion, formatUsd, parseUsd } from '../../crds/src/money.js';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { botRouteConfig, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { BOT_KEY_REF, botRouteConfig, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 import { attrs, SPAN_KIND, startJaeger, STATUS, type Jaeger, type OtlpSpan } from '../support/tracing/jaeger.js';
 
 /**
@@ -28,23 +28,14 @@ beforeAll(async () => {
   first = await startFakeUpstream(openaiResponder());
   second = await startFakeUpstream(openaiResponder());
   sidecar = await startSidecar(
-    `
-apiVersion: v1
-kind: Secret
-metadata: { name: key }
-stringData: { api-key: ${KEY} }
----
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: r }
-spec:
-  model: bot
-  targets:
-    - { name: first, provider: openai, model: gpt-4o-mini, baseURL: ${first.url}/v1, ${PRICING}, credentials: { secretRef: { name: key, key: api-key } } }
-    - { name: second, provider: deepseek, model: deepseek-chat, baseURL: ${second.url}/v1, ${PRICING}, credentials: { secretRef: { name: key, key: api-key } } }
-  retry: { attempts: 1 }
-  circuitBreaker: { consecutiveFailures: 1000, cooldownMs: 100 }
----
+    botRouteConfig(
+      [
+        `{ name: first, provider: openai, model: gpt-4o-mini, baseURL: ${first.url}/v1, ${PRICING}, ${BOT_KEY_REF} }`,
+        `{ name: second, provider: deepseek, model: deepseek-chat, baseURL: ${second.url}/v1, ${PRICING}, ${BOT_KEY_REF} }`,
+      ],
+      { apiKey: KEY, spec: ['retry: { attempts: 1 }', 'circuitBreaker: { consecutiveFailures: 1000, cooldownMs: 100 }'] },
+    ) +
+      `---
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
 metadata: { name: open }
@@ -52,7 +43,7 @@ spec:
   model: open-bot
   tracing: { recordContent: true }
   targets:
-    - { name: only, provider: openai, model: gpt-4o-mini, baseURL: ${first.url}/v1, ${PRICING}, credentials: { secretRef: { name: key, key: api-key } } }
+    - { name: only, provider: openai, model: gpt-4o-mini, baseURL: ${first.url}/v1, ${PRICING}, ${BOT_KEY_REF} }
 `,
     { args: ['--otlp-endpoint', jaeger.otlpUrl], env: { OTEL_BSP_SCHEDULE_DELAY: '50' } },
   );

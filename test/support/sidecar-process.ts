@@ -12,12 +12,12 @@ export const SIDECAR_BIN = join(ROOT, 'dist/sidecar/main.js');
 export const BOT_KEY_REF = 'credentials: { secretRef: { name: key, key: api-key } }';
 
 /** A standalone config: Secret "key" (api-key sk-test) and route "r" serving model "bot" by the given targets (YAML flow maps). */
-export function botRouteConfig(targets: string[]): string {
+export function botRouteConfig(targets: string[], o: { apiKey?: string; spec?: string[] } = {}): string {
   return `
 apiVersion: v1
 kind: Secret
 metadata: { name: key }
-stringData: { api-key: sk-test }
+stringData: { api-key: ${o.apiKey ?? 'sk-test'} }
 ---
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
@@ -26,7 +26,7 @@ spec:
   model: bot
   targets:
 ${targets.map((t) => `    - ${t}`).join('\n')}
-`;
+${(o.spec ?? []).map((line) => `  ${line}\n`).join('')}`;
 }
 
 /** POST /v1/chat/completions on a sidecar with a JSON body (as an app does). */
