@@ -11,10 +11,12 @@ import { safeCode } from './providers/redact.js';
 import { dispatch, type DispatchOptions } from './router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { upstreamRetryAfter } from './router/strategy.js';
-import { SseParser, sseData } from './sse.js';
+import { SseParser } from './sse.js';
 import type { CachedResponse } from './response-cache.js';
 import { readAll, readBody, TransportError, type UpstreamResponse } from './transport.js';
 import { usageToOpenAI, type Usage } from './usage.js';
+import { ChatStreamEncoder } from './apis/chat-completions.js';
+import { costField, type ApiName, type CallerCost, type StreamEncoder } from './apis/types.js';
 import { completionFinishReasons, completionMessages, type RequestTrace, type TracedOutput } from './tracing.js';
 
 export interface ChatContext {
@@ -33,6 +35,10 @@ export interface ChatContext {
   cache?: 'miss';
   /** The request's trace when tracing is on. */
   trace?: RequestTrace;
+  /** The API the request came in on (default chat). */
+  api?: ApiName;
+  /** How a stream reaches the client (default: Chat Completions chunks). */
+  encoder?: StreamEncoder;
 }
 
 /** Meters a finished request, tells the caller its cost and ends its trace. */
@@ -166,10 +172,11 @@ interface Committed {
   attempts: number;
 }
 
-function baseRecord(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req'> & { cache?: RequestRecord['cache'] }, stream: boolean): RequestRecord {
+function baseRecord(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'api'> & { cache?: RequestRecord['cache'] }, stream: boolean): RequestRecord {
   return {
     requestId: ctx.requestId,
     operation: 'chat',
+    api: ctx.api ?? 'chat',
     namespace: ctx.route.namespace,
     route: ctx.route.name,
     requestModel: ctx.req.model,
@@ -247,8 +254,18 @@ export function recordError(rec: RequestRecord, err: unknown): ApiError {
   return new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
 }
 
+/** A non-streamed answer: the completion (its usage with the cost, in OpenAI's shape), and what the other APIs' answers are made from. */
+export interface CompletedChat {
+  status: number;
+  headers: Record<string, string>;
+  body: ChatCompletion;
+  usage: Usage;
+  cost: CallerCost;
+  record: RequestRecord;
+}
+
 /** Non-stream chat completion: returns the body and headers to send. */
-export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ status: number; headers: Record<string, string>; body: unknown; record: RequestRecord }> {
+export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<CompletedChat> {
   const rec = baseRecord(ctx, false);
   const tried = new Tried();
   try {
@@ -286,7 +303,9 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
     const headers = routingHeaders(ctx.route, result);
     if (cost.priced) headers['x-paygo-cost-usd'] = formatUsd(cost.costNano);
     if (rec.estimated) headers['x-paygo-usage-estimated'] = 'true';
-    return { status: 200, headers, body: completion, record: rec };
+    const toCaller = callerCost(cost, rec.estimated);
+    completion.usage = { ...(completion.usage ?? usageToOpenAI(rec.usage)), ...costField(toCaller) };
+    return { status: 200, headers, body: completion, usage: rec.usage, cost: toCaller, record: rec };
   } catch (err) {
     tried.label(rec);
     const apiError = recordError(rec, err);
@@ -297,7 +316,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<{ 
 }
 
 /** Answers from the response cache: no upstream call, no cost, metered as a hit. */
-export function serveCached(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'startedAt' | 'trace'>, deps: ChatDeps, hit: CachedResponse): Record<string, string> {
+export function serveCached(ctx: Pick<ChatContext, 'requestId' | 'route' | 'req' | 'startedAt' | 'trace' | 'api'>, deps: ChatDeps, hit: CachedResponse): Record<string, string> {
   const rec = baseRecord({ ...ctx, cache: 'hit' }, false);
   rec.responseModel = hit.responseModel;
   rec.durationMs = deps.now() - ctx.startedAt;
@@ -351,7 +370,6 @@ function translateEvents(s: OpenStream, bytes: Uint8Array): ChatCompletionChunk[
 /** Streams a chat completion to the client as SSE, committing to a target only once it produced a first chunk. */
 export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<RequestRecord> {
   const rec = baseRecord(ctx, true);
-  const includeUsage = ctx.req.stream_options?.include_usage === true;
   let open: OpenStream;
   let committed: Committed;
   const tried = new Tried();
@@ -405,30 +423,23 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     ...routingHeaders(ctx.route, committed),
   });
   rec.ttftMs = deps.now() - ctx.startedAt;
+  const encoder = ctx.encoder ?? new ChatStreamEncoder(ctx.req.stream_options?.include_usage === true);
   let outputText = '';
   // Only collected for the trace (the chunks' finish reasons, one per choice).
   const finishReasons: string[] | undefined = ctx.trace ? [] : undefined;
-  let meta: Pick<ChatCompletionChunk, 'id' | 'created' | 'model'> | undefined;
-  // The chunks of one upstream read leave in one write (corked), not one syscall each.
+  let responseModel: string | undefined;
+  // The chunks of one upstream read leave in one write, not one syscall each.
   const write = async (chunks: ChatCompletionChunk[]) => {
-    res.cork();
-    try {
-      for (const chunk of chunks) {
-        meta ??= { id: chunk.id, created: chunk.created, model: chunk.model };
-        for (const choice of chunk.choices) {
-          if (choice.delta.content) outputText += choice.delta.content;
-          for (const call of choice.delta.tool_calls ?? []) outputText += (call.function?.name ?? '') + (call.function?.arguments ?? '');
-          if (finishReasons && choice.finish_reason) finishReasons.push(choice.finish_reason);
-        }
-        if (!res.write(sseData(JSON.stringify(chunk)))) {
-          res.uncork();
-          await drained(res, ctx.signal);
-          res.cork();
-        }
+    for (const chunk of chunks) {
+      responseModel ??= chunk.model;
+      for (const choice of chunk.choices) {
+        if (choice.delta.content) outputText += choice.delta.content;
+        for (const call of choice.delta.tool_calls ?? []) outputText += (call.function?.name ?? '') + (call.function?.arguments ?? '');
+        if (finishReasons && choice.finish_reason) finishReasons.push(choice.finish_reason);
       }
-    } finally {
-      res.uncork();
     }
+    const text = encoder.push(chunks);
+    if (text.length > 0 && !res.write(text)) await drained(res, ctx.signal);
   };
   let outcome: Outcome = 'success';
   let failure: { message: string; type: string } | undefined;
@@ -469,26 +480,25 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     rec.usage = reported ? { ...reported, outputTokens: Math.max(reported.outputTokens, estimate.outputTokens), inputTokens: reported.inputTokens || estimate.inputTokens } : estimate;
     rec.estimated = true;
   }
-  rec.responseModel = open.translator.responseModel ?? meta?.model;
+  rec.responseModel = open.translator.responseModel ?? responseModel;
   rec.outcome = outcome;
   rec.status = outcome === 'client_aborted' ? 499 : 200;
   rec.errorType = outcome === 'success' ? undefined : outcome === 'client_aborted' ? 'client_aborted' : failure?.type;
-  if (!res.destroyed) {
-    res.cork(); // the last chunks and the end of the body in one write
-    if (failure) {
-      res.write(sseData(JSON.stringify({ error: { message: failure.message, type: failure.type, param: null, code: 'upstream_stream_error' } })));
-    } else if (outcome === 'success') {
-      if (includeUsage && meta) {
-        const usageChunk: ChatCompletionChunk = { id: meta.id, object: 'chat.completion.chunk', created: meta.created, model: meta.model, choices: [], usage: usageToOpenAI(rec.usage) };
-        res.write(sseData(JSON.stringify(usageChunk)));
-      }
-      res.write(sseData('[DONE]'));
-    }
-    res.end();
-  }
   rec.durationMs = deps.now() - ctx.startedAt;
-  meter(ctx, deps, rec, finishReasons && { output: streamedOutput(finishReasons, outputText), error: failure && { code: 'upstream_stream_error', message: failure.message } });
+  // Metered before the last events: they carry the cost.
+  const cost = meter(ctx, deps, rec, finishReasons && { output: streamedOutput(finishReasons, outputText), error: failure && { code: 'upstream_stream_error', message: failure.message } });
+  if (!res.destroyed) {
+    // The last events and the end of the body in one write.
+    if (failure) res.end(encoder.fail({ ...failure, code: 'upstream_stream_error' }));
+    else if (outcome === 'success') res.end(encoder.finish(rec.usage, callerCost(cost, rec.estimated)));
+    else res.end();
+  }
   return rec;
+}
+
+/** The metered cost as the caller is told it (usage.cost, x-paygo-cost-usd). */
+export function callerCost(cost: MeterResult, estimated: boolean): CallerCost {
+  return { usd: cost.priced ? Number(formatUsd(cost.costNano)) : undefined, estimated };
 }
 
 /** A stream's output for its trace: the text as it was streamed (tool-call names and arguments included). */

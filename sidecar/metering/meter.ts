@@ -98,12 +98,12 @@ export class UsageMeter implements Meter {
     const target = r.target ?? 'none';
     const provider = r.provider ?? 'none';
     const responseModel = r.responseModel ?? r.providerModel ?? 'none';
-    const key = `${r.operation}\u0000${r.namespace}\u0000${r.route}\u0000${target}\u0000${provider}\u0000${r.requestModel}\u0000${responseModel}`;
+    const key = `${r.api}\u0000${r.operation}\u0000${r.namespace}\u0000${r.route}\u0000${target}\u0000${provider}\u0000${r.requestModel}\u0000${responseModel}`;
     let s = this.series.get(key);
     if (s) return s;
     // Bounded by configuration, except responseModel, which the provider names: cap the cache.
     if (this.series.size >= MAX_CACHED_SERIES) this.series.clear();
-    const route = { namespace: r.namespace, route: r.route, target, provider, model: r.requestModel };
+    const route = { namespace: r.namespace, route: r.route, target, provider, model: r.requestModel, api: r.api };
     const genai = {
       gen_ai_operation_name: r.operation === 'chat' ? 'chat' : 'embeddings',
       gen_ai_provider_name: provider,
@@ -112,7 +112,7 @@ export class UsageMeter implements Meter {
       namespace: r.namespace,
       route: r.route,
     };
-    const costKey = `${r.namespace}\u0000${r.route}\u0000${target}\u0000${provider}\u0000${r.requestModel}`;
+    const costKey = `${r.api}\u0000${r.namespace}\u0000${r.route}\u0000${target}\u0000${provider}\u0000${r.requestModel}`;
     let cost = this.costByLabels.get(costKey);
     if (!cost) this.costByLabels.set(costKey, (cost = { labels: route, nano: 0n }));
     s = {
@@ -193,6 +193,7 @@ export class UsageMeter implements Meter {
       {
         requestId: r.requestId,
         operation: r.operation,
+        api: r.api,
         namespace: r.namespace,
         route: r.route,
         model: r.requestModel,

@@ -5,7 +5,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  * semantic conventions where one exists (gen_ai_*), paygo_* otherwise. Every label is bounded
  * by configuration (namespace, route, target, provider, model) or by an enum — never user content.
  */
-const ROUTE_LABELS = ['namespace', 'route', 'target', 'provider', 'model'] as const;
+// api: the API the request came in on (chat, responses, messages, embeddings).
+const ROUTE_LABELS = ['namespace', 'route', 'target', 'provider', 'model', 'api'] as const;
 const GENAI_LABELS = ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'gen_ai_response_model', 'namespace', 'route'] as const;
 
 export type SidecarMetrics = ReturnType<typeof createMetrics>;

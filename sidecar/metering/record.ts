@@ -1,5 +1,6 @@
 import type { ProviderName } from '../../crds/src/index.js';
 import type { Usage } from '../usage.js';
+import type { ApiName } from '../apis/types.js';
 
 export type Outcome = 'success' | 'upstream_error' | 'client_error' | 'client_aborted' | 'stream_error' | 'refused';
 
@@ -7,6 +8,8 @@ export type Outcome = 'success' | 'upstream_error' | 'client_error' | 'client_ab
 export interface RequestRecord {
   requestId: string;
   operation: 'chat' | 'embeddings';
+  /** The API the request came in on: chat, responses and messages are chat operations. */
+  api: ApiName | 'embeddings';
   namespace: string;
   /** ModelRoute name. */
   route: string;

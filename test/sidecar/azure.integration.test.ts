@@ -164,7 +164,7 @@ describe('azure through the sidecar process', () => {
     const chunks = payloads.slice(0, -1) as Array<{ id: string; object: string; model: string; choices: Array<{ delta: { content?: string }; finish_reason: string | null }>; usage?: unknown }>;
     const usageChunk = chunks.at(-1)!;
     expect(usageChunk.choices).toEqual([]);
-    expect(usageChunk.usage).toEqual(clientUsage(5));
+    expect(usageChunk.usage).toEqual({ ...clientUsage(5), cost: 0.0019275 });
     const content = chunks.slice(0, -1);
     expect(content.every((c) => c.id === 'chatcmpl-azure-5' && c.object === 'chat.completion.chunk' && c.model === 'gpt-4o-2024-11-20' && c.choices.length === 1)).toBe(true);
     expect(content.map((c) => c.choices[0]!.delta.content ?? '').join('')).toBe('Hello from paygo on Azure');

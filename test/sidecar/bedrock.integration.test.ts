@@ -150,7 +150,7 @@ describe('bedrock through the sidecar process (keys from a Secret)', () => {
     const body = (await res.json()) as { object: string; model: string; choices: Array<{ message: { content: string }; finish_reason: string }>; usage: unknown };
     expect(body).toMatchObject({ object: 'chat.completion', model: MODEL });
     expect(body.choices[0]).toMatchObject({ message: { role: 'assistant', content: 'Bedrock echo: Hello from paygo' }, finish_reason: 'stop' });
-    expect(body.usage).toEqual(USAGE);
+    expect(body.usage).toEqual({ ...USAGE, cost: 0.00002256 });
 
     const [req] = received(from);
     expect(req!.url).toBe('/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse');
@@ -168,7 +168,7 @@ describe('bedrock through the sidecar process (keys from a Secret)', () => {
     expect(payloads.at(-1)).toBe('[DONE]');
     const chunks = payloads.slice(0, -1) as Chunk[];
     expect(chunks.at(-1)!.choices).toEqual([]);
-    expect(chunks.at(-1)!.usage).toEqual(USAGE);
+    expect(chunks.at(-1)!.usage).toEqual({ ...USAGE, cost: 0.00002256 });
     const content = chunks.slice(0, -1);
     expect(content.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Bedrock echo: Hello from paygo');
     expect(content.flatMap((c) => c.choices.map((ch) => ch.finish_reason)).filter((f) => f != null)).toEqual(['stop']);

@@ -77,7 +77,7 @@ describe('a failed request is metered under the last target it reached', () => {
     expect(out.records).toHaveLength(1);
     expect(out.records[0]).toMatchObject({ target: 'a', provider: 'openai-compatible', providerModel: 'a-model', attempts: 1, status: 429, errorType: 'upstream_rate_limited' });
     expect(out.series).toEqual([
-      'paygo_requests_total{namespace="default",route="r",target="a",provider="openai-compatible",model="bot",outcome="upstream_error",estimated="false",priced="false"} 1',
+      'paygo_requests_total{namespace="default",route="r",target="a",provider="openai-compatible",model="bot",api="chat",outcome="upstream_error",estimated="false",priced="false"} 1',
     ]);
   });
 
@@ -86,7 +86,7 @@ describe('a failed request is metered under the last target it reached', () => {
     expect(out.error.status).toBe(502);
     expect(out.records[0]).toMatchObject({ target: 'b', provider: 'openai-compatible', attempts: 2, status: 502, errorType: 'upstream_failed' });
     expect(out.series).toEqual([
-      'paygo_requests_total{namespace="default",route="r",target="b",provider="openai-compatible",model="bot",outcome="upstream_error",estimated="false",priced="false"} 1',
+      'paygo_requests_total{namespace="default",route="r",target="b",provider="openai-compatible",model="bot",api="chat",outcome="upstream_error",estimated="false",priced="false"} 1',
     ]);
   });
 
@@ -104,7 +104,7 @@ describe('a failed request is metered under the last target it reached', () => {
     expect(refusing.sent).toBe(0);
     expect(out.records[0]).toMatchObject({ target: undefined, provider: undefined, attempts: 1 });
     expect(out.series).toEqual([
-      'paygo_requests_total{namespace="default",route="r",target="none",provider="none",model="bot",outcome="client_error",estimated="false",priced="false"} 1',
+      'paygo_requests_total{namespace="default",route="r",target="none",provider="none",model="bot",api="chat",outcome="client_error",estimated="false",priced="false"} 1',
     ]);
   });
 });

@@ -248,10 +248,10 @@ describe('metering: a scripted mix', () => {
     ]) {
       expect(text, name).toContain(`\n${name}`);
     }
-    expect(text).toMatch(/paygo_requests_total\{namespace="team-a",route="local",target="openai-compatible-0",provider="openai-compatible",model="local",outcome="success",estimated="false",priced="false"\} 1/);
-    expect(text).toMatch(/paygo_requests_total\{namespace="team-a",route="sim",target="simulate-0",provider="simulate",model="sim",outcome="client_aborted",estimated="true",priced="true"\} 1/);
+    expect(text).toMatch(/paygo_requests_total\{namespace="team-a",route="local",target="openai-compatible-0",provider="openai-compatible",model="local",api="chat",outcome="success",estimated="false",priced="false"\} 1/);
+    expect(text).toMatch(/paygo_requests_total\{namespace="team-a",route="sim",target="simulate-0",provider="simulate",model="sim",api="chat",outcome="client_aborted",estimated="true",priced="true"\} 1/);
     expect(text).toMatch(/paygo_failovers_total\{namespace="team-a",route="claude",target="claude",provider="anthropic",reason="overloaded"\} 2/);
-    expect(text).toMatch(/paygo_tokens_total\{namespace="team-a",route="gpt",target="openai-0",provider="openai",model="gpt",type="cache_read"\} 8/);
+    expect(text).toMatch(/paygo_tokens_total\{namespace="team-a",route="gpt",target="openai-0",provider="openai",model="gpt",api="chat",type="cache_read"\} 8/);
     expect(text).toMatch(/gen_ai_client_token_usage_count\{gen_ai_operation_name="chat",gen_ai_provider_name="anthropic",gen_ai_request_model="claude",gen_ai_response_model="claude-3-5-haiku-latest",namespace="team-a",route="claude",gen_ai_token_type="output"\} 2/);
     const promtool = execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(promtool).toBe('');

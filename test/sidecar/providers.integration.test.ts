@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ProviderName } from '../../crds/src/index.js';
 import { cohereResponder } from '../support/fake-cohere.js';
 import { startFakeUpstream, type FakeUpstream, type RecordedRequest, type Reply } from '../support/fake-upstream.js';
 import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
-import { USAGE_CASES, readFixture, sseFrames, type UsageCase } from '../support/usage-exchanges.js';
+import { USAGE_CASES, readFixture, sseFrames, withCost, type UsageCase } from '../support/usage-exchanges.js';
 
 /**
  * Issue 13 on the built sidecar process: one route per new provider (xai, groq, together,
@@ -141,9 +141,9 @@ describe.each(PROVIDERS)('%s through the sidecar process', (p) => {
     expect(body.choices[0]!.finish_reason).toBe('stop');
     if (p === 'cohere') {
       expect(body.choices[0]!.message.content).toBe('Cohere echo: Hello from paygo');
-      expect(body.usage).toEqual(cohereUsage(5, 5));
+      expect(body.usage).toEqual(withCost(cohereUsage(5, 5), res.headers.get('x-paygo-cost-usd')));
     } else {
-      expect(body.usage).toEqual(presetCase.get(p)!.nonStream);
+      expect(body.usage).toEqual(withCost(presetCase.get(p)!.nonStream, res.headers.get('x-paygo-cost-usd')));
     }
 
     const [req] = received(p, since);
@@ -159,7 +159,8 @@ describe.each(PROVIDERS)('%s through the sidecar process', (p) => {
 
   it('stream with include_usage: chunks, then the usage chunk, then [DONE]', async () => {
     const since = upstream.requests.length;
-    const res = await postChat(sidecar, { model: `providers-${p}`, messages, stream: true, stream_options: { include_usage: true } });
+    const requestId = `providers-stream-${p}`;
+    const res = await postChat(sidecar, { model: `providers-${p}`, messages, stream: true, stream_options: { include_usage: true } }, { headers: { 'x-request-id': requestId } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/event-stream');
     const payloads = await ssePayloads(res);
@@ -167,7 +168,8 @@ describe.each(PROVIDERS)('%s through the sidecar process', (p) => {
     const chunks = payloads.slice(0, -1) as Array<{ object: string; choices: Array<{ delta: { content?: string }; finish_reason: string | null }>; usage?: unknown }>;
     const usageChunk = chunks.at(-1)!;
     expect(usageChunk.choices).toEqual([]);
-    expect(usageChunk.usage).toEqual(p === 'cohere' ? cohereUsage(5, 5) : presetCase.get(p)!.streamed);
+    const line = await vi.waitUntil(() => sidecar.usage().find((r) => r.requestId === requestId), { timeout: 5000 });
+    expect(usageChunk.usage).toEqual(withCost(p === 'cohere' ? cohereUsage(5, 5) : presetCase.get(p)!.streamed, line.costUsd as string | null));
     const content = chunks.slice(0, -1);
     expect(content.every((c) => c.object === 'chat.completion.chunk' && c.usage === undefined)).toBe(true);
     expect(content.map((c) => c.choices[0]?.delta.content ?? '').join('').length).toBeGreaterThan(0);

@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 describe('response cache (spec.cache)', () => {
-  it('answers an identical request from memory: no upstream call, same body, cost 0, marked hit', async () => {
+  it('answers an identical request from memory: no upstream call, same body but usage.cost 0, marked hit', async () => {
     const first = await ask('what are your opening hours');
     expect(first.status).toBe(200);
     expect(first.headers.get('x-paygo-cache')).toBe('miss');
@@ -61,7 +61,9 @@ describe('response cache (spec.cache)', () => {
     expect(again.headers.get('x-paygo-cache')).toBe('hit');
     expect(again.headers.get('x-paygo-cost-usd')).toBe('0.000000000');
     expect(again.headers.get('x-paygo-target')).toBe('main');
-    expect(await again.text()).toBe(firstBody);
+    const firstAnswer = JSON.parse(firstBody) as { usage: { cost: number } };
+    expect(firstAnswer.usage.cost).toBe(Number(first.headers.get('x-paygo-cost-usd')));
+    expect(await again.json()).toEqual({ ...firstAnswer, usage: { ...firstAnswer.usage, cost: 0 } });
     expect(upstream.requests.length).toBe(calls);
 
     const other = await ask('what are your opening hours', { temperature: 0.2 });

@@ -148,6 +148,7 @@ describe('span attributes', () => {
   const record = (over: Partial<RequestRecord> = {}): RequestRecord => ({
     requestId: 'x',
     operation: 'chat',
+    api: 'chat',
     namespace: 'ns',
     route: 'r',
     requestModel: 'support-bot',

@@ -1,8 +1,8 @@
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startFakeUpstream, type FakeUpstream, type RecordedRequest, type Reply } from '../support/fake-upstream.js';
 import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
-import { USAGE_CASES, readFixture, sseFrames, type UsageCase } from '../support/usage-exchanges.js';
+import { USAGE_CASES, readFixture, sseFrames, withCost, type UsageCase } from '../support/usage-exchanges.js';
 
 /**
  * Issue 11 point 2 on the built sidecar process: for every provider a fake upstream replays the
@@ -78,18 +78,22 @@ describe.each(USAGE_CASES)('$provider: usage through the sidecar process', (c) =
     expect(res.headers.get('x-paygo-provider')).toBe(c.provider);
     expect(res.headers.get('x-paygo-usage-estimated')).toBeNull();
     const body = (await res.json()) as { usage: unknown };
-    expect(body.usage).toEqual(c.nonStream);
+    // usage.cost: the metered cost in USD, the same number as the header (none when unpriced).
+    expect(body.usage).toEqual(withCost(c.nonStream, res.headers.get('x-paygo-cost-usd')));
   });
 
   it('stream with include_usage: the last chunk before [DONE] carries the OpenAI usage', async () => {
-    const res = await postChat(sidecar, { model: `usage-${c.provider}`, messages, stream: true, stream_options: { include_usage: true } });
+    const requestId = `usage-stream-${c.provider}`;
+    const res = await postChat(sidecar, { model: `usage-${c.provider}`, messages, stream: true, stream_options: { include_usage: true } }, { headers: { 'x-request-id': requestId } });
     expect(res.status).toBe(200);
     const payloads = await ssePayloads(res);
+    // The stream's cost is the metered one, exactly: the usage log line of this request says it.
+    const line = await vi.waitUntil(() => sidecar.usage().find((r) => r.requestId === requestId), { timeout: 5000 });
     expect(payloads.at(-1)).toBe('[DONE]');
     const chunks = payloads.slice(0, -1) as Array<{ choices: unknown[]; usage?: unknown }>;
     const usageChunk = chunks.at(-1)!;
     expect(usageChunk.choices).toEqual([]);
-    expect(usageChunk.usage).toEqual(c.streamed);
+    expect(usageChunk.usage).toEqual(withCost(c.streamed, line.costUsd as string | null));
     // only that chunk has usage; the provider's own usage object never reaches the client
     expect(chunks.slice(0, -1).filter((ch) => ch.usage !== undefined)).toEqual([]);
   });

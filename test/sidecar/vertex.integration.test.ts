@@ -124,7 +124,7 @@ describe('vertex (Gemini on Vertex AI)', () => {
     expect(body.choices[0]?.message.content).toBe('Gemini echo: Hello from paygo');
     expect(body.model).toBe('gemini-2.0-flash-001');
     // fake: prompt = 5 words (system + user), output = 5 pieces
-    expect(body.usage).toEqual({ prompt_tokens: 5, completion_tokens: 5, total_tokens: 10, prompt_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } });
+    expect(body.usage).toEqual({ prompt_tokens: 5, completion_tokens: 5, total_tokens: 10, prompt_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 }, cost: 0.0000025 });
     // $0.10 in / $0.40 out per million (catalog google gemini-2.0-flash): 5 × 0.10 + 5 × 0.40 = 2.5 µUSD
     expect(res.headers.get('x-paygo-cost-usd')).toBe('0.000002500');
     const [req] = vertex.requests.slice(since);

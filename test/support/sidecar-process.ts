@@ -31,7 +31,7 @@ ${(o.spec ?? []).map((line) => `  ${line}\n`).join('')}`;
 
 /** POST /v1/chat/completions on a sidecar with a JSON body (as an app does). */
 export function postChat(sidecar: { url: string }, body: unknown, init: RequestInit = {}): Promise<Response> {
-  return fetch(`${sidecar.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init });
+  return fetch(`${sidecar.url}/v1/chat/completions`, { ...init, method: 'POST', headers: { 'content-type': 'application/json', ...(init.headers as Record<string, string> | undefined) }, body: JSON.stringify(body) });
 }
 
 export async function freePort(): Promise<number> {

@@ -295,3 +295,8 @@ export const readFixture = (c: UsageCase, file: string): Buffer => readFileSync(
 export function sseFrames(text: string): string[] {
   return text.split(/(?<=\r?\n\r?\n)/).filter((f) => f.length > 0);
 }
+
+/** The usage a client gets: usage.cost in USD when the model is priced, no cost field when it is not. */
+export function withCost(usage: object, usd: string | null): object {
+  return usd === null ? usage : { ...usage, cost: Number(usd) };
+}

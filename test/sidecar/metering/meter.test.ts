@@ -22,7 +22,7 @@ function setup() {
 
 function rec(over: Partial<RequestRecord> = {}): RequestRecord {
   return {
-    requestId: 'r1', operation: 'chat', namespace: 'default', route: 'bot', requestModel: 'bot', target: 'a', provider: 'openai', providerModel: 'gpt-4o-mini',
+    requestId: 'r1', operation: 'chat', api: 'chat', namespace: 'default', route: 'bot', requestModel: 'bot', target: 'a', provider: 'openai', providerModel: 'gpt-4o-mini',
     responseModel: 'gpt-4o-mini-2024-07-18', stream: false, outcome: 'success', status: 200, errorType: undefined,
     usage: { inputTokens: 10, outputTokens: 5, cacheReadTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 },
     estimated: false, attempts: 1, durationMs: 12, ttftMs: 12, pricingOverride: undefined, ...over,
@@ -43,7 +43,7 @@ describe('UsageMeter', () => {
       ['r2', 20_000, 'paygo-usage'],
     ]);
     const text = await metrics.registry.metrics();
-    expect(text).toMatch(/paygo_cost_usd_total\{namespace="default",route="bot",target="a",provider="openai",model="bot"\} 0\.00004\n/);
+    expect(text).toMatch(/paygo_cost_usd_total\{namespace="default",route="bot",target="a",provider="openai",model="bot",api="chat"\} 0\.00004\n/);
     expect(text).toMatch(/paygo_requests_total\{[^}]*outcome="success",estimated="false",priced="true"\} 2\n/);
     expect(text).toMatch(/paygo_tokens_total\{[^}]*type="output"\} 10\n/);
   });

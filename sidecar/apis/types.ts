@@ -1,0 +1,61 @@
+import type { ApiError } from '../errors.js';
+import type { ChatCompletion, ChatCompletionChunk } from '../openai-schema.js';
+import type { Usage } from '../usage.js';
+
+/**
+ * The client APIs the sidecar serves. Every one of them meets the router and the adapters
+ * through one internal representation, OpenAI Chat Completions (openai-schema.ts): a front door
+ * turns its request into a ChatRequest, and the chat pipeline's answer (a ChatCompletion, or a
+ * stream of ChatCompletionChunks) back into its own shape.
+ */
+export type ApiName = 'chat' | 'responses' | 'messages';
+
+/** What the metered request cost, as the caller is told it. */
+export interface CallerCost {
+  /** USD; undefined when the model has no known price (unknown, not zero). */
+  usd: number | undefined;
+  /** True when usage was estimated by paygo's tokenizer (the provider reported none, or the stream was cut). */
+  estimated: boolean;
+}
+
+/** A stream's failure after bytes reached the client (the message is already redacted). */
+export interface StreamFailure {
+  message: string;
+  type: string;
+  code: string;
+}
+
+/**
+ * Turns the chat pipeline's stream (translated OpenAI chunks, usage chunks never included) into
+ * one API's SSE text. One encoder per request; calls come in this order: push* then exactly one
+ * of finish or fail.
+ */
+export interface StreamEncoder {
+  /** Chat chunks → the API's SSE text ('' when nothing is due yet). The first call emits the opening events. */
+  push(chunks: ChatCompletionChunk[]): string;
+  /** The stream completed: the closing events, with usage in the API's own shape and the cost. */
+  finish(usage: Usage, cost: CallerCost): string;
+  /** The stream failed after it started: the API's error event(s). */
+  fail(failure: StreamFailure): string;
+}
+
+/** `usage.cost` as clients receive it (OpenRouter's convention: a USD number); absent when unpriced. */
+export function costField(cost: CallerCost): { cost?: number } {
+  return cost.usd === undefined ? {} : { cost: cost.usd };
+}
+
+/**
+ * One request's way through the chat pipeline, as its API sees it: how an answer, a stream and
+ * an error are shaped. The request itself (a ChatRequest) comes from the door's own parser.
+ */
+export interface FrontDoor {
+  readonly api: ApiName;
+  /** The stream's encoder (called once, when the request streams). */
+  encoder(): StreamEncoder;
+  /** A non-streamed answer in the API's shape, usage and cost included. */
+  respond(completion: ChatCompletion, usage: Usage, cost: CallerCost): unknown;
+  /** An error answer in the API's shape (status may differ from err.status only where the API says so). */
+  error(err: ApiError): { status: number; body: unknown };
+  /** Response headers the API's clients expect besides paygo's own. */
+  headers?(requestId: string): Record<string, string>;
+}
