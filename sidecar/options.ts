@@ -25,6 +25,8 @@ const OptionsSchema = z.object({
   stateDir: z.string().min(1),
   targetReportIntervalMs: z.coerce.number().int().min(100).max(3_600_000),
   otlpEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+  responsesTtlSeconds: z.coerce.number().int().min(0).max(30 * 86_400),
+  responsesMaxBytes: z.coerce.number().int().min(0).max(4 * 1024 * 1024 * 1024),
 });
 export type SidecarOptions = z.infer<typeof OptionsSchema>;
 
@@ -53,6 +55,12 @@ export const USAGE = `Usage: paygo-sidecar [options]
   --otlp-endpoint URL    export OpenTelemetry traces over OTLP/HTTP to this base URL (…/v1/traces is added;
                          env PAYGO_OTLP_ENDPOINT; default off, or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT /
                          OTEL_EXPORTER_OTLP_ENDPOINT when set; OTEL_SDK_DISABLED=true turns tracing off)
+  --responses-ttl-seconds N
+                         how long /v1/responses answers stay retrievable (previous_response_id, item
+                         references, GET) (default 86400; 0 = none are kept; env PAYGO_RESPONSES_TTL_SECONDS)
+  --responses-max-bytes N
+                         memory for them; the least recently used go first (default 67108864;
+                         env PAYGO_RESPONSES_MAX_BYTES). Kept in <state-dir>/responses too (mode 0600)
   --help                 print this text and exit`;
 
 /** Parses argv and env once into validated options; throws an Error with a readable message. */
@@ -75,6 +83,8 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       'state-dir': { type: 'string' },
       'target-report-interval-ms': { type: 'string' },
       'otlp-endpoint': { type: 'string' },
+      'responses-ttl-seconds': { type: 'string' },
+      'responses-max-bytes': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -100,6 +110,8 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
       (values.operator ?? env.PAYGO_OPERATOR_URL ? '/var/lib/paygo' : join(env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'paygo')),
     targetReportIntervalMs: values['target-report-interval-ms'] ?? 15_000,
     otlpEndpoint: values['otlp-endpoint'] ?? (env.PAYGO_OTLP_ENDPOINT || undefined),
+    responsesTtlSeconds: values['responses-ttl-seconds'] ?? env.PAYGO_RESPONSES_TTL_SECONDS ?? 86_400,
+    responsesMaxBytes: values['responses-max-bytes'] ?? env.PAYGO_RESPONSES_MAX_BYTES ?? 64 * 1024 * 1024,
   });
   if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
   if (parsed.data.operator && values.config) throw new Error('--config and --operator exclude each other');

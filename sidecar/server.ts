@@ -9,7 +9,11 @@ import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
 import { admitChat, type BudgetGate } from './budget/admission.js';
-import { ChatRequestSchema, EmbeddingsRequestSchema } from './openai-schema.js';
+import { ChatRequestSchema, EmbeddingsRequestSchema, type ChatCompletion, type ChatRequest } from './openai-schema.js';
+import { chatDoor } from './apis/chat-completions.js';
+import { anthropicError, messagesDoor, parseCountTokensRequest, parseMessagesRequest } from './apis/messages.js';
+import { countPromptTokens } from './metering/tokens.js';
+import type { FrontDoor } from './apis/types.js';
 import { UpstreamHttpError, UpstreamProtocolError } from './providers/errors.js';
 import { ResponseCache } from './response-cache.js';
 import { dispatch } from './router/dispatch.js';
@@ -17,7 +21,7 @@ import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from './router/runtim
 import { upstreamRetryAfter } from './router/strategy.js';
 import { readAll, TransportError } from './transport.js';
 import type { RequestTrace, Tracing } from './tracing.js';
-import { usageFromOpenAI } from './usage.js';
+import { emptyUsage, usageFromOpenAI } from './usage.js';
 
 export interface AppOptions {
   /** The live config; undefined until the first one is loaded (then /readyz is 503). */
@@ -45,7 +49,7 @@ declare module 'fastify' {
 }
 
 /** The traced routes and their GenAI operation names. */
-const TRACED: Record<string, 'chat' | 'embeddings'> = { '/v1/chat/completions': 'chat', '/v1/embeddings': 'embeddings' };
+const TRACED: Record<string, 'chat' | 'embeddings'> = { '/v1/chat/completions': 'chat', '/v1/responses': 'chat', '/v1/messages': 'chat', '/v1/embeddings': 'embeddings' };
 
 /** The client's x-request-id when it is a sane identifier (it lands in logs), else a new one. */
 export function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
@@ -132,14 +136,21 @@ export function buildApp(o: AppOptions): FastifyInstance {
     request.log.error({ err, requestId: request.id }, 'unhandled error');
     return new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
   };
+  // Errors before or outside a route's handler (invalid JSON, 413, 415, unknown URLs) in the
+  // shape of the API the URL belongs to.
+  const sendShaped = (request: FastifyRequest, reply: FastifyReply, err: ApiError): FastifyReply => {
+    if (!isMessagesUrl(request.url)) return sendError(reply, err);
+    const { status, body } = anthropicError(err);
+    return reply.code(status).headers({ ...err.headers, 'request-id': String(request.id) }).send(body);
+  };
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
     const apiError = answerError(err, request);
     request.trace?.fail(apiError);
-    return sendError(reply, apiError);
+    return sendShaped(request, reply, apiError);
   });
 
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new ApiError(404, 'invalid_request_error', 'unknown_url', `Unknown request URL: ${request.method} ${request.url.split('?')[0]}.`)),
+    sendShaped(request, reply, new ApiError(404, 'invalid_request_error', 'unknown_url', `Unknown request URL: ${request.method} ${request.url.split('?')[0]}.`)),
   );
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -181,8 +192,11 @@ export function buildApp(o: AppOptions): FastifyInstance {
     return cancel;
   };
 
-  app.post('/v1/chat/completions', async (request, reply) => {
-    const asked = parseBody(ChatRequestSchema, request.body);
+  /**
+   * One chat request, whichever API it came in on: the route's limits, the response cache, budget
+   * admission, then the chat pipeline; the door turns the pipeline's answer into its API's shape.
+   */
+  const serveChat = async (request: FastifyRequest, reply: FastifyReply, door: FrontDoor, asked: ChatRequest): Promise<FastifyReply> => {
     const trace = request.trace;
     trace?.requested(asked);
     const requested = resolve(asked.model, request);
@@ -192,17 +206,22 @@ export function buildApp(o: AppOptions): FastifyInstance {
     const hit = cacheKey === undefined ? undefined : responses.get(requested, cacheKey);
     if (hit) {
       trace?.routed(requested, asked);
-      const headers = serveCached({ requestId: String(request.id), route: requested, req: asked, startedAt: now(), trace }, deps, hit);
-      return reply.headers({ 'x-request-id': String(request.id), ...headers }).type(JSON_TYPE).send(hit.body);
+      const headers = serveCached({ requestId: String(request.id), route: requested, req: asked, api: door.api, startedAt: now(), trace }, deps, hit);
+      reply.headers({ 'x-request-id': String(request.id), ...door.headers?.(String(request.id)), ...headers }).type(JSON_TYPE);
+      if (door.api === 'chat') return reply.send(hit.body);
+      const completion = JSON.parse(hit.body.toString('utf8')) as ChatCompletion;
+      return reply.send(door.respond(completion, usageFromOpenAI(completion.usage) ?? emptyUsage(), { usd: 0, estimated: false }));
     }
     const { route, req, hold, downgradedFrom } = o.budgets
       ? await admitChat(o.budgets, o.getConfig()!, requested, asked)
       : { route: requested, req: asked, hold: undefined, downgradedFrom: undefined };
-    const extraHeaders: Record<string, string> = downgradedFrom ? { 'x-paygo-downgraded': downgradedFrom } : {};
+    const extraHeaders: Record<string, string> = { ...door.headers?.(String(request.id)) };
+    if (downgradedFrom) extraHeaders['x-paygo-downgraded'] = downgradedFrom;
     trace?.routed(route, req);
     const ctx = {
       trace,
       extraHeaders,
+      api: door.api,
       requestId: String(request.id),
       route,
       req,
@@ -215,24 +234,48 @@ export function buildApp(o: AppOptions): FastifyInstance {
     if (req.stream) {
       try {
         reply.hijack();
-        await streamChat(ctx, deps);
+        await streamChat({ ...ctx, encoder: door.encoder() }, deps);
       } catch (err) {
         // Nothing was written yet (streamChat writes headers only once committed).
         const apiError = err instanceof ApiError ? err : new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
         if (!reply.raw.headersSent && !reply.raw.destroyed) {
-          reply.raw.writeHead(apiError.status, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': ctx.requestId, ...apiError.headers });
-          reply.raw.end(JSON.stringify(apiError.toJSON()));
+          const { status, body } = door.error(apiError);
+          reply.raw.writeHead(status, { 'content-type': JSON_TYPE, 'x-request-id': ctx.requestId, ...extraHeaders, ...apiError.headers });
+          reply.raw.end(JSON.stringify(body));
         }
       }
       return reply;
     }
     const out = await completeChat(ctx, deps);
     const headers = { 'x-request-id': ctx.requestId, ...extraHeaders, ...out.headers };
-    if (cacheKey === undefined) return reply.code(out.status).headers(headers).send(out.body);
-    // Serialised once, for the client and the cache. A downgraded answer is not the route's own.
-    const body = Buffer.from(JSON.stringify(out.body));
-    if (downgradedFrom === undefined) responses.set(requested, cacheKey, { body, target: out.record.target!, provider: out.record.provider!, responseModel: out.record.responseModel });
-    return reply.code(out.status).headers({ ...headers, 'x-paygo-cache': 'miss' }).type(JSON_TYPE).send(body);
+    const body = door.api === 'chat' ? out.body : door.respond(out.body, out.usage, out.cost);
+    if (cacheKey === undefined) return reply.code(out.status).headers(headers).send(body);
+    // A downgraded answer is not the route's own. The cached copy is the chat completion, its
+    // cost 0: that is what a hit costs, whichever API asks.
+    if (downgradedFrom === undefined) {
+      const cached = Buffer.from(JSON.stringify({ ...out.body, usage: { ...out.body.usage, cost: 0 } }));
+      responses.set(requested, cacheKey, { body: cached, target: out.record.target!, provider: out.record.provider!, responseModel: out.record.responseModel });
+    }
+    return reply.code(out.status).headers({ ...headers, 'x-paygo-cache': 'miss' }).send(body);
+  };
+
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const req = parseBody(ChatRequestSchema, request.body);
+    return serveChat(request, reply, chatDoor(req), req);
+  });
+
+  // Anthropic's Messages API. The client's key (x-api-key or Authorization), anthropic-version
+  // and anthropic-beta are accepted and never forwarded, as the OpenAI key is.
+  app.post('/v1/messages', async (request, reply) => {
+    const turn = parseMessagesRequest(request.body);
+    return serveChat(request, reply, messagesDoor(turn), turn.chat);
+  });
+  app.post('/v1/messages/count_tokens', async (request, reply) => {
+    const req = parseCountTokensRequest(request.body);
+    const route = resolve(req.model, request);
+    // Counted as applyLimits counts them: with the tokenizer of the route's first target.
+    const inputTokens = await countPromptTokens(req, route.targets[0]?.model ?? req.model);
+    return reply.headers({ 'request-id': String(request.id) }).send({ input_tokens: inputTokens });
   });
 
   app.post('/v1/embeddings', async (request, reply) => {
@@ -244,7 +287,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     const startedAt = now();
     const signal = clientSignal(reply);
     const rec: RequestRecord = {
-      requestId: String(request.id), operation: 'embeddings', namespace: route.namespace, route: route.name, requestModel: req.model,
+      requestId: String(request.id), operation: 'embeddings', api: 'embeddings', namespace: route.namespace, route: route.name, requestModel: req.model,
       target: undefined, provider: undefined, providerModel: undefined, responseModel: undefined, stream: false, outcome: 'success',
       status: 200, errorType: undefined, usage: undefined, estimated: false, attempts: 0, durationMs: 0, ttftMs: undefined, pricingOverride: undefined,
     };
@@ -301,4 +344,9 @@ export function buildApp(o: AppOptions): FastifyInstance {
   });
 
   return app;
+}
+
+/** The Anthropic Messages API's URLs (their errors take Anthropic's shape). */
+function isMessagesUrl(url: string): boolean {
+  return url === '/v1/messages' || url.startsWith('/v1/messages/') || url.startsWith('/v1/messages?');
 }

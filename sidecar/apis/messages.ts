@@ -15,7 +15,7 @@ import {
 } from './messages-schema.js';
 import { MessagesStreamEncoder } from './messages-stream.js';
 import { anthropicUsage, messageId, stopReason, toolUseId, type AnthropicContentBlock, type AnthropicErrorBody, type AnthropicMessage } from './messages-wire.js';
-import type { CallerCost, StreamEncoder } from './types.js';
+import type { CallerCost, FrontDoor, StreamEncoder } from './types.js';
 
 export type { AnthropicContentBlock, AnthropicErrorBody, AnthropicMessage, AnthropicStopReason, AnthropicTextBlock, AnthropicToolUseBlock, AnthropicUsage } from './messages-wire.js';
 
@@ -314,4 +314,16 @@ export function anthropicError(err: ApiError, requestId?: string): { status: num
   const body: AnthropicErrorBody = { type: 'error', error: { type: anthropicErrorType(err.status), message: err.message } };
   if (requestId !== undefined) body.request_id = requestId;
   return { status: err.status, body };
+}
+
+/** The Messages API's way through the chat pipeline (server.ts). */
+export function messagesDoor(turn: MessagesTurn): FrontDoor {
+  return {
+    api: 'messages',
+    encoder: () => turn.encoder(),
+    respond: (completion, usage, cost) => turn.respond(completion, usage, cost),
+    error: (err) => anthropicError(err),
+    // Anthropic's clients log and report this header.
+    headers: (requestId) => ({ 'request-id': requestId }),
+  };
 }

@@ -1,3 +1,4 @@
+import Anthropic from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
 import { anthropicError, parseCountTokensRequest, parseMessagesRequest, type AnthropicMessage } from '../../../sidecar/apis/messages.js';
 import type { CallerCost } from '../../../sidecar/apis/types.js';
@@ -699,8 +700,7 @@ describe('parseCountTokensRequest', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The official SDK reading what paygo writes (optional: @anthropic-ai/sdk is not a dependency;
-// ANTHROPIC_SDK can name its entry file, e.g. after `npm i --prefix /tmp/anth @anthropic-ai/sdk`).
+// The official SDK reading what paygo writes.
 
 interface SdkClient {
   messages: {
@@ -710,21 +710,6 @@ interface SdkClient {
 }
 type SdkConstructor = new (options: Record<string, unknown>) => SdkClient;
 
-async function loadSdk(): Promise<SdkConstructor | undefined> {
-  for (const specifier of [process.env.ANTHROPIC_SDK, '@anthropic-ai/sdk']) {
-    if (!specifier) continue;
-    try {
-      const mod = (await import(specifier)) as { default: SdkConstructor };
-      return mod.default;
-    } catch {
-      // not installed
-    }
-  }
-  return undefined;
-}
-
-const Anthropic = await loadSdk();
-
 /** An SDK client whose fetch answers with `respond` and records the request bodies it sent. */
 function sdkClient(respond: (body: unknown) => Response): { client: SdkClient; sent: unknown[] } {
   const sent: unknown[] = [];
@@ -733,12 +718,13 @@ function sdkClient(respond: (body: unknown) => Response): { client: SdkClient; s
     sent.push(body);
     return respond(body);
   };
-  return { client: new Anthropic!({ apiKey: 'test', baseURL: 'http://paygo.test', fetch, maxRetries: 0 }), sent };
+  // Typed loosely: these tests feed it hand-written bodies and a recording fetch.
+  return { client: new (Anthropic as unknown as SdkConstructor)({ apiKey: 'test', baseURL: 'http://paygo.test', fetch, maxRetries: 0 }), sent };
 }
 
 const sse = (text: string) => new Response(text, { status: 200, headers: { 'content-type': 'text/event-stream' } });
 
-describe.skipIf(!Anthropic)('round trip through @anthropic-ai/sdk', () => {
+describe('round trip through @anthropic-ai/sdk', () => {
   it('MessageStream accumulates the text and tool calls, and takes the usage from message_delta', async () => {
     const { client, sent } = sdkClient(() => sse(encodeTools()));
     const message = await client.messages.stream({ model: 'paygo-claude', max_tokens: 100, messages: hi }).finalMessage();
