@@ -18,7 +18,8 @@ import { catalogLoaded, createPricer, loadCatalog, Pricer } from './metering/pri
 import { parseOptions, USAGE } from './options.js';
 import { seededRandom } from './random.js';
 import { ConfigCompiler, type RuntimeConfig } from './router/runtime.js';
-import { buildApp } from './server.js';
+import { buildApp, RESPONSE_STORE_DEFAULTS } from './server.js';
+import { ResponseStore } from './apis/response-store.js';
 import { tracingConfig, type Tracing } from './tracing.js';
 import { createHttpTransport } from './transport.js';
 
@@ -143,8 +144,19 @@ async function main(): Promise<void> {
     source = file;
   }
 
+  // What /v1/responses answered, kept for previous_response_id, item references and GET; in the
+  // state dir too, so a restarted sidecar still knows the ids its app holds.
+  const responseStore = new ResponseStore({
+    ...RESPONSE_STORE_DEFAULTS,
+    ttlMs: options.responsesTtlSeconds * 1000,
+    maxBytes: options.responsesMaxBytes,
+    maxEntries: options.responsesTtlSeconds === 0 ? 0 : RESPONSE_STORE_DEFAULTS.maxEntries,
+    dir: options.responsesTtlSeconds === 0 ? undefined : options.stateDir,
+    onPersistError: (err, op) => logger.warn({ op, error: err.message }, 'response store: file operation failed'),
+  });
   const app = buildApp({
     getConfig: () => config,
+    responseStore,
     meter,
     logger,
     bodyLimit: options.bodyLimit,
@@ -239,7 +251,7 @@ async function main(): Promise<void> {
       .finally(async () => {
         const metricsClosed = new Promise((r) => metricsServer.close(r));
         metricsServer.closeAllConnections();
-        await Promise.allSettled([source.stop(), transport.close(), metricsClosed]);
+        await Promise.allSettled([source.stop(), transport.close(), metricsClosed, responseStore.close()]);
         meter.flush();
         usageOut.flushSync();
         // The last spans (of the requests drained above) leave last.

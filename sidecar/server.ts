@@ -13,6 +13,8 @@ import { ChatRequestSchema, EmbeddingsRequestSchema, type ChatCompletion, type C
 import { chatDoor } from './apis/chat-completions.js';
 import { anthropicError, messagesDoor, parseCountTokensRequest, parseMessagesRequest } from './apis/messages.js';
 import { countPromptTokens } from './metering/tokens.js';
+import { ResponseStore } from './apis/response-store.js';
+import { deleteStoredResponse, getStoredResponse, parseResponsesRequest, responsesDoor } from './apis/responses.js';
 import type { FrontDoor } from './apis/types.js';
 import { UpstreamHttpError, UpstreamProtocolError } from './providers/errors.js';
 import { ResponseCache } from './response-cache.js';
@@ -38,7 +40,12 @@ export interface AppOptions {
   budgets?: BudgetGate;
   /** OpenTelemetry tracing (tracing-sdk.ts); absent: off, and nothing on the request path traces. */
   tracing?: Tracing;
+  /** What /v1/responses answered (previous_response_id, item references, GET); absent: a memory-only store with the defaults. */
+  responseStore?: ResponseStore;
 }
+
+/** The defaults of --responses-ttl-seconds and --responses-max-bytes (options.ts). */
+export const RESPONSE_STORE_DEFAULTS = { ttlMs: 86_400_000, maxBytes: 64 * 1024 * 1024, maxEntries: 100_000 };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -77,7 +84,8 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 /** Builds the OpenAI-compatible data-plane app (not listening: call listen() or use inject()). */
 export function buildApp(o: AppOptions): FastifyInstance {
   const now = o.now ?? Date.now;
-  const responses = new ResponseCache(now);
+  const responseCache = new ResponseCache(now);
+  const responseStore = o.responseStore ?? new ResponseStore({ ...RESPONSE_STORE_DEFAULTS, now });
   const deps: ChatDeps = {
     meter: o.meter,
     now,
@@ -202,8 +210,8 @@ export function buildApp(o: AppOptions): FastifyInstance {
     const requested = resolve(asked.model, request);
     await applyLimits(requested, asked);
     // A cached answer costs nothing: it is served before any budget is asked.
-    const cacheKey = responses.keyOf(requested, asked);
-    const hit = cacheKey === undefined ? undefined : responses.get(requested, cacheKey);
+    const cacheKey = responseCache.keyOf(requested, asked);
+    const hit = cacheKey === undefined ? undefined : responseCache.get(requested, cacheKey);
     if (hit) {
       trace?.routed(requested, asked);
       const headers = serveCached({ requestId: String(request.id), route: requested, req: asked, api: door.api, startedAt: now(), trace }, deps, hit);
@@ -254,7 +262,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     // cost 0: that is what a hit costs, whichever API asks.
     if (downgradedFrom === undefined) {
       const cached = Buffer.from(JSON.stringify({ ...out.body, usage: { ...out.body.usage, cost: 0 } }));
-      responses.set(requested, cacheKey, { body: cached, target: out.record.target!, provider: out.record.provider!, responseModel: out.record.responseModel });
+      responseCache.set(requested, cacheKey, { body: cached, target: out.record.target!, provider: out.record.provider!, responseModel: out.record.responseModel });
     }
     return reply.code(out.status).headers({ ...headers, 'x-paygo-cache': 'miss' }).send(body);
   };
@@ -263,6 +271,15 @@ export function buildApp(o: AppOptions): FastifyInstance {
     const req = parseBody(ChatRequestSchema, request.body);
     return serveChat(request, reply, chatDoor(req), req);
   });
+
+  // OpenAI's Responses API: state (store, previous_response_id, item references) is kept here,
+  // whichever provider answers.
+  app.post('/v1/responses', async (request, reply) => {
+    const turn = parseResponsesRequest(request.body, responseStore, { now });
+    return serveChat(request, reply, responsesDoor(turn), turn.chat);
+  });
+  app.get<{ Params: { id: string } }>('/v1/responses/:id', async (request) => getStoredResponse(responseStore, request.params.id));
+  app.delete<{ Params: { id: string } }>('/v1/responses/:id', async (request) => deleteStoredResponse(responseStore, request.params.id));
 
   // Anthropic's Messages API. The client's key (x-api-key or Authorization), anthropic-version
   // and anthropic-beta are accepted and never forwarded, as the OpenAI key is.

@@ -7,7 +7,7 @@ import { checkRequest, idForMessage, responseFormat, textEcho, translateInput, t
 import { finalResponse, messageItem, outputMessages, type EchoFields, type ResponseContext } from './responses-output.js';
 import { ResponsesStreamEncoder } from './responses-stream.js';
 import type { FunctionCallItem, OutputItem, ResponseObject } from './responses-types.js';
-import type { CallerCost, StreamEncoder } from './types.js';
+import type { CallerCost, FrontDoor, StreamEncoder } from './types.js';
 
 /**
  * The OpenAI Responses API front door (POST /v1/responses, GET and DELETE /v1/responses/:id):
@@ -183,4 +183,14 @@ function completionOutput(ctx: ResponseContext, completion: ChatCompletion): Out
     output.push(item);
   }
   return output;
+}
+
+/** The Responses API's way through the chat pipeline (server.ts): errors in OpenAI's shape. */
+export function responsesDoor(turn: ResponsesTurn): FrontDoor {
+  return {
+    api: 'responses',
+    encoder: () => turn.encoder(),
+    respond: (completion, usage, cost) => turn.respond(completion, usage, cost),
+    error: (err) => ({ status: err.status, body: err.toJSON() }),
+  };
 }
