@@ -249,6 +249,16 @@ function costDashboard(): dashboard.Dashboard {
       }),
     )
     .withPanel(
+      timeSeries({
+        title: 'Spend by API (USD/hour)',
+        description: 'Spend rate by the API the apps called: chat (Chat Completions), responses (Responses API), messages (Anthropic Messages API), embeddings.',
+        unit: 'currencyUSD',
+        stacked: true,
+        span: 24,
+        queries: [{ expr: perHour('api'), legend: '{{api}}' }],
+      }),
+    )
+    .withPanel(
       barGauge({
         title: 'Spend in range by route',
         description: 'Money spent per ModelRoute in the selected time range.',
@@ -416,6 +426,16 @@ function trafficDashboard(): dashboard.Dashboard {
         unit: 'reqps',
         stacked: true,
         queries: [{ expr: `sum by (error_type) (rate(gen_ai_client_operation_duration_seconds_count{${f}, error_type!=""}${RATE}))`, legend: '{{error_type}}' }],
+      }),
+    )
+    .withPanel(
+      timeSeries({
+        title: 'Requests by API (req/s)',
+        description: 'Request rate by the API the apps called: chat, responses, messages, embeddings.',
+        unit: 'reqps',
+        stacked: true,
+        span: 24,
+        queries: [{ expr: `sum by (api) (rate(${reqs()}${RATE}))`, legend: '{{api}}' }],
       }),
     )
     .withPanel(
