@@ -16,7 +16,8 @@ import type { CachedResponse } from './response-cache.js';
 import { readAll, readBody, TransportError, type UpstreamResponse } from './transport.js';
 import { usageToOpenAI, type Usage } from './usage.js';
 import { ChatStreamEncoder } from './apis/chat-completions.js';
-import { costField, type ApiName, type CallerCost, type StreamEncoder } from './apis/types.js';
+import { costField, type ApiName, type CallerCost, type Passthrough, type StreamEncoder } from './apis/types.js';
+import type { SseEvent } from './sse.js';
 import { completionFinishReasons, completionMessages, type RequestTrace, type TracedOutput } from './tracing.js';
 
 export interface ChatContext {
@@ -39,6 +40,8 @@ export interface ChatContext {
   api?: ApiName;
   /** How a stream reaches the client (default: Chat Completions chunks). */
   encoder?: StreamEncoder;
+  /** The client's own request, for targets that speak its API (sent as it came, answered as the provider answers). */
+  passthrough?: Passthrough;
 }
 
 /** Meters a finished request, tells the caller its cost and ends its trace. */
@@ -143,13 +146,15 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
   const dc = deadlineController(signal, deadline, now);
   try {
     const tctx = targetContext(target, `chatcmpl-${ctx.requestId}`, now, ctx.req);
-    let upstream = target.adapter.chatRequest(ctx.req, tctx, stream);
+    const p = ctx.passthrough;
+    const native = p && target.adapter.passthroughRequest?.({ api: p.api, body: p.body, headers: p.headers, maxTokens: ctx.req.max_completion_tokens ?? ctx.req.max_tokens ?? undefined }, tctx, stream);
+    let upstream = native ?? target.adapter.chatRequest(ctx.req, tctx, stream);
     if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, dc.signal);
     tried.target = target;
     if (ctx.trace) upstream = traced(upstream, ctx.trace);
     const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
     await failIfNotOk(res, target, tctx, deps.now());
-    return { res, tctx, dc };
+    return { res, tctx, dc, native: native !== undefined };
   } catch (err) {
     dc.dispose();
     throw err;
@@ -259,6 +264,8 @@ export interface CompletedChat {
   status: number;
   headers: Record<string, string>;
   body: ChatCompletion;
+  /** The provider's own answer (usage.cost added) when the request passed through. */
+  nativeBody?: unknown;
   usage: Usage;
   cost: CallerCost;
   record: RequestRecord;
@@ -272,7 +279,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<Co
     const result = await dispatch(
       ctx.route,
       async (target, signal, deadline) => {
-        const { res, tctx, dc } = await sendChat(ctx, deps, target, signal, deadline, false, tried);
+        const { res, tctx, dc, native } = await sendChat(ctx, deps, target, signal, deadline, false, tried);
         try {
           const text = await readAll(res.body);
           let json: unknown;
@@ -281,7 +288,8 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<Co
           } catch {
             throw new UpstreamProtocolError(`${target.name} (${target.provider}) sent a response that is not JSON`);
           }
-          return target.adapter.chatResponse(json, tctx);
+          // A passed-through answer is read like any other (same wire) and also kept as it came.
+          return { ...target.adapter.chatResponse(json, tctx), native: native ? json : undefined };
         } finally {
           dc.dispose();
         }
@@ -289,7 +297,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<Co
       { ...deps, signal: ctx.signal, attempts: ctx.trace },
     );
     withTarget(rec, result);
-    const { completion, usage } = result.value;
+    const { completion, usage, native } = result.value;
     rec.responseModel = completion.model;
     if (usage) rec.usage = usage;
     else {
@@ -305,7 +313,8 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<Co
     if (rec.estimated) headers['x-paygo-usage-estimated'] = 'true';
     const toCaller = callerCost(cost, rec.estimated);
     completion.usage = { ...(completion.usage ?? usageToOpenAI(rec.usage)), ...costField(toCaller) };
-    return { status: 200, headers, body: completion, usage: rec.usage, cost: toCaller, record: rec };
+    const nativeBody = native === undefined ? undefined : ctx.passthrough!.respond(native, toCaller);
+    return { status: 200, headers, body: completion, nativeBody, usage: rec.usage, cost: toCaller, record: rec };
   } catch (err) {
     tried.label(rec);
     const apiError = recordError(rec, err);
@@ -346,16 +355,19 @@ interface OpenStream {
   parser: StreamDecoder;
   translator: StreamTranslator;
   pending: ChatCompletionChunk[];
+  /** Passed through: the provider's events not yet written (the client gets them, not the chunks). */
+  events: SseEvent[] | undefined;
   dc: { commit(): void; dispose(): void };
   upstreamDone: boolean;
 }
 
-function openStream(target: RuntimeTarget, tctx: TargetContext, res: UpstreamResponse, dc: OpenStream['dc']): OpenStream {
+function openStream(target: RuntimeTarget, tctx: TargetContext, res: UpstreamResponse, dc: OpenStream['dc'], native: boolean): OpenStream {
   return {
     iterator: readBody(res.body)[Symbol.asyncIterator](),
     parser: target.adapter.streamDecoder?.() ?? new SseParser(),
     translator: target.adapter.chatStream(tctx),
     pending: [],
+    events: native ? [] : undefined,
     dc,
     upstreamDone: false,
   };
@@ -363,8 +375,26 @@ function openStream(target: RuntimeTarget, tctx: TargetContext, res: UpstreamRes
 
 function translateEvents(s: OpenStream, bytes: Uint8Array): ChatCompletionChunk[] {
   const out: ChatCompletionChunk[] = [];
-  for (const ev of s.parser.push(bytes)) out.push(...s.translator.push(ev));
+  for (const ev of s.parser.push(bytes)) {
+    out.push(...s.translator.push(ev));
+    // After the translator: an error event throws there and never reaches the client as it came.
+    s.events?.push(ev);
+  }
   return out;
+}
+
+/** How the committed stream reaches the client: the door's encoding of the chunks, or the provider's own events. */
+function streamWriter(ctx: ChatContext, open: OpenStream): { push(chunks: ChatCompletionChunk[]): string; finish: StreamEncoder['finish']; fail: StreamEncoder['fail'] } {
+  if (open.events) {
+    const native = ctx.passthrough!.encoder();
+    const events = open.events;
+    return {
+      push: () => native.push(events.splice(0)),
+      finish: (usage, cost) => native.finish(usage, cost),
+      fail: (f) => native.fail(f),
+    };
+  }
+  return ctx.encoder ?? new ChatStreamEncoder(ctx.req.stream_options?.include_usage === true);
 }
 
 /** Streams a chat completion to the client as SSE, committing to a target only once it produced a first chunk. */
@@ -377,9 +407,9 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     const result = await dispatch(
       ctx.route,
       async (target, signal, deadline) => {
-        const { res, tctx, dc } = await sendChat(ctx, deps, target, signal, deadline, true, tried);
+        const { res, tctx, dc, native } = await sendChat(ctx, deps, target, signal, deadline, true, tried);
         try {
-          const s = openStream(target, tctx, res, dc);
+          const s = openStream(target, tctx, res, dc, native);
           // Nothing has reached the client yet: any failure until the first chunk can still fail over.
           while (s.pending.length === 0 && !s.translator.finished) {
             const next = await s.iterator.next();
@@ -423,7 +453,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
     ...routingHeaders(ctx.route, committed),
   });
   rec.ttftMs = deps.now() - ctx.startedAt;
-  const encoder = ctx.encoder ?? new ChatStreamEncoder(ctx.req.stream_options?.include_usage === true);
+  const encoder = streamWriter(ctx, open);
   let outputText = '';
   // Only collected for the trace (the chunks' finish reasons, one per choice).
   const finishReasons: string[] | undefined = ctx.trace ? [] : undefined;

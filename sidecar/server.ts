@@ -230,6 +230,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
       trace,
       extraHeaders,
       api: door.api,
+      passthrough: door.passthrough,
       requestId: String(request.id),
       route,
       req,
@@ -256,7 +257,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     }
     const out = await completeChat(ctx, deps);
     const headers = { 'x-request-id': ctx.requestId, ...extraHeaders, ...out.headers };
-    const body = door.api === 'chat' ? out.body : door.respond(out.body, out.usage, out.cost);
+    const body = out.nativeBody ?? (door.api === 'chat' ? out.body : door.respond(out.body, out.usage, out.cost));
     if (cacheKey === undefined) return reply.code(out.status).headers(headers).send(body);
     // A downgraded answer is not the route's own. The cached copy is the chat completion, its
     // cost 0: that is what a hit costs, whichever API asks.
@@ -285,7 +286,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
   // and anthropic-beta are accepted and never forwarded, as the OpenAI key is.
   app.post('/v1/messages', async (request, reply) => {
     const turn = parseMessagesRequest(request.body);
-    return serveChat(request, reply, messagesDoor(turn), turn.chat);
+    return serveChat(request, reply, messagesDoor(turn, request.body as Record<string, unknown>, request.headers), turn.chat);
   });
   app.post('/v1/messages/count_tokens', async (request, reply) => {
     const req = parseCountTokensRequest(request.body);

@@ -45,6 +45,12 @@ function event(type: string, data: string): string {
   return `event: ${type}\ndata: ${data}\n\n`;
 }
 
+/** A stream's failure as Anthropic's `error` event. */
+export function errorEvent(failure: StreamFailure): string {
+  const type = ANTHROPIC_ERROR_TYPES.has(failure.type) ? failure.type : 'api_error';
+  return event('error', JSON.stringify({ type: 'error', error: { type, message: failure.message } }));
+}
+
 interface ToolBlock {
   index: number;
   /** Argument text not sent yet (merged within one push). */
@@ -92,8 +98,7 @@ export class MessagesStreamEncoder implements StreamEncoder {
   }
 
   fail(failure: StreamFailure): string {
-    const type = ANTHROPIC_ERROR_TYPES.has(failure.type) ? failure.type : 'api_error';
-    return event('error', JSON.stringify({ type: 'error', error: { type, message: failure.message } }));
+    return errorEvent(failure);
   }
 
   private start(first: ChatCompletionChunk | undefined): string {

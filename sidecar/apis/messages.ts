@@ -16,6 +16,7 @@ import {
 import { MessagesStreamEncoder } from './messages-stream.js';
 import { anthropicUsage, messageId, stopReason, toolUseId, type AnthropicContentBlock, type AnthropicErrorBody, type AnthropicMessage } from './messages-wire.js';
 import type { CallerCost, FrontDoor, StreamEncoder } from './types.js';
+import { forwardedHeaders, messagesPassthrough } from './messages-passthrough.js';
 
 export type { AnthropicContentBlock, AnthropicErrorBody, AnthropicMessage, AnthropicStopReason, AnthropicTextBlock, AnthropicToolUseBlock, AnthropicUsage } from './messages-wire.js';
 
@@ -316,10 +317,14 @@ export function anthropicError(err: ApiError, requestId?: string): { status: num
   return { status: err.status, body };
 }
 
-/** The Messages API's way through the chat pipeline (server.ts). */
-export function messagesDoor(turn: MessagesTurn): FrontDoor {
+/**
+ * The Messages API's way through the chat pipeline (server.ts): translated for every provider,
+ * passed through as it came to the ones that speak it (messages-passthrough.ts).
+ */
+export function messagesDoor(turn: MessagesTurn, body: Readonly<Record<string, unknown>>, clientHeaders: Readonly<Record<string, string | string[] | undefined>>): FrontDoor {
   return {
     api: 'messages',
+    passthrough: messagesPassthrough(body, forwardedHeaders(clientHeaders)),
     encoder: () => turn.encoder(),
     respond: (completion, usage, cost) => turn.respond(completion, usage, cost),
     error: (err) => anthropicError(err),

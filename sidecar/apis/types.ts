@@ -1,6 +1,8 @@
 import type { ApiError } from '../errors.js';
 import type { ChatCompletion, ChatCompletionChunk } from '../openai-schema.js';
 import type { Usage } from '../usage.js';
+import type { NativeApi } from '../providers/types.js';
+import type { SseEvent } from '../sse.js';
 
 /**
  * The client APIs the sidecar serves. Every one of them meets the router and the adapters
@@ -58,4 +60,28 @@ export interface FrontDoor {
   error(err: ApiError): { status: number; body: unknown };
   /** Response headers the API's clients expect besides paygo's own. */
   headers?(requestId: string): Record<string, string>;
+  /** Set when providers that speak this API natively get the request as it came. */
+  readonly passthrough?: Passthrough;
+}
+
+/**
+ * A request that can pass through to providers speaking the client's API: its body, and how the
+ * provider's own answers reach the client (only usage.cost is added to them).
+ */
+export interface Passthrough {
+  readonly api: NativeApi;
+  readonly body: Readonly<Record<string, unknown>>;
+  /** Client headers forwarded to the provider (never a key). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The provider's non-stream answer with usage.cost added. */
+  respond(native: unknown, cost: CallerCost): unknown;
+  /** The provider's stream events as they came, the usage event held back until the cost is known. */
+  encoder(): NativeStreamEncoder;
+}
+
+/** StreamEncoder's twin for a provider's own events (Passthrough). */
+export interface NativeStreamEncoder {
+  push(events: readonly SseEvent[]): string;
+  finish(usage: Usage, cost: CallerCost): string;
+  fail(failure: StreamFailure): string;
 }

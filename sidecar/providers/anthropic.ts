@@ -15,6 +15,7 @@ import type { SseEvent } from '../sse.js';
 import { usageFromCacheParts, usageToOpenAI, type Usage } from '../usage.js';
 import {
   joinURL,
+  type NativeRequest,
   type ProviderAdapter,
   type StreamTranslator,
   type TargetContext,
@@ -59,6 +60,16 @@ import { ChunkWriter } from './chunks.js';
  */
 
 export const ANTHROPIC_VERSION = '2023-06-01';
+
+/**
+ * A Messages request as the client sent it, for the target: its model, the output cap the route
+ * and budget admission decided (the worst case that was reserved), and stream as this attempt
+ * sends it. Nothing else is touched.
+ */
+export function passthroughBody(native: NativeRequest, model: string, stream: boolean): Record<string, unknown> {
+  const { stream: _stream, ...body } = native.body;
+  return { ...body, model, ...(native.maxTokens !== undefined && { max_tokens: native.maxTokens }), ...(stream && { stream: true }) };
+}
 export const DEFAULT_MAX_TOKENS = 4096;
 
 // ---------------------------------------------------------------------------------------------
@@ -533,6 +544,11 @@ export function anthropicErrorInfo(body: string, ctx: TargetContext): UpstreamEr
 export const anthropicAdapter: ProviderAdapter = {
   provider: 'anthropic',
   defaultBaseURL: 'https://api.anthropic.com',
+
+  passthroughRequest(native: NativeRequest, ctx: TargetContext, stream: boolean): UpstreamRequest | undefined {
+    if (native.api !== 'messages') return undefined;
+    return { url: joinURL(ctx.baseURL, '/v1/messages'), headers: { ...native.headers, ...headers(ctx) }, body: JSON.stringify(passthroughBody(native, ctx.model, stream)) };
+  },
 
   chatRequest(req: ChatRequest, ctx: TargetContext, stream: boolean): UpstreamRequest {
     return { url: joinURL(ctx.baseURL, '/v1/messages'), headers: headers(ctx), body: JSON.stringify(nativeBody(req, ctx, stream)) };

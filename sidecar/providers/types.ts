@@ -5,6 +5,20 @@ import type { UpstreamErrorInfo } from './errors.js';
 import type { SseEvent } from '../sse.js';
 import type { Usage } from '../usage.js';
 
+/** A client API some providers speak natively: its requests to them pass through unchanged. */
+export type NativeApi = 'messages';
+
+/** The client's own request, for a target that speaks its API (apis/types.ts Passthrough). */
+export interface NativeRequest {
+  api: NativeApi;
+  /** The client's body as it came (read-only): the adapter sets only the target's model, stream and the output cap. */
+  body: Readonly<Record<string, unknown>>;
+  /** The output cap after the route's limits and budget admission (the chat request's max tokens). */
+  maxTokens: number | undefined;
+  /** Client headers the provider should see (e.g. anthropic-beta); never a key. */
+  headers: Readonly<Record<string, string>>;
+}
+
 /** A native HTTP request to a provider, ready to send. */
 export interface UpstreamRequest {
   url: string;
@@ -90,6 +104,14 @@ export interface ProviderAdapter {
    * key-shaped token, no prompt text), its code and type only when they are `safeCode`s.
    */
   errorInfo(body: string, ctx: TargetContext, headers: UpstreamHeaders): UpstreamErrorInfo;
+  /**
+   * The client's request passed through to a provider that speaks its API (Messages → Anthropic):
+   * nothing is translated, so everything the API has reaches the provider (thinking, prompt
+   * caching, …). The answer is read with chatResponse / chatStream as usual (same wire), and the
+   * client gets the provider's own answer. Absent, or undefined for an API it does not speak:
+   * the request is translated.
+   */
+  passthroughRequest?(native: NativeRequest, ctx: TargetContext, stream: boolean): UpstreamRequest | undefined;
   /** Native request for embeddings; absent when the provider has no OpenAI-compatible embeddings API. */
   embeddingsRequest?(req: EmbeddingsRequest, ctx: TargetContext): UpstreamRequest;
 }

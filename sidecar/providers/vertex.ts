@@ -4,11 +4,11 @@ import type { CancelSignal } from '../cancel.js';
 import type { ChatCompletion, ChatRequest } from '../openai-schema.js';
 import { TransportError, untilCancelled } from '../transport.js';
 import type { Usage } from '../usage.js';
-import { anthropicAdapter, anthropicErrorInfo, nativeBody as anthropicBody } from './anthropic.js';
+import { anthropicAdapter, anthropicErrorInfo, nativeBody as anthropicBody, passthroughBody } from './anthropic.js';
 import { geminiAdapter, geminiErrorInfo, nativeBody as geminiBody } from './gemini.js';
 import { UpstreamHttpError, type UpstreamErrorInfo } from './errors.js';
 import { safeCode, upstreamText } from './redact.js';
-import { joinURL, type ProviderAdapter, type StreamTranslator, type TargetContext, type UpstreamRequest } from './types.js';
+import { joinURL, type NativeRequest, type ProviderAdapter, type StreamTranslator, type TargetContext, type UpstreamRequest } from './types.js';
 import { isPlainObject } from './wire.js';
 
 /**
@@ -363,6 +363,15 @@ export const vertexAnthropicAdapter: ProviderAdapter = {
     const body = JSON.stringify({ anthropic_version: VERTEX_ANTHROPIC_VERSION, ...messages });
     const url = modelURL('vertex-anthropic', ctx, 'anthropic', stream ? 'streamRawPredict' : 'rawPredict');
     return { url, headers: { 'content-type': 'application/json' }, body };
+  },
+
+  // The model is in the URL and the version in the body (anthropic-beta is not forwarded: Vertex
+  // takes Claude's betas its own way).
+  passthroughRequest(native: NativeRequest, ctx: TargetContext, stream: boolean): UpstreamRequest | undefined {
+    if (native.api !== 'messages') return undefined;
+    const { model: _model, ...messages } = passthroughBody(native, ctx.model, stream);
+    const url = modelURL('vertex-anthropic', ctx, 'anthropic', stream ? 'streamRawPredict' : 'rawPredict');
+    return { url, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...messages, anthropic_version: VERTEX_ANTHROPIC_VERSION }) };
   },
 
   chatResponse(body: unknown, ctx: TargetContext): { completion: ChatCompletion; usage: Usage | undefined } {

@@ -1,0 +1,71 @@
+import { isPlainObject } from '../json-values.js';
+import type { SseEvent } from '../sse.js';
+import type { Usage } from '../usage.js';
+import { errorEvent } from './messages-stream.js';
+import { costField, type CallerCost, type NativeStreamEncoder, type Passthrough, type StreamFailure } from './types.js';
+
+/**
+ * A Messages request passed through to a provider that speaks the Messages API (anthropic,
+ * vertex-anthropic): the client gets the provider's own answer, byte for byte but for
+ * `usage.cost`, so everything the API has (thinking blocks, prompt caching, citations, stop
+ * sequences…) reaches it. Stream events are written as they came, except `message_delta` (it
+ * carries the final usage) and `message_stop`: they wait until the request is metered, and the
+ * `message_delta` gets `usage.cost`.
+ */
+export function messagesPassthrough(body: Readonly<Record<string, unknown>>, headers: Readonly<Record<string, string>>): Passthrough {
+  return { api: 'messages', body, headers, respond: withCost, encoder: () => new MessagesPassthroughEncoder() };
+}
+
+/** The Anthropic client headers a provider may see: the betas it asked for (never its key). */
+export function forwardedHeaders(clientHeaders: Readonly<Record<string, string | string[] | undefined>>): Record<string, string> {
+  const beta = clientHeaders['anthropic-beta'];
+  const value = Array.isArray(beta) ? beta.join(',') : beta;
+  return value ? { 'anthropic-beta': value } : {};
+}
+
+function withCost(native: unknown, cost: CallerCost): unknown {
+  if (!isPlainObject(native)) return native;
+  const usage = isPlainObject(native.usage) ? native.usage : {};
+  return { ...native, usage: { ...usage, ...costField(cost) } };
+}
+
+function frame(ev: SseEvent): string {
+  // Multi-line data is split back into data lines (SSE joined them with \n).
+  const data = ev.data.includes('\n') ? ev.data.split('\n').join('\ndata: ') : ev.data;
+  return ev.event === undefined ? `data: ${data}\n\n` : `event: ${ev.event}\ndata: ${data}\n\n`;
+}
+
+class MessagesPassthroughEncoder implements NativeStreamEncoder {
+  private readonly held: SseEvent[] = [];
+
+  push(events: readonly SseEvent[]): string {
+    let out = '';
+    for (const ev of events) {
+      if (ev.event === 'message_delta' || ev.event === 'message_stop') this.held.push(ev);
+      else out += frame(ev);
+    }
+    return out;
+  }
+
+  finish(_usage: Usage, cost: CallerCost): string {
+    let out = '';
+    for (const ev of this.held) {
+      if (ev.event !== 'message_delta') {
+        out += frame(ev);
+        continue;
+      }
+      let data: unknown;
+      try {
+        data = JSON.parse(ev.data);
+      } catch {
+        data = undefined;
+      }
+      out += isPlainObject(data) ? frame({ event: ev.event, data: JSON.stringify(withCost(data, cost)) }) : frame(ev);
+    }
+    return out;
+  }
+
+  fail(failure: StreamFailure): string {
+    return errorEvent(failure);
+  }
+}
