@@ -16,7 +16,7 @@ import type { CachedResponse } from './response-cache.js';
 import { readAll, readBody, TransportError, type UpstreamResponse } from './transport.js';
 import { usageToOpenAI, type Usage } from './usage.js';
 import { ChatStreamEncoder } from './apis/chat-completions.js';
-import { costField, type ApiName, type CallerCost, type Passthrough, type StreamEncoder } from './apis/types.js';
+import { costField, type ApiName, type CallerCost, type Passthrough, type PassthroughReader, type StreamEncoder } from './apis/types.js';
 import type { SseEvent } from './sse.js';
 import { completionFinishReasons, completionMessages, type RequestTrace, type TracedOutput } from './tracing.js';
 
@@ -39,9 +39,11 @@ export interface ChatContext {
   /** The API the request came in on (default chat). */
   api?: ApiName;
   /** How a stream reaches the client (default: Chat Completions chunks). */
-  encoder?: StreamEncoder;
+  encoder?: () => StreamEncoder;
   /** The client's own request, for targets that speak its API (sent as it came, answered as the provider answers). */
   passthrough?: Passthrough;
+  /** Only targets that take the passthrough can answer; the others are skipped with this error. */
+  passthroughOnly?: ApiError;
 }
 
 /** Meters a finished request, tells the caller its cost and ends its trace. */
@@ -148,6 +150,8 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
     const tctx = targetContext(target, `chatcmpl-${ctx.requestId}`, now, ctx.req);
     const p = ctx.passthrough;
     const native = p && target.adapter.passthroughRequest?.({ api: p.api, body: p.body, headers: p.headers, maxTokens: ctx.req.max_completion_tokens ?? ctx.req.max_tokens ?? undefined }, tctx, stream);
+    // A translate error: dispatch moves on to the next target, and answers with it if none can.
+    if (!native && ctx.passthroughOnly) throw ctx.passthroughOnly;
     let upstream = native ?? target.adapter.chatRequest(ctx.req, tctx, stream);
     if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, dc.signal);
     tried.target = target;
@@ -289,7 +293,9 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<Co
             throw new UpstreamProtocolError(`${target.name} (${target.provider}) sent a response that is not JSON`);
           }
           // A passed-through answer is read like any other (same wire) and also kept as it came.
-          return { ...target.adapter.chatResponse(json, tctx), native: native ? json : undefined };
+          if (!native) return { ...target.adapter.chatResponse(json, tctx), native: undefined };
+          const reader = ctx.passthrough!.reader;
+          return { ...(reader ? reader.response(json, tctx) : target.adapter.chatResponse(json, tctx)), native: json };
         } finally {
           dc.dispose();
         }
@@ -361,11 +367,11 @@ interface OpenStream {
   upstreamDone: boolean;
 }
 
-function openStream(target: RuntimeTarget, tctx: TargetContext, res: UpstreamResponse, dc: OpenStream['dc'], native: boolean): OpenStream {
+function openStream(target: RuntimeTarget, tctx: TargetContext, res: UpstreamResponse, dc: OpenStream['dc'], native: boolean, reader: PassthroughReader | undefined): OpenStream {
   return {
     iterator: readBody(res.body)[Symbol.asyncIterator](),
     parser: target.adapter.streamDecoder?.() ?? new SseParser(),
-    translator: target.adapter.chatStream(tctx),
+    translator: native && reader ? reader.stream(tctx) : target.adapter.chatStream(tctx),
     pending: [],
     events: native ? [] : undefined,
     dc,
@@ -394,7 +400,7 @@ function streamWriter(ctx: ChatContext, open: OpenStream): { push(chunks: ChatCo
       fail: (f) => native.fail(f),
     };
   }
-  return ctx.encoder ?? new ChatStreamEncoder(ctx.req.stream_options?.include_usage === true);
+  return ctx.encoder?.() ?? new ChatStreamEncoder(ctx.req.stream_options?.include_usage === true);
 }
 
 /** Streams a chat completion to the client as SSE, committing to a target only once it produced a first chunk. */
@@ -409,7 +415,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
       async (target, signal, deadline) => {
         const { res, tctx, dc, native } = await sendChat(ctx, deps, target, signal, deadline, true, tried);
         try {
-          const s = openStream(target, tctx, res, dc, native);
+          const s = openStream(target, tctx, res, dc, native, ctx.passthrough?.reader);
           // Nothing has reached the client yet: any failure until the first chunk can still fail over.
           while (s.pending.length === 0 && !s.translator.finished) {
             const next = await s.iterator.next();

@@ -14,7 +14,8 @@ import { chatDoor } from './apis/chat-completions.js';
 import { anthropicError, messagesDoor, parseCountTokensRequest, parseMessagesRequest } from './apis/messages.js';
 import { countPromptTokens } from './metering/tokens.js';
 import { ResponseStore } from './apis/response-store.js';
-import { deleteStoredResponse, getStoredResponse, parseResponsesRequest, responsesDoor } from './apis/responses.js';
+import { deleteStoredResponse, getStoredResponse, parseResponsesRequest, responsesDoor, responsesPassthroughDoor } from './apis/responses.js';
+import { countableChatRequest } from './apis/responses-passthrough.js';
 import type { FrontDoor } from './apis/types.js';
 import { UpstreamHttpError, UpstreamProtocolError } from './providers/errors.js';
 import { ResponseCache } from './response-cache.js';
@@ -210,7 +211,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     const requested = resolve(asked.model, request);
     await applyLimits(requested, asked);
     // A cached answer costs nothing: it is served before any budget is asked.
-    const cacheKey = responseCache.keyOf(requested, asked);
+    const cacheKey = door.passthroughOnly ? undefined : responseCache.keyOf(requested, asked);
     const hit = cacheKey === undefined ? undefined : responseCache.get(requested, cacheKey);
     if (hit) {
       trace?.routed(requested, asked);
@@ -231,6 +232,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
       extraHeaders,
       api: door.api,
       passthrough: door.passthrough,
+      passthroughOnly: door.passthroughOnly,
       requestId: String(request.id),
       route,
       req,
@@ -243,7 +245,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     if (req.stream) {
       try {
         reply.hijack();
-        await streamChat({ ...ctx, encoder: door.encoder() }, deps);
+        await streamChat({ ...ctx, encoder: door.encoder }, deps);
       } catch (err) {
         // Nothing was written yet (streamChat writes headers only once committed).
         const apiError = err instanceof ApiError ? err : new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
@@ -276,7 +278,17 @@ export function buildApp(o: AppOptions): FastifyInstance {
   // OpenAI's Responses API: state (store, previous_response_id, item references) is kept here,
   // whichever provider answers.
   app.post('/v1/responses', async (request, reply) => {
-    const turn = parseResponsesRequest(request.body, responseStore, { now });
+    let turn;
+    try {
+      turn = parseResponsesRequest(request.body, responseStore, { now });
+    } catch (err) {
+      // What only OpenAI can answer (hosted tools, its own ids) passes through to the route's
+      // OpenAI and Azure targets, if it has any; otherwise the refusal stands.
+      const body = request.body as Record<string, unknown>;
+      if (!(err instanceof ApiError) || !PASSTHROUGH_ONLY.has(err.code) || typeof body.model !== 'string') throw err;
+      if (!resolve(body.model, request).targets.some((t) => t.adapter.nativeApis?.includes('responses'))) throw err;
+      return serveChat(request, reply, responsesPassthroughDoor(body, err), countableChatRequest(body, err));
+    }
     return serveChat(request, reply, responsesDoor(turn), turn.chat);
   });
   app.get<{ Params: { id: string } }>('/v1/responses/:id', async (request) => getStoredResponse(responseStore, request.params.id));
@@ -363,6 +375,9 @@ export function buildApp(o: AppOptions): FastifyInstance {
 
   return app;
 }
+
+/** The Responses refusals a provider that speaks the Responses API can still answer (the request passes through). */
+const PASSTHROUGH_ONLY = new Set(['unsupported_parameter', 'previous_response_not_found', 'item_not_found']);
 
 /** The Anthropic Messages API's URLs (their errors take Anthropic's shape). */
 function isMessagesUrl(url: string): boolean {

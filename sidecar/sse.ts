@@ -112,3 +112,9 @@ export class SseParser {
 export function sseData(data: string): string {
   return `data: ${data}\n\n`;
 }
+
+/** An event as SSE text again (data lines split where the parser joined them). */
+export function sseEvent(ev: SseEvent): string {
+  const data = ev.data.includes('\n') ? ev.data.split('\n').join('\ndata: ') : ev.data;
+  return ev.event === undefined ? `data: ${data}\n\n` : `event: ${ev.event}\ndata: ${data}\n\n`;
+}

@@ -1,8 +1,8 @@
 import { isPlainObject } from '../json-values.js';
-import type { SseEvent } from '../sse.js';
+import { sseEvent, type SseEvent } from '../sse.js';
 import type { Usage } from '../usage.js';
 import { errorEvent } from './messages-stream.js';
-import { costField, type CallerCost, type NativeStreamEncoder, type Passthrough, type StreamFailure } from './types.js';
+import { withUsageCost, type CallerCost, type NativeStreamEncoder, type Passthrough, type StreamFailure } from './types.js';
 
 /**
  * A Messages request passed through to a provider that speaks the Messages API (anthropic,
@@ -13,7 +13,7 @@ import { costField, type CallerCost, type NativeStreamEncoder, type Passthrough,
  * `message_delta` gets `usage.cost`.
  */
 export function messagesPassthrough(body: Readonly<Record<string, unknown>>, headers: Readonly<Record<string, string>>): Passthrough {
-  return { api: 'messages', body, headers, respond: withCost, encoder: () => new MessagesPassthroughEncoder() };
+  return { api: 'messages', body, headers, respond: withUsageCost, encoder: () => new MessagesPassthroughEncoder() };
 }
 
 /** The Anthropic client headers a provider may see: the betas it asked for (never its key). */
@@ -23,17 +23,7 @@ export function forwardedHeaders(clientHeaders: Readonly<Record<string, string |
   return value ? { 'anthropic-beta': value } : {};
 }
 
-function withCost(native: unknown, cost: CallerCost): unknown {
-  if (!isPlainObject(native)) return native;
-  const usage = isPlainObject(native.usage) ? native.usage : {};
-  return { ...native, usage: { ...usage, ...costField(cost) } };
-}
 
-function frame(ev: SseEvent): string {
-  // Multi-line data is split back into data lines (SSE joined them with \n).
-  const data = ev.data.includes('\n') ? ev.data.split('\n').join('\ndata: ') : ev.data;
-  return ev.event === undefined ? `data: ${data}\n\n` : `event: ${ev.event}\ndata: ${data}\n\n`;
-}
 
 class MessagesPassthroughEncoder implements NativeStreamEncoder {
   private readonly held: SseEvent[] = [];
@@ -42,7 +32,7 @@ class MessagesPassthroughEncoder implements NativeStreamEncoder {
     let out = '';
     for (const ev of events) {
       if (ev.event === 'message_delta' || ev.event === 'message_stop') this.held.push(ev);
-      else out += frame(ev);
+      else out += sseEvent(ev);
     }
     return out;
   }
@@ -51,7 +41,7 @@ class MessagesPassthroughEncoder implements NativeStreamEncoder {
     let out = '';
     for (const ev of this.held) {
       if (ev.event !== 'message_delta') {
-        out += frame(ev);
+        out += sseEvent(ev);
         continue;
       }
       let data: unknown;
@@ -60,7 +50,7 @@ class MessagesPassthroughEncoder implements NativeStreamEncoder {
       } catch {
         data = undefined;
       }
-      out += isPlainObject(data) ? frame({ event: ev.event, data: JSON.stringify(withCost(data, cost)) }) : frame(ev);
+      out += isPlainObject(data) ? sseEvent({ event: ev.event, data: JSON.stringify(withUsageCost(data, cost)) }) : sseEvent(ev);
     }
     return out;
   }

@@ -8,6 +8,7 @@ import { finalResponse, messageItem, outputMessages, type EchoFields, type Respo
 import { ResponsesStreamEncoder } from './responses-stream.js';
 import type { FunctionCallItem, OutputItem, ResponseObject } from './responses-types.js';
 import type { CallerCost, FrontDoor, StreamEncoder } from './types.js';
+import { responsesPassthrough } from './responses-passthrough.js';
 
 /**
  * The OpenAI Responses API front door (POST /v1/responses, GET and DELETE /v1/responses/:id):
@@ -191,6 +192,26 @@ export function responsesDoor(turn: ResponsesTurn): FrontDoor {
     api: 'responses',
     encoder: () => turn.encoder(),
     respond: (completion, usage, cost) => turn.respond(completion, usage, cost),
+    error: (err) => ({ status: err.status, body: err.toJSON() }),
+  };
+}
+
+/**
+ * A Responses request only OpenAI or Azure OpenAI can answer (`reason`: why it cannot be
+ * translated): passed through to those targets, the others skipped with `reason`.
+ */
+export function responsesPassthroughDoor(body: Readonly<Record<string, unknown>>, reason: ApiError): FrontDoor {
+  return {
+    api: 'responses',
+    passthrough: responsesPassthrough(body),
+    passthroughOnly: reason,
+    // Every answer is the provider's own (the door's translation is never reached).
+    encoder: () => {
+      throw reason;
+    },
+    respond: () => {
+      throw reason;
+    },
     error: (err) => ({ status: err.status, body: err.toJSON() }),
   };
 }

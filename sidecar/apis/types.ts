@@ -1,7 +1,7 @@
 import type { ApiError } from '../errors.js';
 import type { ChatCompletion, ChatCompletionChunk } from '../openai-schema.js';
 import type { Usage } from '../usage.js';
-import type { NativeApi } from '../providers/types.js';
+import type { NativeApi, StreamTranslator, TargetContext } from '../providers/types.js';
 import type { SseEvent } from '../sse.js';
 
 /**
@@ -62,6 +62,11 @@ export interface FrontDoor {
   headers?(requestId: string): Record<string, string>;
   /** Set when providers that speak this API natively get the request as it came. */
   readonly passthrough?: Passthrough;
+  /**
+   * Set when only such providers can answer (the request cannot be translated, for this
+   * reason): every other target is skipped with it, and the response cache is not used.
+   */
+  readonly passthroughOnly?: ApiError;
 }
 
 /**
@@ -77,6 +82,22 @@ export interface Passthrough {
   respond(native: unknown, cost: CallerCost): unknown;
   /** The provider's stream events as they came, the usage event held back until the cost is known. */
   encoder(): NativeStreamEncoder;
+  /** How the provider's answers are read for metering, when the adapter's chat readers do not speak this API. */
+  readonly reader?: PassthroughReader;
+}
+
+/** Reads a passed-through API's answers into what metering and tracing need. */
+export interface PassthroughReader {
+  response(body: unknown, ctx: TargetContext): { completion: ChatCompletion; usage: Usage | undefined };
+  stream(ctx: TargetContext): StreamTranslator;
+}
+
+/** The provider's own answer with `usage.cost` added (the body is not otherwise touched). */
+export function withUsageCost(native: unknown, cost: CallerCost): unknown {
+  if (native === null || typeof native !== 'object' || Array.isArray(native)) return native;
+  const body = native as Record<string, unknown>;
+  const usage = body.usage !== null && typeof body.usage === 'object' && !Array.isArray(body.usage) ? body.usage : {};
+  return { ...body, usage: { ...usage, ...costField(cost) } };
 }
 
 /** StreamEncoder's twin for a provider's own events (Passthrough). */

@@ -545,6 +545,7 @@ export const anthropicAdapter: ProviderAdapter = {
   provider: 'anthropic',
   defaultBaseURL: 'https://api.anthropic.com',
 
+  nativeApis: ['messages'],
   passthroughRequest(native: NativeRequest, ctx: TargetContext, stream: boolean): UpstreamRequest | undefined {
     if (native.api !== 'messages') return undefined;
     return { url: joinURL(ctx.baseURL, '/v1/messages'), headers: { ...native.headers, ...headers(ctx) }, body: JSON.stringify(passthroughBody(native, ctx.model, stream)) };

@@ -67,6 +67,8 @@ const AZURE_DIALECT: OpenAIDialect = {
   headers: azureHeaders,
   omitModel: true,
   annotationChoices: true,
+  // Azure OpenAI's v1 API: the deployment name is the body's model, no api-version.
+  responsesURL: (ctx) => `${ctx.baseURL.replace(/\/+$/, '')}/openai/v1/responses`,
 };
 
 type Choice = ChatCompletionChunk['choices'][number];

@@ -4,6 +4,7 @@ import type { SseEvent } from '../sse.js';
 import { mergeOpenAIUsage, usageFromOpenAI, type Usage } from '../usage.js';
 import {
   joinURL,
+  type NativeRequest,
   type ProviderAdapter,
   type StreamTranslator,
   type TargetContext,
@@ -64,6 +65,8 @@ export interface OpenAIDialect {
   omitModel?: boolean;
   /** Stream choices without `delta` are annotations its own translator handles (Azure's content filter); elsewhere they get an empty delta. */
   annotationChoices?: boolean;
+  /** The provider's Responses API URL (OpenAI, Azure): Responses requests it can pass through. */
+  responsesURL?: (ctx: TargetContext) => string;
 }
 
 const isZero = (v: unknown) => v === 0;
@@ -115,7 +118,14 @@ export function usageFromPerplexity(u: unknown): Usage | undefined {
 }
 
 const DIALECTS: Record<string, OpenAIDialect> = {
-  openai: { provider: 'openai', defaultBaseURL: 'https://api.openai.com/v1', streamUsageOption: true, maxTokensField: 'max_completion_tokens', embeddings: true },
+  openai: {
+    provider: 'openai',
+    defaultBaseURL: 'https://api.openai.com/v1',
+    streamUsageOption: true,
+    maxTokensField: 'max_completion_tokens',
+    embeddings: true,
+    responsesURL: (ctx) => joinURL(ctx.baseURL, '/responses'),
+  },
   deepseek: { provider: 'deepseek', defaultBaseURL: 'https://api.deepseek.com/v1', streamUsageOption: true, maxTokensField: 'max_tokens', embeddings: false },
   // DashScope's OpenAI-compatible mode (international endpoint; override baseURL for mainland China).
   qwen: { provider: 'qwen', defaultBaseURL: 'https://dashscope-intl.aliyuncs.com/compatible-mode/v1', streamUsageOption: true, maxTokensField: 'max_tokens', embeddings: true },
@@ -394,6 +404,7 @@ function normalized(d: OpenAIDialect): OpenAIDialect {
     headers: d.headers,
     omitModel: d.omitModel ?? false,
     annotationChoices: d.annotationChoices ?? false,
+    responsesURL: d.responsesURL,
   };
 }
 
@@ -447,6 +458,8 @@ export function createOpenAIAdapter(name: keyof typeof DIALECTS | OpenAIDialect)
 
     errorInfo: openAIErrorInfo,
 
+    ...(dialect.responsesURL && responsesPassthrough(dialect.responsesURL, headersOf)),
+
     ...(dialect.embeddings
       ? {
           embeddingsRequest(req: EmbeddingsRequest, ctx: TargetContext): UpstreamRequest {
@@ -454,6 +467,23 @@ export function createOpenAIAdapter(name: keyof typeof DIALECTS | OpenAIDialect)
           },
         }
       : {}),
+  };
+}
+
+/**
+ * Responses requests passed through as the client sent them (apis/responses-passthrough.ts):
+ * only the target's model (Azure: the deployment name, which its v1 API takes as `model`), the
+ * output cap and stream are set.
+ */
+function responsesPassthrough(url: (ctx: TargetContext) => string, headersOf: (ctx: TargetContext) => Record<string, string>): Pick<ProviderAdapter, 'nativeApis' | 'passthroughRequest'> {
+  return {
+    nativeApis: ['responses'],
+    passthroughRequest(native: NativeRequest, ctx: TargetContext, stream: boolean): UpstreamRequest | undefined {
+      if (native.api !== 'responses') return undefined;
+      const { stream: _stream, ...body } = native.body;
+      const sent = { ...body, model: ctx.model, ...(native.maxTokens !== undefined && { max_output_tokens: native.maxTokens }), ...(stream && { stream: true }) };
+      return { url: url(ctx), headers: headersOf(ctx), body: JSON.stringify(sent) };
+    },
   };
 }
 

@@ -6,7 +6,7 @@ import type { SseEvent } from '../sse.js';
 import type { Usage } from '../usage.js';
 
 /** A client API some providers speak natively: its requests to them pass through unchanged. */
-export type NativeApi = 'messages';
+export type NativeApi = 'messages' | 'responses';
 
 /** The client's own request, for a target that speaks its API (apis/types.ts Passthrough). */
 export interface NativeRequest {
@@ -105,13 +105,16 @@ export interface ProviderAdapter {
    */
   errorInfo(body: string, ctx: TargetContext, headers: UpstreamHeaders): UpstreamErrorInfo;
   /**
-   * The client's request passed through to a provider that speaks its API (Messages → Anthropic):
-   * nothing is translated, so everything the API has reaches the provider (thinking, prompt
-   * caching, …). The answer is read with chatResponse / chatStream as usual (same wire), and the
-   * client gets the provider's own answer. Absent, or undefined for an API it does not speak:
-   * the request is translated.
+   * The client's request passed through to a provider that speaks its API (Messages → Anthropic,
+   * Responses → OpenAI): nothing is translated, so everything the API has reaches the provider
+   * (thinking, prompt caching, hosted tools…). The answer is read with the Passthrough's reader
+   * when it has one, else with chatResponse / chatStream (same wire), and the client gets the
+   * provider's own answer. Absent, or undefined for an API it does not speak: the request is
+   * translated.
    */
   passthroughRequest?(native: NativeRequest, ctx: TargetContext, stream: boolean): UpstreamRequest | undefined;
+  /** The client APIs passthroughRequest takes. */
+  readonly nativeApis?: readonly NativeApi[];
   /** Native request for embeddings; absent when the provider has no OpenAI-compatible embeddings API. */
   embeddingsRequest?(req: EmbeddingsRequest, ctx: TargetContext): UpstreamRequest;
 }

@@ -367,6 +367,7 @@ export const vertexAnthropicAdapter: ProviderAdapter = {
 
   // The model is in the URL and the version in the body (anthropic-beta is not forwarded: Vertex
   // takes Claude's betas its own way).
+  nativeApis: ['messages'],
   passthroughRequest(native: NativeRequest, ctx: TargetContext, stream: boolean): UpstreamRequest | undefined {
     if (native.api !== 'messages') return undefined;
     const { model: _model, ...messages } = passthroughBody(native, ctx.model, stream);
