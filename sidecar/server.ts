@@ -128,7 +128,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     try {
       done(null, JSON.parse(body as string));
     } catch (e) {
-      done(invalidRequest(`We could not parse the JSON body of your request: ${(e as Error).message}`, null, 'invalid_json') as unknown as FastifyError, undefined);
+      done(invalidRequest(jsonParseMessage(e as Error), null, 'invalid_json') as unknown as FastifyError, undefined);
     }
   });
 
@@ -374,6 +374,15 @@ export function buildApp(o: AppOptions): FastifyInstance {
   });
 
   return app;
+}
+
+/**
+ * What was wrong with a body that is not JSON, without V8's quote of it ("Unexpected token 'm',
+ * ..."content": my secret "... is not valid JSON"): that quote is prompt text.
+ */
+export function jsonParseMessage(err: Error): string {
+  const position = /at position (\d+)/.exec(err.message)?.[1];
+  return `We could not parse the JSON body of your request: it is not valid JSON${position === undefined ? '' : ` (at position ${position})`}.`;
 }
 
 /** The Responses refusals a provider that speaks the Responses API can still answer (the request passes through). */

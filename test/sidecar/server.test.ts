@@ -65,3 +65,29 @@ describe('x-request-id', () => {
     expect(requestId({ headers: {} })).toMatch(uuid);
   });
 });
+
+describe('a body that is not JSON, on every API', () => {
+  // V8's JSON.parse message quotes the text around the error: the prompt must not reach the client.
+  const payload = '{"model":"bot","messages":[{"role":"user","content": my secret prompt about Contoso}]}';
+
+  it('400 invalid_json in each API\'s shape, the text not quoted', async () => {
+    const openai = { error: { message: 'We could not parse the JSON body of your request: it is not valid JSON.', type: 'invalid_request_error', param: null, code: 'invalid_json' } };
+    for (const url of ['/v1/chat/completions', '/v1/responses', '/v1/embeddings']) {
+      const res = await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toEqual(openai);
+    }
+    for (const url of ['/v1/messages', '/v1/messages/count_tokens']) {
+      const res = await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: openai.error.message } });
+      expect(res.headers['request-id']).toEqual(expect.any(String));
+    }
+  });
+
+  it('keeps the position when the parser gives one', async () => {
+    const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, payload: '{"model": ' });
+    expect(res.json().error.message).toMatch(/^We could not parse the JSON body of your request: it is not valid JSON( \(at position \d+\))?\.$/);
+    expect(res.body).not.toContain('model');
+  });
+});
