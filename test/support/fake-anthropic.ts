@@ -8,7 +8,9 @@ import { sseFrame, type RecordedRequest, type Reply, type Responder } from './fa
  * message_stop). Everything is deterministic: the reply echoes the last user text, one word per
  * delta; input_tokens is the prompt's word count (plus one per non-text block) and output_tokens
  * is the number of content_block_delta events. A request whose tool_choice forces a tool ("any"
- * or "tool") gets a tool_use reply instead.
+ * or "tool") gets a tool_use reply instead; with anthropicResponderWith({ autoToolUse }), so does
+ * one that offers tools while the user has the last word (not tool results), as a model uses its
+ * tools unasked.
  */
 
 interface Block {
@@ -80,6 +82,9 @@ interface Plan {
   deltas: string[];
   stopReason: 'end_turn' | 'max_tokens' | 'stop_sequence' | 'tool_use';
   stopSequence: string | null;
+  /** Reported as cache_read_input_tokens / cache_creation_input_tokens (input_tokens excludes them, as on Anthropic). */
+  cacheRead: number;
+  cacheWrite: number;
 }
 
 /** tool_choice "any" or "tool" makes the model call a tool: the named one, or the first declared. */
@@ -88,6 +93,17 @@ function forcedTool(body: MessagesRequest): string | undefined {
   if (choice?.type === 'tool') return choice.name;
   if (choice?.type === 'any') return body.tools?.[0]?.name;
   return undefined;
+}
+
+/**
+ * A model that uses its tools unasked: tools offered, tool_choice not "none", and the last user
+ * turn is not tool results → a call of the first tool.
+ */
+function autoTool(body: MessagesRequest): string | undefined {
+  if (!body.tools?.length || body.tool_choice?.type === 'none') return undefined;
+  const last = body.messages?.at(-1);
+  if (last?.role !== 'user' || blocksOf(last.content).some((b) => b.type === 'tool_result')) return undefined;
+  return body.tools[0]!.name;
 }
 
 /** The echo, cut before the first stop sequence, then at max_tokens pieces. */
@@ -114,10 +130,10 @@ function textPlan(body: MessagesRequest, maxTokens: number): Pick<Plan, 'deltas'
   return { deltas, stopReason, stopSequence };
 }
 
-function plan(req: RecordedRequest, body: MessagesRequest, maxTokens: number): Plan {
+function plan(req: RecordedRequest, body: MessagesRequest, maxTokens: number, opts: AnthropicResponderOptions = {}): Plan {
   const h = hash(req);
-  const base = { id: `msg_01${h.slice(0, 22)}`, model: String(body.model), prompt: promptTokens(body) };
-  const tool = forcedTool(body);
+  const base = { id: `msg_01${h.slice(0, 22)}`, model: String(body.model), prompt: promptTokens(body), cacheRead: opts.cacheReadTokens ?? 0, cacheWrite: opts.cacheWriteTokens ?? 0 };
+  const tool = forcedTool(body) ?? (opts.autoToolUse ? autoTool(body) : undefined);
   if (tool) {
     const input = { prompt: lastUserText(body) };
     const json = JSON.stringify(input);
@@ -131,7 +147,7 @@ function plan(req: RecordedRequest, body: MessagesRequest, maxTokens: number): P
 }
 
 function usage(p: Plan, output: number) {
-  return { input_tokens: p.prompt, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: output };
+  return { input_tokens: p.prompt, cache_creation_input_tokens: p.cacheWrite, cache_read_input_tokens: p.cacheRead, output_tokens: output };
 }
 
 function jsonReply(p: Plan): Reply {
@@ -172,12 +188,25 @@ function invalid(req: RecordedRequest, body: MessagesRequest | undefined): Reply
   return undefined;
 }
 
-export const anthropicResponder: Responder = (req) => {
-  if (req.method !== 'POST' || req.url.split('?')[0] !== '/v1/messages') return errorReply(404, 'not_found_error', 'Not Found');
-  const body = req.body as MessagesRequest | undefined;
-  const bad = invalid(req, body);
-  if (bad || !body) return bad ?? errorReply(400, 'invalid_request_error', 'Request body must be a JSON object');
-  const p = plan(req, body, body.max_tokens as number);
-  const reply = body.stream === true ? sseReply(p) : jsonReply(p);
-  return { ...reply, headers: { 'request-id': `req_01${hash(req).slice(44, 66)}` } };
-};
+export interface AnthropicResponderOptions {
+  /** Use the first tool unasked (see autoTool); without it only a forced tool_choice calls one. */
+  autoToolUse?: boolean;
+  /** Prompt tokens reported as read from / written to the prompt cache, besides input_tokens. */
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+}
+
+/** The fake with options; `anthropicResponder` is it with none. */
+export function anthropicResponderWith(opts: AnthropicResponderOptions): Responder {
+  return (req) => {
+    if (req.method !== 'POST' || req.url.split('?')[0] !== '/v1/messages') return errorReply(404, 'not_found_error', 'Not Found');
+    const body = req.body as MessagesRequest | undefined;
+    const bad = invalid(req, body);
+    if (bad || !body) return bad ?? errorReply(400, 'invalid_request_error', 'Request body must be a JSON object');
+    const p = plan(req, body, body.max_tokens as number, opts);
+    const reply = body.stream === true ? sseReply(p) : jsonReply(p);
+    return { ...reply, headers: { 'request-id': `req_01${hash(req).slice(44, 66)}` } };
+  };
+}
+
+export const anthropicResponder: Responder = anthropicResponderWith({});

@@ -6,7 +6,9 @@ import type { RecordedRequest, Reply, Responder } from './fake-upstream.js';
  * POST /v1beta/models/{model}:generateContent and :streamGenerateContent?alt=sse, answered with
  * Gemini's own JSON and SSE framing (`data: {...}\r\n\r\n`, no [DONE]). Everything is
  * deterministic: the reply echoes the last user text, one word per streamed piece, and token
- * counts are word counts.
+ * counts are word counts. Function calling mode ANY calls a function; with
+ * geminiResponderWith({ autoFunctionCalls }), so does a request that declares functions while the
+ * user has the last word (not function responses).
  */
 
 interface Part {
@@ -104,9 +106,21 @@ interface Plan {
   finishReason: string;
 }
 
-function plan(req: RecordedRequest, model: string, body: GenerateContentRequest): Plan {
+/**
+ * A model that uses its functions unasked (GeminiResponderOptions.autoFunctionCalls): functions
+ * declared, mode not NONE, and the last turn is not function responses → a call of the first one.
+ */
+function autoCall(body: GenerateContentRequest): { name: string; args: Record<string, unknown> } | undefined {
+  const name = body.tools?.flatMap((t) => t.functionDeclarations ?? [])[0]?.name;
+  if (!name || body.toolConfig?.functionCallingConfig?.mode === 'NONE') return undefined;
+  const last = body.contents?.at(-1);
+  if (last?.role === 'model' || (last?.parts ?? []).some((p) => p.functionResponse !== undefined)) return undefined;
+  return { name, args: { prompt: lastUserText(body) } };
+}
+
+function plan(req: RecordedRequest, model: string, body: GenerateContentRequest, opts: GeminiResponderOptions = {}): Plan {
   const base = { model, id: responseId(req), prompt: promptTokens(body), n: Math.max(1, body.generationConfig?.candidateCount ?? 1) };
-  const call = forcedCall(body);
+  const call = forcedCall(body) ?? (opts.autoFunctionCalls ? autoCall(body) : undefined);
   if (call) return { ...base, steps: [[{ functionCall: call }]], finishReason: 'STOP' };
   const { pieces, finishReason } = replyPieces(body);
   return { ...base, steps: pieces.map((text) => [{ text }]), finishReason };
@@ -146,7 +160,19 @@ function sseReply(p: Plan): Reply {
 
 const ROUTE = /^\/v1beta\/models\/([^/:?]+):(generateContent|streamGenerateContent)(?:\?(.*))?$/;
 
-export const geminiResponder: Responder = (req) => {
+export interface GeminiResponderOptions {
+  /** Call the first declared function unasked (see autoCall); without it only mode ANY calls one. */
+  autoFunctionCalls?: boolean;
+}
+
+export const geminiResponder: Responder = geminiResponderWith({});
+
+/** The fake with options; `geminiResponder` is it with none. */
+export function geminiResponderWith(opts: GeminiResponderOptions): Responder {
+  return (req) => geminiAnswer(req, opts);
+}
+
+function geminiAnswer(req: RecordedRequest, opts: GeminiResponderOptions): Reply {
   const route = ROUTE.exec(req.url);
   if (req.method !== 'POST' || !route) return errorReply(404, 'NOT_FOUND', `fake gemini: no route for ${req.method} ${req.url.split('?')[0]}`);
   if (!req.headers['x-goog-api-key']) {
@@ -159,6 +185,6 @@ export const geminiResponder: Responder = (req) => {
   if (!body || !Array.isArray(body.contents) || body.contents.length === 0) {
     return errorReply(400, 'INVALID_ARGUMENT', '* GenerateContentRequest.contents: contents is not specified\n');
   }
-  const p = plan(req, decodeURIComponent(model), body);
+  const p = plan(req, decodeURIComponent(model), body, opts);
   return stream ? sseReply(p) : jsonReply(p);
-};
+}

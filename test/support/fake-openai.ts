@@ -29,7 +29,20 @@ export function fakePromptTokens(body: ChatBody): number {
   return body.messages.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.split(/\s+/).length : 1) + 3, 3);
 }
 
-export function openaiResponder(opts: { usageInStream?: 'when-asked' | 'always' | 'never'; cachedTokens?: number } = {}): Responder {
+export interface OpenAIResponderOptions {
+  usageInStream?: 'when-asked' | 'always' | 'never';
+  cachedTokens?: number;
+  /** Reported as completion_tokens_details.reasoning_tokens (and counted in completion_tokens, as OpenAI does). */
+  reasoningTokens?: number;
+  /**
+   * A model that uses its tools unasked: with tools offered and tool_choice not "none", a request
+   * whose last message is the user's gets a call of the first tool (arguments {"location":"Paris"},
+   * id call_auto<n>); once the tool results are in (last message role "tool") it answers in text.
+   */
+  autoToolCalls?: boolean;
+}
+
+export function openaiResponder(opts: OpenAIResponderOptions = {}): Responder {
   let n = 0;
   return (req: RecordedRequest): Reply => {
     const body = req.body as ChatBody;
@@ -48,17 +61,21 @@ export function openaiResponder(opts: { usageInStream?: 'when-asked' | 'always' 
     const out = words.slice(0, limit);
     const finish = out.length < words.length ? 'length' : 'stop';
     const prompt = fakePromptTokens(body);
+    const reasoning = opts.reasoningTokens ?? 0;
     const usage = {
       prompt_tokens: prompt,
-      completion_tokens: out.length,
-      total_tokens: prompt + out.length,
+      completion_tokens: out.length + reasoning,
+      total_tokens: prompt + out.length + reasoning,
       prompt_tokens_details: { cached_tokens: opts.cachedTokens ?? 0, audio_tokens: 0 },
-      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: reasoning, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
     };
-    const forcedTool = body.tools?.length && body.tool_choice === 'required' ? body.tools[0]!.function.name : undefined;
+    const autoTool =
+      opts.autoToolCalls && body.tools?.length && body.tool_choice !== 'none' && body.messages.at(-1)?.role === 'user' ? body.tools[0]!.function.name : undefined;
+    const forcedTool = (body.tools?.length && body.tool_choice === 'required' ? body.tools[0]!.function.name : undefined) ?? autoTool;
+    const callId = body.tool_choice === 'required' ? 'call_fake1' : `call_auto${n}`;
     if (!body.stream) {
       const message = forcedTool
-        ? { role: 'assistant', content: null, tool_calls: [{ id: 'call_fake1', type: 'function', function: { name: forcedTool, arguments: '{"location":"Paris"}' } }], refusal: null }
+        ? { role: 'assistant', content: null, tool_calls: [{ id: callId, type: 'function', function: { name: forcedTool, arguments: '{"location":"Paris"}' } }], refusal: null }
         : { role: 'assistant', content: out.join(''), refusal: null };
       return {
         kind: 'json',
@@ -71,7 +88,7 @@ export function openaiResponder(opts: { usageInStream?: 'when-asked' | 'always' 
       sseFrame({ ...base, object: 'chat.completion.chunk', choices, ...(withUsage ? { usage: null } : {}), ...extra });
     const frames: string[] = [];
     if (forcedTool) {
-      frames.push(chunk([{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [{ index: 0, id: 'call_fake1', type: 'function', function: { name: forcedTool, arguments: '' } }] }, logprobs: null, finish_reason: null }]));
+      frames.push(chunk([{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [{ index: 0, id: callId, type: 'function', function: { name: forcedTool, arguments: '' } }] }, logprobs: null, finish_reason: null }]));
       frames.push(chunk([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"location":' } }] }, logprobs: null, finish_reason: null }]));
       frames.push(chunk([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }, logprobs: null, finish_reason: null }]));
       frames.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'tool_calls' }]));
