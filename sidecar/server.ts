@@ -294,8 +294,9 @@ export function buildApp(o: AppOptions): FastifyInstance {
   app.get<{ Params: { id: string } }>('/v1/responses/:id', async (request) => getStoredResponse(responseStore, request.params.id));
   app.delete<{ Params: { id: string } }>('/v1/responses/:id', async (request) => deleteStoredResponse(responseStore, request.params.id));
 
-  // Anthropic's Messages API. The client's key (x-api-key or Authorization), anthropic-version
-  // and anthropic-beta are accepted and never forwarded, as the OpenAI key is.
+  // Anthropic's Messages API. The client's key (x-api-key or Authorization) and anthropic-version
+  // are accepted and never forwarded, as the OpenAI key is; anthropic-beta reaches anthropic
+  // targets when the request passes through.
   app.post('/v1/messages', async (request, reply) => {
     const turn = parseMessagesRequest(request.body);
     return serveChat(request, reply, messagesDoor(turn, request.body as Record<string, unknown>, request.headers), turn.chat);
