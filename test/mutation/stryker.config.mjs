@@ -2,6 +2,8 @@
 // it runs the unit tier once per mutant). Incremental: a re-run tests only mutants whose code
 // or tests changed since the last one (.paygo/mutation/incremental.json).
 // MUTATE=path,path narrows a run (e.g. MUTATE=sidecar/budget/*.ts make mutation).
+// MUTATION_DIR keeps a run's incremental file, reports and sandbox apart (two runs at once).
+const dir = process.env.MUTATION_DIR ?? '.paygo/mutation';
 const modules = process.env.MUTATE
   ? process.env.MUTATE.split(',')
   : [
@@ -27,11 +29,11 @@ export default {
   mutate: [...modules, '!sidecar/metering/catalog-process.ts'],
   coverageAnalysis: 'perTest',
   incremental: true,
-  incrementalFile: '.paygo/mutation/incremental.json',
+  incrementalFile: `${dir}/incremental.json`,
   reporters: ['clear-text', 'progress', 'html', 'json'],
-  htmlReporter: { fileName: '.paygo/mutation/report.html' },
-  jsonReporter: { fileName: '.paygo/mutation/report.json' },
-  tempDirName: '.paygo/mutation/tmp',
+  htmlReporter: { fileName: `${dir}/report.html` },
+  jsonReporter: { fileName: `${dir}/report.json` },
+  tempDirName: `${dir}/tmp`,
   concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 2),
   timeoutMS: 20_000,
   thresholds: { high: 90, low: 80, break: null },
