@@ -6,7 +6,7 @@ import { anthropicResponderWith } from '../support/fake-anthropic.js';
 import { bedrockResponder } from '../support/fake-bedrock.js';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream, type RecordedRequest } from '../support/fake-upstream.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { startSidecar, type SidecarProcess, singleTargetRoute } from '../support/sidecar-process.js';
 
 /**
  * The Vercel AI SDK (`ai` v6) against the built sidecar process, its providers unchanged but for
@@ -35,15 +35,6 @@ let anthropic: FakeUpstream;
 let bedrock: FakeUpstream;
 let sidecar: SidecarProcess;
 
-const route = (name: string, target: string) => `
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: ${name} }
-spec:
-  model: ${name}
-  retry: { attempts: 1 }
-  targets: [${target}]
-`;
 
 beforeAll(async () => {
   openai = await startFakeUpstream(openaiResponder({ autoToolCalls: true, cachedTokens: 2, reasoningTokens: 3 }));
@@ -57,9 +48,9 @@ kind: Secret
 metadata: { name: keys }
 stringData: { openai: ${ROUTE_KEYS.openai}, anthropic: ${ROUTE_KEYS.anthropic}, AWS_ACCESS_KEY_ID: ${BEDROCK_KEY_ID}, AWS_SECRET_ACCESS_KEY: "${BEDROCK_SECRET}" }
 `,
-      route('gpt', `{ provider: openai, model: gpt-4o-mini, baseURL: "${openai.url}/v1", credentials: { secretRef: { name: keys, key: openai } } }`),
-      route('claude', `{ provider: anthropic, model: claude-3-5-haiku-latest, baseURL: "${anthropic.url}", credentials: { secretRef: { name: keys, key: anthropic } } }`),
-      route(
+      singleTargetRoute('gpt', `{ provider: openai, model: gpt-4o-mini, baseURL: "${openai.url}/v1", credentials: { secretRef: { name: keys, key: openai } } }`),
+      singleTargetRoute('claude', `{ provider: anthropic, model: claude-3-5-haiku-latest, baseURL: "${anthropic.url}", credentials: { secretRef: { name: keys, key: anthropic } } }`),
+      singleTargetRoute(
         'bedrock',
         `{ provider: bedrock, model: "${BEDROCK_MODEL}", region: us-east-1, baseURL: "${bedrock.url}", credentials: { secretRef: { name: keys, key: AWS_SECRET_ACCESS_KEY }, accessKeyIdRef: { name: keys, key: AWS_ACCESS_KEY_ID } } }`,
       ),
@@ -71,9 +62,6 @@ afterAll(async () => {
   await Promise.all([openai?.close(), anthropic?.close(), bedrock?.close()]);
 });
 
-function usageLine(requestId: string): Promise<Record<string, unknown>> {
-  return vi.waitUntil(() => sidecar.usage().find((r) => r.requestId === requestId), { timeout: 5000, interval: 20 });
-}
 
 let seq = 0;
 
@@ -232,7 +220,7 @@ function rawCost(step: { usage: unknown }): unknown {
 /** Each call's metered line: the API, the route, and the step's tokens. */
 async function expectMetered(calls: Call[], api: Api, c: RouteCase, stream: boolean, steps: Tokens[]): Promise<Array<Record<string, unknown>>> {
   expect(calls.map((x) => x.status)).toEqual(steps.map(() => 200));
-  const lines = await Promise.all(calls.map((x) => usageLine(x.requestId)));
+  const lines = await Promise.all(calls.map((x) => sidecar.usageLine(x.requestId)));
   expect(lines).toMatchObject(
     steps.map((t) => ({ api, route: c.model, provider: c.provider, stream, outcome: 'success', estimated: false, priced: true, tokens: t })),
   );
@@ -342,7 +330,7 @@ describe('AI SDK → Amazon Bedrock (Converse)', () => {
     const streamed = streamText({ model: model(api, 'bedrock', calls), system: SYSTEM, prompt: QUESTION, maxOutputTokens: 256 });
     expect(await streamed.text).toBe(`Bedrock echo: ${QUESTION}`);
     expect(await streamed.usage).toMatchObject(sdkUsage(api, tokens(8)));
-    const lines = await Promise.all(calls.map((x) => usageLine(x.requestId)));
+    const lines = await Promise.all(calls.map((x) => sidecar.usageLine(x.requestId)));
     expect(lines).toMatchObject([false, true].map((stream) => ({ api, route: 'bedrock', provider: 'bedrock', stream, outcome: 'success', priced: true, tokens: tokens(8) })));
     expect([rawCost(text), rawCost({ usage: await streamed.usage })]).toEqual(lines.map((l) => Number(l.costUsd)));
   });

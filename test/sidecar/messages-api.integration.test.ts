@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { anthropicResponderWith } from '../support/fake-anthropic.js';
 import { geminiResponderWith } from '../support/fake-gemini.js';
 import { openaiResponder } from '../support/fake-openai.js';
-import { startFakeUpstream, type FakeUpstream, type RecordedRequest } from '../support/fake-upstream.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { startFakeUpstream, type FakeUpstream, type RecordedRequest, sentDuring } from '../support/fake-upstream.js';
+import { startSidecar, type SidecarProcess, singleTargetRoute } from '../support/sidecar-process.js';
 
 /**
  * Anthropic's Messages API front door on the built sidecar process, driven by the official
@@ -39,15 +39,6 @@ let gemini: FakeUpstream;
 let sidecar: SidecarProcess;
 let client: Anthropic;
 
-const route = (name: string, target: string) => `
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: ${name} }
-spec:
-  model: ${name}
-  retry: { attempts: 1 }
-  targets: [${target}]
-`;
 
 beforeAll(async () => {
   openai = await startFakeUpstream(openaiResponder({ autoToolCalls: true, cachedTokens: 2, reasoningTokens: 3 }));
@@ -62,11 +53,11 @@ kind: Secret
 metadata: { name: keys }
 stringData: { openai: ${ROUTE_KEYS.openai}, anthropic: ${ROUTE_KEYS.anthropic}, gemini: ${ROUTE_KEYS.gemini} }
 `,
-      route('gpt', `{ provider: openai, model: gpt-4o-mini, baseURL: "${openai.url}/v1", credentials: { secretRef: { name: keys, key: openai } } }`),
-      route('claude', anthropicTarget),
-      route('gemini', `{ provider: gemini, model: gemini-2.0-flash, baseURL: "${gemini.url}", credentials: { secretRef: { name: keys, key: gemini } } }`),
+      singleTargetRoute('gpt', `{ provider: openai, model: gpt-4o-mini, baseURL: "${openai.url}/v1", credentials: { secretRef: { name: keys, key: openai } } }`),
+      singleTargetRoute('claude', anthropicTarget),
+      singleTargetRoute('gemini', `{ provider: gemini, model: gemini-2.0-flash, baseURL: "${gemini.url}", credentials: { secretRef: { name: keys, key: gemini } } }`),
       // Served only by the metrics test, so its series count exactly what that test sent.
-      route('metered', anthropicTarget),
+      singleTargetRoute('metered', anthropicTarget),
     ].join('---\n'),
   );
   client = new Anthropic({ baseURL: sidecar.url, apiKey: CLIENT_KEY, maxRetries: 0 });
@@ -76,19 +67,9 @@ afterAll(async () => {
   await Promise.all([openai?.close(), anthropic?.close(), gemini?.close()]);
 });
 
-function usageLine(requestId: string): Promise<Record<string, unknown>> {
-  return vi.waitUntil(() => sidecar.usage().find((r) => r.requestId === requestId), { timeout: 5000, interval: 20 });
-}
 
 let seq = 0;
 const rid = (what: string) => `messages-${what}-${++seq}`;
-
-/** The calls the fake received while `run` ran (exactly those of this test). */
-async function sentDuring<T>(upstream: FakeUpstream, run: () => Promise<T>): Promise<{ value: T; sent: RecordedRequest[] }> {
-  const before = upstream.requests.length;
-  const value = await run();
-  return { value, sent: upstream.requests.slice(before) };
-}
 
 /** No header or body byte the provider received carries the client's credentials. */
 function expectNoClientCredentials(sent: RecordedRequest[]): void {
@@ -274,7 +255,7 @@ describe.each(CASES)('@anthropic-ai/sdk messages API → route $model (provider 
     expect(first.sent).toHaveLength(1);
     expect(c.auth(first.sent[0]!)).toEqual(c.authExpected);
     expectNoClientCredentials(first.sent);
-    const line1 = await usageLine(firstId);
+    const line1 = await sidecar.usageLine(firstId);
     expect(line1).toMatchObject(meteredLine(c, firstId, false, c.turn1));
     expect(line1.costUsd).toEqual(expect.stringMatching(/^0\.\d+$/));
     expect(first.value.response.headers.get('x-paygo-cost-usd')).toBe(line1.costUsd);
@@ -289,7 +270,7 @@ describe.each(CASES)('@anthropic-ai/sdk messages API → route $model (provider 
     );
     expect(second.sent).toHaveLength(1);
     expect(c.secondTurnSent(second.sent[0]!)).toEqual(c.secondTurnExpected((first.value.data.content[0] as { id: string }).id));
-    const line2 = await usageLine(secondId);
+    const line2 = await sidecar.usageLine(secondId);
     expect(line2).toMatchObject(meteredLine(c, secondId, false, c.turn2));
     expect(second.value.response.headers.get('x-paygo-cost-usd')).toBe(line2.costUsd);
     expect(second.value.data).toEqual(textMessage(c, anthropicUsage(c.turn2, line2.costUsd as string)));
@@ -306,7 +287,7 @@ describe.each(CASES)('@anthropic-ai/sdk messages API → route $model (provider 
     expect(first.sent).toHaveLength(1);
     expectNoClientCredentials(first.sent);
     expect(eventTypes(events)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
-    const line1 = await usageLine(firstId);
+    const line1 = await sidecar.usageLine(firstId);
     expect(line1).toMatchObject(meteredLine(c, firstId, true, c.turn1));
     const delta1 = events.find((e) => e.type === 'message_delta')!;
     expect(delta1).toEqual({ type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: anthropicUsage(c.turn1, line1.costUsd as string) });
@@ -323,7 +304,7 @@ describe.each(CASES)('@anthropic-ai/sdk messages API → route $model (provider 
     });
     expect(c.secondTurnSent(second.sent[0]!)).toEqual(c.secondTurnExpected((first.value.content[0] as { id: string }).id));
     expect(eventTypes(textEvents)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
-    const line2 = await usageLine(secondId);
+    const line2 = await sidecar.usageLine(secondId);
     expect(line2).toMatchObject(meteredLine(c, secondId, true, c.turn2));
     expect(textEvents.find((e) => e.type === 'message_delta')).toEqual({
       type: 'message_delta',
@@ -346,7 +327,7 @@ describe.each(CASES)('@anthropic-ai/sdk messages API → route $model (provider 
     // A later request's line is out, so one for the count would be too: there is none.
     const laterId = rid(`${c.model}-after-count`);
     await client.messages.create({ model: c.model, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': laterId } });
-    await usageLine(laterId);
+    await sidecar.usageLine(laterId);
     expect(sidecar.lines.filter((l) => l.includes(id))).toEqual([]);
   });
 });
@@ -437,7 +418,7 @@ describe('@anthropic-ai/sdk: credentials, beta headers, errors, refusals and met
     expect(sentCount()).toBe(before);
     const laterId = rid('after-refusals');
     await client.messages.create({ model: 'claude', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-request-id': laterId } });
-    await usageLine(laterId);
+    await sidecar.usageLine(laterId);
     const refused = [badJsonId, noMaxId, serverToolId];
     expect(sidecar.lines.filter((l) => refused.some((id) => l.includes(id)))).toEqual([]);
   });
@@ -447,8 +428,8 @@ describe('@anthropic-ai/sdk: credentials, beta headers, errors, refusals and met
     const plainId = rid('metrics-plain');
     await client.messages.create({ model: 'metered', max_tokens: 16, messages: [{ role: 'user', content: 'count me' }] }, { headers: { 'x-request-id': plainId } });
     await client.messages.stream({ model: 'metered', max_tokens: 16, messages: [{ role: 'user', content: 'count me' }] }, { headers: { 'x-request-id': streamId } }).finalMessage();
-    expect(await usageLine(plainId)).toMatchObject({ api: 'messages', route: 'metered', stream: false });
-    expect(await usageLine(streamId)).toMatchObject({ api: 'messages', route: 'metered', stream: true });
+    expect(await sidecar.usageLine(plainId)).toMatchObject({ api: 'messages', route: 'metered', stream: false });
+    expect(await sidecar.usageLine(streamId)).toMatchObject({ api: 'messages', route: 'metered', stream: true });
     const metrics = await (await fetch(sidecar.metricsUrl)).text();
     expect(metrics.split('\n').filter((l) => l.startsWith('paygo_requests_total{') && l.includes('route="metered"'))).toEqual([
       'paygo_requests_total{namespace="default",route="metered",target="anthropic-0",provider="anthropic",model="metered",api="messages",outcome="success",estimated="false",priced="true"} 2',

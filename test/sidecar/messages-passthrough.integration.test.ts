@@ -103,7 +103,7 @@ function post(payload: unknown, requestId: string): Promise<Response> {
 }
 
 async function costOf(requestId: string): Promise<number> {
-  const line = await vi.waitUntil(() => sidecar.usage().find((r) => r.requestId === requestId), { timeout: 5000 });
+  const line = await sidecar.usageLine(requestId);
   expect(line.api).toBe('messages');
   return Number(line.costUsd);
 }

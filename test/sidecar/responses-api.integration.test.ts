@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { anthropicResponderWith } from '../support/fake-anthropic.js';
 import { geminiResponderWith } from '../support/fake-gemini.js';
 import { openaiResponder } from '../support/fake-openai.js';
-import { startFakeUpstream, type FakeUpstream, type RecordedRequest } from '../support/fake-upstream.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { startFakeUpstream, type FakeUpstream, type RecordedRequest, sentDuring } from '../support/fake-upstream.js';
+import { startSidecar, type SidecarProcess, singleTargetRoute } from '../support/sidecar-process.js';
 
 /**
  * OpenAI's Responses API front door on the built sidecar process, driven by the official `openai`
@@ -44,15 +44,6 @@ let gemini: FakeUpstream;
 let sidecar: SidecarProcess;
 let client: OpenAI;
 
-const route = (name: string, target: string) => `
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: ${name} }
-spec:
-  model: ${name}
-  retry: { attempts: 1 }
-  targets: [${target}]
-`;
 
 function config(): string {
   const openaiTarget = `{ provider: openai, model: gpt-4o-mini, baseURL: "${openai.url}/v1", credentials: { secretRef: { name: keys, key: openai } } }`;
@@ -63,11 +54,11 @@ kind: Secret
 metadata: { name: keys }
 stringData: { openai: ${ROUTE_KEYS.openai}, anthropic: ${ROUTE_KEYS.anthropic}, gemini: ${ROUTE_KEYS.gemini} }
 `,
-    route('gpt', openaiTarget),
-    route('claude', `{ provider: anthropic, model: claude-3-5-haiku-latest, baseURL: "${anthropic.url}", credentials: { secretRef: { name: keys, key: anthropic } } }`),
-    route('gemini', `{ provider: gemini, model: gemini-2.0-flash, baseURL: "${gemini.url}", credentials: { secretRef: { name: keys, key: gemini } } }`),
+    singleTargetRoute('gpt', openaiTarget),
+    singleTargetRoute('claude', `{ provider: anthropic, model: claude-3-5-haiku-latest, baseURL: "${anthropic.url}", credentials: { secretRef: { name: keys, key: anthropic } } }`),
+    singleTargetRoute('gemini', `{ provider: gemini, model: gemini-2.0-flash, baseURL: "${gemini.url}", credentials: { secretRef: { name: keys, key: gemini } } }`),
     // Served only by the metrics test, so its series count exactly what that test sent.
-    route('metered', openaiTarget),
+    singleTargetRoute('metered', openaiTarget),
   ].join('---\n');
 }
 
@@ -84,9 +75,6 @@ afterAll(async () => {
 });
 
 /** The usage log line of a request (x-request-id), once the meter published it. */
-function usageLine(s: SidecarProcess, requestId: string): Promise<Record<string, unknown>> {
-  return vi.waitUntil(() => s.usage().find((r) => r.requestId === requestId), { timeout: 5000, interval: 20 });
-}
 
 /** A unique x-request-id per call. */
 let seq = 0;
@@ -266,13 +254,6 @@ const CASES: ProviderCase[] = [
   },
 ];
 
-/** The calls the fake received while `run` ran (exactly those of this test). */
-async function sentDuring<T>(upstream: FakeUpstream, run: () => Promise<T>): Promise<{ value: T; sent: RecordedRequest[] }> {
-  const before = upstream.requests.length;
-  const value = await run();
-  return { value, sent: upstream.requests.slice(before) };
-}
-
 /** The event types of a stream, runs of the same delta event collapsed into one. */
 function eventTypes(events: ResponseStreamEvent[]): string[] {
   const out: string[] = [];
@@ -313,7 +294,7 @@ describe.each(CASES)('openai SDK responses API → route $model (provider $provi
     expect(first.sent[0]!.rawBody).not.toContain(CLIENT_KEY);
     expect(JSON.stringify(first.sent[0]!.headers)).not.toContain(CLIENT_KEY);
 
-    const line1 = await usageLine(sidecar, firstId);
+    const line1 = await sidecar.usageLine(firstId);
     expect(line1).toMatchObject(meteredLine(c, firstId, false, c.turn1));
     expect(line1.costUsd).toEqual(expect.stringMatching(/^0\.\d+$/));
     const r1 = first.value.data;
@@ -335,7 +316,7 @@ describe.each(CASES)('openai SDK responses API → route $model (provider $provi
     expect(second.sent).toHaveLength(1);
     // The stored conversation came first: the provider saw the question, its call and the result.
     expect(c.secondTurnSent(second.sent[0]!)).toEqual(c.secondTurnExpected(call.call_id));
-    const line2 = await usageLine(sidecar, secondId);
+    const line2 = await sidecar.usageLine(secondId);
     expect(line2).toMatchObject(meteredLine(c, secondId, false, c.turn2));
     expect(second.value.response.headers.get('x-paygo-cost-usd')).toBe(line2.costUsd);
     expect(second.value.data).toEqual(
@@ -355,7 +336,7 @@ describe.each(CASES)('openai SDK responses API → route $model (provider $provi
     expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
     const done = events.at(-1)!;
     if (done.type !== 'response.completed') throw new Error('expected response.completed last');
-    const line1 = await usageLine(sidecar, firstId);
+    const line1 = await sidecar.usageLine(firstId);
     expect(line1).toMatchObject(meteredLine(c, firstId, true, c.turn1));
     const { output_text: _, ...withoutText } = responseObject({ model: c.responseModel, output: [functionCallItem(c, c.callId)], usage: responseUsage(c.turn1, line1.costUsd as string), outputText: '' });
     expect(done.response).toEqual(withoutText);
@@ -380,7 +361,7 @@ describe.each(CASES)('openai SDK responses API → route $model (provider $provi
     expect(second.sent).toHaveLength(1);
     expect(c.secondTurnSent(second.sent[0]!)).toEqual(c.secondTurnExpected(call.call_id));
     expect(eventTypes(textEvents.map((type) => ({ type }) as ResponseStreamEvent))).toEqual(TEXT_EVENTS);
-    const line2 = await usageLine(sidecar, secondId);
+    const line2 = await sidecar.usageLine(secondId);
     expect(line2).toMatchObject(meteredLine(c, secondId, true, c.turn2));
     // finalResponse() is the SDK's parsed response: output_parsed and each text part's parsed (null without a text format).
     const parsedText = { ...messageItem(c.afterTool), content: [{ type: 'output_text', text: c.afterTool, annotations: [], logprobs: [], parsed: null }] };
@@ -487,7 +468,7 @@ describe('openai SDK responses API: state, refusals and metrics', () => {
     // ones would be out too. There is none (refused before the chat pipeline: nothing to meter).
     const laterId = rid('after-refusals');
     await client.responses.create({ model: 'gpt', input: 'hello' }, { headers: { 'x-request-id': laterId } });
-    await usageLine(sidecar, laterId);
+    await sidecar.usageLine(laterId);
     const ids = new Set(refusals.map((r) => r.id));
     expect(sidecar.lines.filter((l) => [...ids].some((id) => l.includes(id)))).toEqual([]);
   });
@@ -497,8 +478,8 @@ describe('openai SDK responses API: state, refusals and metrics', () => {
     const chatId = rid('metrics-chat');
     await client.responses.create({ model: 'metered', input: 'count me' }, { headers: { 'x-request-id': responsesId } });
     await client.chat.completions.create({ model: 'metered', messages: [{ role: 'user', content: 'count me' }] }, { headers: { 'x-request-id': chatId } });
-    expect(await usageLine(sidecar, responsesId)).toMatchObject({ api: 'responses', route: 'metered' });
-    expect(await usageLine(sidecar, chatId)).toMatchObject({ api: 'chat', route: 'metered' });
+    expect(await sidecar.usageLine(responsesId)).toMatchObject({ api: 'responses', route: 'metered' });
+    expect(await sidecar.usageLine(chatId)).toMatchObject({ api: 'chat', route: 'metered' });
     const metrics = await (await fetch(sidecar.metricsUrl)).text();
     const series = metrics.split('\n').filter((l) => l.startsWith('paygo_requests_total{') && l.includes('route="metered"'));
     expect(series.sort()).toEqual(

@@ -99,7 +99,7 @@ function post(payload: unknown, requestId: string): Promise<Response> {
 }
 
 async function usageLine(requestId: string): Promise<Record<string, unknown>> {
-  return vi.waitUntil(() => sidecar.usage().find((r) => r.requestId === requestId), { timeout: 5000 });
+  return sidecar.usageLine(requestId);
 }
 
 const search = { model: 'search', input: 'What was a positive news story from today?', tools: [{ type: 'web_search' }], max_output_tokens: 500 };

@@ -169,3 +169,10 @@ export function sseFrame(data: unknown, event?: string): string {
   const payload = typeof data === 'string' ? data : JSON.stringify(data);
   return (event ? `event: ${event}\n` : '') + `data: ${payload}\n\n`;
 }
+
+/** The calls the fake received while `run` ran (exactly those of one test, when tests run one at a time). */
+export async function sentDuring<T>(upstream: FakeUpstream, run: () => Promise<T>): Promise<{ value: T; sent: RecordedRequest[] }> {
+  const before = upstream.requests.length;
+  const value = await run();
+  return { value, sent: upstream.requests.slice(before) };
+}

@@ -29,6 +29,19 @@ ${targets.map((t) => `    - ${t}`).join('\n')}
 ${(o.spec ?? []).map((line) => `  ${line}\n`).join('')}`;
 }
 
+/** A ModelRoute whose model name is its name, with one target (a YAML flow mapping) and one attempt. */
+export function singleTargetRoute(name: string, target: string): string {
+  return `
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: ${name} }
+spec:
+  model: ${name}
+  retry: { attempts: 1 }
+  targets: [${target}]
+`;
+}
+
 /** POST /v1/chat/completions on a sidecar with a JSON body (as an app does). */
 export function postChat(sidecar: { url: string }, body: unknown, init: RequestInit = {}): Promise<Response> {
   return fetch(`${sidecar.url}/v1/chat/completions`, { ...init, method: 'POST', headers: { 'content-type': 'application/json', ...(init.headers as Record<string, string> | undefined) }, body: JSON.stringify(body) });
@@ -57,6 +70,8 @@ export interface SidecarProcess {
   lines: string[];
   /** Parsed usage log records so far. */
   usage(): Array<Record<string, unknown>>;
+  /** Waits for the usage log line of one request (send an x-request-id to know it). */
+  usageLine(requestId: string): Promise<Record<string, unknown>>;
   /** Waits until a log line (from line index `since` on) matches. */
   waitForLog(pred: (rec: Record<string, unknown>) => boolean, opts?: { timeoutMs?: number; since?: number }): Promise<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -164,6 +179,7 @@ export async function startSidecar(
     child,
     lines,
     usage: () => parsed().filter((r) => r.msg === 'usage'),
+    usageLine: (requestId) => waitForLog((r) => r.msg === 'usage' && r.requestId === requestId),
     waitForLog,
     stop: async (sig = 'SIGTERM') => {
       if (child.exitCode === null) signal(sig);
