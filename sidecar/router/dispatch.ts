@@ -123,6 +123,8 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
       skipped.push(`${target.name}: no known price for ${target.provider} model "${target.model}" and the route sets requirePricing (add spec.targets[].pricing)`);
       continue;
     }
+    // This target's own last failure: only a target that was tried and failed is failed over from.
+    let failedWith: FailureKind | undefined;
     for (let retry = 0; retry < route.retry.attempts; retry++) {
       if (o.signal.aborted) throw new TransportError('aborted', 'client went away');
       const now = o.now();
@@ -162,6 +164,7 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
         }
         lastError = error;
         lastKind = kind;
+        failedWith = kind;
         if (kind === 'auth' || !retryable(route, kind)) {
           if (target.health.breaker.onFailure(o.now())) o.hooks?.onCircuitOpen?.(route, target);
           break;
@@ -181,7 +184,7 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
         await o.sleep(wait, o.signal);
       }
     }
-    if (ti + 1 < order.length && lastKind && lastError) o.hooks?.onFailover?.(route, target, lastKind);
+    if (ti + 1 < order.length && failedWith) o.hooks?.onFailover?.(route, target, failedWith);
   }
   throw finalError(route, lastError, lastKind, translateError, skipped, attempts);
 }

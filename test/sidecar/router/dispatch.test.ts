@@ -767,3 +767,43 @@ describe('dispatch: the final error', () => {
     expect(await fail(() => http(404), 2, 2)).toMatchObject({ status: 502, code: 'upstream_auth_failed' });
   });
 });
+
+describe('dispatch: failover events (paygo_failovers_total)', () => {
+  const failovers = (log: string[]) => log.filter((l) => l.startsWith('failover'));
+
+  it('one per target left after its own failure, with its own failure class; none after the last target', async () => {
+    const h = recorder();
+    const { attempt } = scripted({ a: [http(429)], b: [new TransportError('connect', 'refused')], c: [http(500)] });
+    await dispatch(route([target('a'), target('b'), target('c')], { attempts: 1 }), attempt, h.o).catch(() => {});
+    expect(failovers(h.log)).toEqual(['failover a 429', 'failover b connect']);
+  });
+
+  it('none for a target passed over because its circuit is open, also after an earlier target failed', async () => {
+    const h = recorder(0);
+    const b = target('b', { health: { breaker: new CircuitBreaker(1, 1000), latencyMs: undefined } });
+    b.health.breaker.onFailure(0);
+    const { attempt, calls } = scripted({ a: [http(500)] });
+    await dispatch(route([target('a'), b, target('c')], { attempts: 1 }), attempt, h.o);
+    expect(calls).toEqual(['a', 'c']);
+    expect(failovers(h.log)).toEqual(['failover a 5xx']);
+  });
+
+  it('none for a target passed over because the deadline has passed', async () => {
+    const h = recorder(0);
+    const calls: string[] = [];
+    await dispatch(route([target('a'), target('b'), target('c')], { attempts: 1, totalTimeoutMs: 100 }), async (t) => {
+      calls.push(t.name);
+      h.advance(100);
+      throw http(500);
+    }, h.o).catch(() => {});
+    expect(calls).toEqual(['a']);
+    expect(failovers(h.log)).toEqual(['failover a 5xx']);
+  });
+
+  it('none for a target that could not take the request, also after an earlier target failed', async () => {
+    const h = recorder();
+    const { attempt } = scripted({ a: [http(500)], b: [invalidRequest('no n', 'n')] });
+    await dispatch(route([target('a'), target('b'), target('c')], { attempts: 1 }), attempt, h.o);
+    expect(failovers(h.log)).toEqual(['failover a 5xx']);
+  });
+});
