@@ -11,6 +11,8 @@ import { runProgram, type RunResult } from '../support/run-program.js';
 export const ROOT = resolve(import.meta.dirname, '../../..');
 /** The failover route's first target fails all but every FLAKY_EVERY-th request (upstream.ts). */
 export const FLAKY_EVERY = 500;
+/** A paced stream (upstream.ts /paced/<ms>/…) comes in this many writes: the first at once, the others <ms> apart. */
+export const PACED_WRITES = 5;
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export const log = (...a: unknown[]) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
 

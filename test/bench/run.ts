@@ -18,15 +18,17 @@
  * are those of its own Dockerfile),
  * BENCH_BASELINE (a checkout with dist/ built, e.g. by `make bench BASELINE=<git ref>`: its sidecar
  * runs beside this one as target "paygo-baseline", for before/after in the same run) and
- * BENCH_BASELINE_REF (what to call it in the results).
+ * BENCH_BASELINE_REF (what to call it in the results), BENCH_PACED_GAPS (1,5,20,100: the stream
+ * TTFB rows at a model's pace, ms between events; empty: none), BENCH_PACED_N (30 streams per
+ * target, gap and round), BENCH_PACED_ONLY (1: only those rows, after the warm-up).
  */
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { freePort } from '../support/sidecar-process.js';
-import type { HrtimeResult } from './hrtime-client.js';
-import { FLAKY_EVERY, ROOT, childPids, cpuUs, killAll, log, mb, median, memSampler, procMem, run, sleep, spawnTracked, stopAll, waitForStdout, waitHttp, type ProcMem } from './lib.js';
+import type { HrtimeResult, PacedArgs, PacedResult } from './hrtime-client.js';
+import { FLAKY_EVERY, PACED_WRITES, ROOT, childPids, cpuUs, killAll, log, mb, median, memSampler, procMem, run, sleep, spawnTracked, stopAll, waitForStdout, waitHttp, type ProcMem } from './lib.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);
@@ -37,6 +39,12 @@ const PROPAGATION = process.env.BENCH_PROPAGATION ?? 'auto';
 const OUT = process.env.BENCH_OUT ?? 'latest';
 const BASELINE = process.env.BENCH_BASELINE;
 const BASELINE_REF = process.env.BENCH_BASELINE_REF ?? BASELINE;
+/** Stream TTFB at a model's pace: the upstream's first event at once, the next ones this many ms apart. */
+const PACED_GAPS_MS = (process.env.BENCH_PACED_GAPS ?? '1,5,20,100').split(',').filter(Boolean).map(Number);
+const PACED_N = Number(process.env.BENCH_PACED_N ?? 30);
+const PACED_ONLY = process.env.BENCH_PACED_ONLY === '1';
+/** Per gap and round, all paced targets together: at most 4 × 15 s per round. */
+const PACED_TIME_MS_PER_GAP = 15_000;
 /** c=1 phases: count-bounded, and at most this long each (Portkey's streams take >25 ms each). */
 const C1_TIME_MS = 6_000;
 const HARD_LIMIT_MS = 9.5 * 60_000;
@@ -164,7 +172,26 @@ spec:
     - { name: third, provider: openai-compatible, model: gpt-4o-mini, baseURL: ${up}/v1, ${secret} }
   retry: { attempts: 1 }
   circuitBreaker: { consecutiveFailures: 1000, cooldownMs: 1000 }
-`;
+${PACED_GAPS_MS.map(
+  (g) => `---
+# Stream TTFB at a model's pace: the same two targets, the upstream's events ${g} ms apart after the first.
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: bench-paced-${g} }
+spec:
+  model: bench-paced-${g}
+  targets:
+    - { name: up, provider: openai-compatible, model: gpt-4o-mini, baseURL: ${up}/paced/${g}/v1, ${secret} }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: bench-anthropic-paced-${g} }
+spec:
+  model: bench-anthropic-paced-${g}
+  targets:
+    - { name: claude, provider: anthropic, model: claude-3-5-haiku-latest, baseURL: ${up}/paced/${g}, ${secret} }
+`,
+).join('')}`;
 }
 
 interface Sidecar {
@@ -255,7 +282,13 @@ interface Target {
   pids(): number[];
   /** Upstream requests expected per client request. */
   expectedHits: number;
+  /** The stream paced at gapMs (the stream TTFB rows at a model's pace); absent: not in those rows. */
+  paced?: (gapMs: number) => { url: string; body: string };
 }
+/** Paced by the upstream's URL (/paced/<ms>/…): direct and the plain proxies, which pass the path on. */
+const pacedPath = (base: string) => (g: number) => ({ url: `${base}/paced/${g}/v1/chat/completions`, body: chatBody('gpt-4o-mini', true) });
+/** Paced by the sidecar's route (bench-paced-<ms>, bench-anthropic-paced-<ms>). */
+const pacedRoute = (base: string, prefix: string) => (g: number) => ({ url: `${base}/v1/chat/completions`, body: chatBody(`${prefix}-paced-${g}`, true) });
 interface Sample {
   round: number;
   c32: C32;
@@ -263,6 +296,38 @@ interface Sample {
   upstreamHitsPerReq: number;
   c1: HrtimeResult;
   stream: HrtimeResult;
+}
+
+/**
+ * Stream TTFB at a model's pace, every paced target in one client process (hrtime-client.ts,
+ * paced mode): per gap, each target in turn streams one stream after another, in an order that
+ * turns every round. Bounded per gap by PACED_TIME_MS_PER_GAP.
+ */
+async function pacedRound(targets: Target[], round: number): Promise<PacedResult & { round: number }> {
+  // The order turns by one target per round: no target (direct included) is always the first block.
+  const turned = targets.map((_, i) => targets[(i + round - 1) % targets.length]!);
+  const args: PacedArgs = {
+    targets: turned.map((t) => ({ name: t.name, headers: t.headers, requests: Object.fromEntries(PACED_GAPS_MS.map((g) => [String(g), t.paced!(g)])) })),
+    gapsMs: PACED_GAPS_MS,
+    n: PACED_N,
+    writes: PACED_WRITES,
+    timeMsPerGap: PACED_TIME_MS_PER_GAP,
+    maxLanes: 5,
+  };
+  const r = await run(NODE, [join(DIST, 'hrtime-client.js'), JSON.stringify({ paced: args })], PACED_GAPS_MS.length * (PACED_TIME_MS_PER_GAP + 15_000));
+  if (r.code !== 0) throw new Error(`hrtime-client (paced) failed (${r.code}): ${r.stderr.slice(-500)}`);
+  const res = JSON.parse(r.stdout) as PacedResult;
+  for (const g of PACED_GAPS_MS) {
+    const d = res.byGap[g]?.direct;
+    log(
+      `paced ${String(g).padStart(3)} ms r${round} (${res.lanes[g]} lanes): direct ttfb ${d?.ttfbUs.p50} µs;` +
+        Object.entries(res.byGap[g] ?? {})
+          .filter(([k]) => k !== 'direct')
+          .map(([k, v]) => ` ${k} ${sign(v.ttfbUs.p50 - (d?.ttfbUs.p50 ?? NaN))}${v.failures ? ` (${v.failures} failed)` : ''}`)
+          .join(','),
+    );
+  }
+  return { ...res, round };
 }
 
 async function measure(t: Target, upPort: number, round: number): Promise<Sample> {
@@ -331,6 +396,36 @@ function summarise(t: Target, samples: Sample[], direct: Sample[]): Summary {
   };
 }
 
+interface PacedSummary {
+  gapsMs: number[];
+  writes: number;
+  lanes: Record<string, number>;
+  /** target → gap → medians over rounds: TTFB p50, and p50 minus direct's in the same round. */
+  byTarget: Record<string, Record<string, { ttfbP50Us: number; addedTtfbP50Us: number; addedPerRound: number[]; totalP50Us: number; n: number; failures: number }>>;
+}
+
+function summarisePaced(rounds: Array<PacedResult & { round: number }>): PacedSummary {
+  const round1 = (x: number) => Math.round(x * 10) / 10;
+  const byTarget: PacedSummary['byTarget'] = {};
+  const names = new Set(rounds.flatMap((r) => Object.values(r.byGap).flatMap((m) => Object.keys(m))));
+  for (const name of names) {
+    byTarget[name] = {};
+    for (const g of PACED_GAPS_MS) {
+      const cells = rounds.map((r) => ({ t: r.byGap[g]?.[name], d: r.byGap[g]?.direct }));
+      const addedPerRound = cells.map(({ t, d }) => (t?.n && d?.n ? round1(t.ttfbUs.p50 - d.ttfbUs.p50) : NaN));
+      byTarget[name]![g] = {
+        ttfbP50Us: round1(median(cells.map(({ t }) => (t?.n ? t.ttfbUs.p50 : NaN)))),
+        addedTtfbP50Us: round1(median(addedPerRound)),
+        addedPerRound,
+        totalP50Us: round1(median(cells.map(({ t }) => (t?.n ? t.totalUs.p50 : NaN)))),
+        n: cells.reduce((n, { t }) => n + (t?.n ?? 0), 0),
+        failures: cells.reduce((n, { t }) => n + (t?.failures ?? 0), 0),
+      };
+    }
+  }
+  return { gapsMs: PACED_GAPS_MS, writes: PACED_WRITES, lanes: rounds[0]?.lanes ?? {}, byTarget };
+}
+
 /** A probe request (stream and not): 200, a body from our upstream, and the upstream counted it. */
 async function probe(t: Target, upPort: number): Promise<{ headers: Record<string, string> }> {
   const before = (await upstreamCount(upPort)).count;
@@ -356,6 +451,30 @@ interface Check {
 }
 const fmt = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(digits));
 const sign = (n: number) => (Number.isFinite(n) ? (n >= 0 ? `+${fmt(n)}` : fmt(n)) : 'n/a');
+
+function pacedMarkdown(p: PacedSummary | undefined): string[] {
+  if (!p || !p.gapsMs.length || !p.byTarget.direct) return [];
+  const gaps = p.gapsMs;
+  const n = Object.values(p.byTarget.direct).reduce((a, c) => Math.max(a, c.n), 0);
+  return [
+    `Stream TTFB at a model's pace: the upstream sends a stream's first event with the headers at once (OpenAI: the role chunk; Anthropic: message_start, content_block_start and the first text delta), then ${p.writes - 1} more writes the given time apart. Per gap and round, each target in turn (the order turns every round) gets its streams one after another (after 2 warm-up streams), so a proxy idles the gap before every event; ${gaps
+      .filter((g) => (p.lanes[g] ?? 1) > 1)
+      .map((g) => `at ${g} ms, ${p.lanes[g]} such lanes at once, staggered (an event every ~${Math.round(g / p.lanes[g]!)} ms)`)
+      .join('; ') || 'one lane'}; up to ${n} streams per target and gap. Added TTFB p50 vs direct in the same round (µs), median over rounds (direct: its TTFB p50):`,
+    '',
+    `| target | ${gaps.map((g) => `${g} ms apart`).join(' | ')} |`,
+    `|---|${gaps.map(() => '---').join('|')}|`,
+    ...Object.entries(p.byTarget).map(
+      ([k, v]) => `| ${k} | ${gaps.map((g) => (k === 'direct' ? `${fmt(v[g]?.ttfbP50Us)} µs` : `${sign(v[g]?.addedTtfbP50Us ?? NaN)}${v[g]?.failures ? ` (${v[g]!.failures} failed)` : ''}`)).join(' | ')} |`,
+    ),
+    '',
+    `Per round (added TTFB p50, µs): ${Object.entries(p.byTarget)
+      .filter(([k]) => k.startsWith('paygo'))
+      .map(([k, v]) => `${k} ${gaps.map((g) => `${g} ms: ${(v[g]?.addedPerRound ?? []).map((x) => sign(x)).join(' / ')}`).join('; ')}`)
+      .join('. ')}.`,
+    '',
+  ];
+}
 
 function markdown(results: Record<string, any>): string {
   const s = results.summary as Record<string, Summary>;
@@ -387,6 +506,7 @@ function markdown(results: Record<string, any>): string {
     '|---|---|---|',
     ...(results.checks as Check[]).map((c) => `| ${c.target} | ${c.value} | ${c.met === null ? 'not measured' : c.met ? 'met' : 'not met'} |`),
     '',
+    ...pacedMarkdown(results.paced as PacedSummary | undefined),
     'Per round (RPS @32; c=1 p50 µs), to show the noise:',
     '',
     '| target | RPS @32 per round | c=1 p50 per round |',
@@ -405,13 +525,13 @@ async function main(): Promise<void> {
   const up = await startUpstream();
   log(`upstream on :${up.port}`);
   const targets: Target[] = [
-    { name: 'direct', what: 'the fake upstream itself (the floor)', url: `http://127.0.0.1:${up.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [up.child.pid!], expectedHits: 1 },
+    { name: 'direct', what: 'the fake upstream itself (the floor)', url: `http://127.0.0.1:${up.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [up.child.pid!], expectedHits: 1, paced: pacedPath(`http://127.0.0.1:${up.port}`) },
   ];
   let nginxVersion = 'missing';
   try {
     const ng = await startNginx(up.port);
     nginxVersion = ng.version;
-    targets.push({ name: 'nginx', what: 'nginx reverse proxy, 1 worker, upstream keep-alive', url: `http://127.0.0.1:${ng.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [ng.child.pid!, ...childPids(ng.child.pid!)], expectedHits: 1 });
+    targets.push({ name: 'nginx', what: 'nginx reverse proxy, 1 worker, upstream keep-alive', url: `http://127.0.0.1:${ng.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [ng.child.pid!, ...childPids(ng.child.pid!)], expectedHits: 1, paced: pacedPath(`http://127.0.0.1:${ng.port}`) });
   } catch (e) {
     notMeasured.nginx = (e as Error).message;
   }
@@ -426,7 +546,7 @@ async function main(): Promise<void> {
   const np = await startNodeProxy(up.port);
   const npIdle = procMem(np.child.pid!);
   const npMem = memSampler(np.child.pid!);
-  targets.push({ name: 'node-proxy', what: 'bare Node.js proxy (node:http + undici, no work): the Node floor', url: `http://127.0.0.1:${np.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [np.child.pid!], expectedHits: 1 });
+  targets.push({ name: 'node-proxy', what: 'bare Node.js proxy (node:http + undici, no work): the Node floor', url: `http://127.0.0.1:${np.port}`, model: 'gpt-4o-mini', headers: {}, pids: () => [np.child.pid!], expectedHits: 1, paced: pacedPath(`http://127.0.0.1:${np.port}`) });
 
   const sc = await startSidecar(up.port);
   await sleep(1000);
@@ -434,8 +554,8 @@ async function main(): Promise<void> {
   const mem = memSampler(sc.child.pid!);
   const scPid = () => [sc.child.pid!];
   targets.push(
-    { name: 'paygo', what: 'paygo sidecar, openai-compatible route (metering + metrics on)', url: sc.url, model: 'bench', headers: {}, pids: scPid, expectedHits: 1 },
-    { name: 'paygo-anthropic', what: 'paygo, Anthropic-translating route', url: sc.url, model: 'bench-anthropic', headers: {}, pids: scPid, expectedHits: 1 },
+    { name: 'paygo', what: 'paygo sidecar, openai-compatible route (metering + metrics on)', url: sc.url, model: 'bench', headers: {}, pids: scPid, expectedHits: 1, paced: pacedRoute(sc.url, 'bench') },
+    { name: 'paygo-anthropic', what: 'paygo, Anthropic-translating route', url: sc.url, model: 'bench-anthropic', headers: {}, pids: scPid, expectedHits: 1, paced: pacedRoute(sc.url, 'bench-anthropic') },
     { name: 'paygo-failover', what: 'paygo, 3-target fallback route, first target fails (500)', url: sc.url, model: 'bench-failover', headers: {}, pids: scPid, expectedHits: 2 },
   );
 
@@ -456,7 +576,7 @@ async function main(): Promise<void> {
     const bs = await startSidecar(up.port, BASELINE);
     await sleep(1000);
     baseline = { sc: bs, idle: procMem(bs.child.pid!), mem: memSampler(bs.child.pid!) };
-    targets.push({ name: 'paygo-baseline', what: `paygo sidecar built from ${BASELINE_REF}, the same route`, url: bs.url, model: 'bench', headers: {}, pids: () => [bs.child.pid!], expectedHits: 1 });
+    targets.push({ name: 'paygo-baseline', what: `paygo sidecar built from ${BASELINE_REF}, the same route`, url: bs.url, model: 'bench', headers: {}, pids: () => [bs.child.pid!], expectedHits: 1, paced: pacedRoute(bs.url, 'bench') });
   }
 
   const active: Target[] = [];
@@ -475,10 +595,18 @@ async function main(): Promise<void> {
   for (const t of active) await autocannon(`${t.url}/v1/chat/completions`, chatBody(t.model), t.headers, t.name === 'portkey' ? 2 : 4);
   log(`warm; measuring ${active.map((t) => t.name).join(', ')}: ${ROUNDS} rounds`);
 
-  const rounds: Record<string, Sample[]> = {};
-  for (let round = 1; round <= ROUNDS; round++) {
-    for (const t of active) (rounds[t.name] ??= []).push(await measure(t, up.port, round));
+  const pacedTargets = PACED_GAPS_MS.length ? active.filter((t) => t.paced) : [];
+  if (PACED_ONLY) {
+    // The stream path warm too (the full run's stream phase does that before the paced rows).
+    for (const t of pacedTargets) await hrtime(`${t.url}/v1/chat/completions`, chatBody(t.model, true), t.headers, 300);
   }
+  const rounds: Record<string, Sample[]> = {};
+  const pacedRounds: Array<PacedResult & { round: number }> = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    if (!PACED_ONLY) for (const t of active) (rounds[t.name] ??= []).push(await measure(t, up.port, round));
+    if (pacedTargets.length > 1) pacedRounds.push(await pacedRound(pacedTargets, round));
+  }
+  const paced = pacedRounds.length ? summarisePaced(pacedRounds) : undefined;
   const peak: ProcMem = mem.stop();
   const npPeak: ProcMem = npMem.stop();
   const baselinePeak = baseline?.mem.stop();
@@ -518,6 +646,12 @@ async function main(): Promise<void> {
   check('added p50 ≤ 300 µs at c=1', p ? `${sign(p.addedP50c1Us)} µs` : 'n/a', p ? p.addedP50c1Us <= 300 : null);
   check('added p99 ≤ 1 ms at c=1', p ? `${sign(p.addedP99c1Us)} µs` : 'n/a', p ? p.addedP99c1Us <= 1000 : null);
   check('stream TTFB ≤ direct + 0.5 ms (p50)', p && dr ? `${fmt(p.streamTtfbP50Us)} vs ${fmt(dr.streamTtfbP50Us)} µs = ${sign(p.addedStreamTtfbP50Us)} µs` : 'n/a', p && dr ? p.addedStreamTtfbP50Us <= 500 : null);
+  const pacedPaygo = paced?.byTarget.paygo;
+  check(
+    `stream TTFB ≤ direct + 0.5 ms at every spacing (p50; events ${PACED_GAPS_MS.join(' / ')} ms apart after the first)`,
+    pacedPaygo ? PACED_GAPS_MS.map((g) => `${g} ms: ${sign(pacedPaygo[g]?.addedTtfbP50Us ?? NaN)} µs`).join(', ') : 'not measured',
+    pacedPaygo ? PACED_GAPS_MS.every((g) => (pacedPaygo[g]?.addedTtfbP50Us ?? Infinity) <= 500) : null,
+  );
   check('sidecar peak RSS ≤ 70 MB', `${fmt(mb(peak.hwm), 1)} MB (VmHWM; private ${fmt(mb(peak.anon), 1)} MB)`, Number.isFinite(peak.hwm) ? peak.hwm / 1024 <= 70 : null);
   check('sidecar private (anonymous) peak RSS ≤ 70 MB', `${fmt(mb(peak.anon), 1)} MB (the rest of VmHWM is mapped files, mostly the node binary)`, Number.isFinite(peak.anon) ? peak.anon / 1024 <= 70 : null);
   check('sidecar CPU ≤ 150 µs per request (c=32)', p ? `${fmt(p.cpuUsPerReq)} µs` : 'n/a', p ? p.cpuUsPerReq <= 150 : null);
@@ -538,8 +672,9 @@ async function main(): Promise<void> {
       loadBefore,
       loadAfter: loadavg().map((x) => +x.toFixed(2)),
     },
-    settings: { rounds: ROUNDS, durationS: DURATION_S, c1Requests: C1_N, streamRequests: STREAM_N, c1TimeLimitMs: C1_TIME_MS, flakyEvery: FLAKY_EVERY },
+    settings: { rounds: ROUNDS, durationS: DURATION_S, c1Requests: C1_N, streamRequests: STREAM_N, c1TimeLimitMs: C1_TIME_MS, flakyEvery: FLAKY_EVERY, pacedGapsMs: PACED_GAPS_MS, pacedStreams: PACED_N, pacedOnly: PACED_ONLY },
     summary,
+    paced,
     checks,
     sidecar: {
       nodeFlags: sc.flags,
@@ -557,6 +692,7 @@ async function main(): Promise<void> {
     propagation,
     notMeasured,
     rounds,
+    pacedRounds,
     elapsedS: Math.round((Date.now() - started) / 1000),
   };
   const md = markdown(results);
