@@ -316,6 +316,18 @@ describe('dispatch: the attempt sequence, exactly', () => {
     expect(out2.value).toBe('d:ok');
   });
 
+  it('opens circuits without hooks, or with hooks that leave onCircuitOpen out', async () => {
+    const h = recorder();
+    for (const hooks of [undefined, {}]) {
+      for (const error of [http(401), http(500)]) {
+        const a = target('a', { health: { breaker: new CircuitBreaker(1, 1000), latencyMs: undefined } });
+        const out = await dispatch(route([a, target('b')], { attempts: 2 }), scripted({ a: [error] }).attempt, { ...h.o, hooks, attempts: undefined });
+        expect(out.value).toBe('b:ok');
+        expect(a.health.breaker.state).toBe('open');
+      }
+    }
+  });
+
   it('a non-Error thrown by an attempt is wrapped and treated as an unreadable answer (5xx class)', async () => {
     const h = recorder();
     const r = route([target('a')], { attempts: 2 });

@@ -210,6 +210,7 @@ describe('Retry-After: exact', () => {
   it('retry-after-ms: whole and fractional ms (rounded up), surrounding space, first of repeated headers', () => {
     expect(upstreamRetryAfter({ 'retry-after-ms': '1500' }, now)).toBe(1500);
     expect(upstreamRetryAfter({ 'retry-after-ms': '1.2' }, now)).toBe(2);
+    expect(upstreamRetryAfter({ 'retry-after-ms': '1.25' }, now)).toBe(2);
     expect(upstreamRetryAfter({ 'retry-after-ms': '0' }, now)).toBe(0);
     expect(upstreamRetryAfter({ 'retry-after-ms': ' 250 ' }, now)).toBe(250);
     expect(upstreamRetryAfter({ 'retry-after-ms': ['300', '900'] }, now)).toBe(300);
