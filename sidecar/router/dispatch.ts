@@ -133,6 +133,8 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
         skipped.push(`${target.name}: circuit open`);
         break;
       }
+      // Whether this attempt holds the half-open probe: only its holder may give that back.
+      const probe = target.health.breaker.state === 'half-open';
       attempts++;
       const started = now;
       o.attempts?.attemptStarted(target);
@@ -146,7 +148,7 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
       } catch (err) {
         const error = err instanceof Error ? err : new Error(String(err));
         if (o.signal.aborted || (err instanceof TransportError && err.failure === 'aborted')) {
-          target.health.breaker.release();
+          if (probe) target.health.breaker.release();
           o.attempts?.attemptEnded('aborted', error);
           throw new TransportError('aborted', 'client went away', { cause: err });
         }
@@ -154,11 +156,11 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
         o.attempts?.attemptEnded(kind, error);
         o.hooks?.onAttemptFailed?.(route, target, kind, error);
         if (kind === 'client') {
-          target.health.breaker.release();
+          if (probe) target.health.breaker.release();
           throw err; // the request itself is wrong: no other target will like it better
         }
         if (kind === 'translate') {
-          target.health.breaker.release();
+          if (probe) target.health.breaker.release();
           translateError ??= err as ApiError;
           break; // this provider cannot take the request; another may
         }

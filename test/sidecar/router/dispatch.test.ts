@@ -819,3 +819,52 @@ describe('dispatch: failover events (paygo_failovers_total)', () => {
     expect(failovers(h.log)).toEqual(['failover a 5xx']);
   });
 });
+
+describe('dispatch: one half-open probe at a time, also with requests in flight', () => {
+  /** An attempt whose outcome the test decides later. */
+  function pending() {
+    let settle!: (v: Error | string) => void;
+    const done = new Promise<Error | string>((resolve) => (settle = resolve));
+    return { attempt: async () => { const v = await done; if (v instanceof Error) throw v; return v; }, settle };
+  }
+
+  it.each([
+    ['a 400 (the request\'s fault)', () => http(400)],
+    ['a refusal (the provider cannot take the request)', () => invalidRequest('no n', 'n')],
+  ])('a request sent while closed that ends with %s after the circuit opened does not free the probe', async (_name, error) => {
+    const h = recorder(0);
+    const a = target('a', { health: { breaker: new CircuitBreaker(1, 100), latencyMs: undefined } });
+    const r = route([a], { attempts: 1 });
+    const old = pending();
+    const oldRequest = dispatch(r, old.attempt, h.o).catch((e: unknown) => e); // sent while closed
+    await dispatch(r, async () => Promise.reject(http(500)), h.o).catch(() => {}); // opens the circuit
+    h.advance(100);
+    const probe = pending();
+    const probeRequest = dispatch(r, probe.attempt, h.o); // the one probe
+    expect(a.health.breaker.state).toBe('half-open');
+    old.settle(error());
+    await oldRequest;
+    const third = await dispatch(r, async () => 'second probe', h.o).catch((e: unknown) => e);
+    expect(third).toMatchObject({ status: 503, code: 'no_available_target' }); // still one probe out
+    probe.settle('ok');
+    expect((await probeRequest).value).toBe('ok');
+    expect(a.health.breaker.state).toBe('closed');
+  });
+
+  it('a request sent while closed whose client leaves after the circuit opened does not free the probe', async () => {
+    const h = recorder(0);
+    const a = target('a', { health: { breaker: new CircuitBreaker(1, 100), latencyMs: undefined } });
+    const r = route([a], { attempts: 1 });
+    const old = pending();
+    const oldRequest = dispatch(r, old.attempt, h.o).catch((e: unknown) => e);
+    await dispatch(r, async () => Promise.reject(http(500)), h.o).catch(() => {});
+    h.advance(100);
+    const probe = pending();
+    const probeRequest = dispatch(r, probe.attempt, h.o);
+    old.settle(new TransportError('aborted', 'client went away'));
+    expect(await oldRequest).toMatchObject({ failure: 'aborted' });
+    expect(await dispatch(r, async () => 'second probe', h.o).catch((e: unknown) => e)).toMatchObject({ status: 503 });
+    probe.settle('ok');
+    await probeRequest;
+  });
+});
