@@ -62,6 +62,19 @@ const VITE_NODE = join(ROOT, 'node_modules/vite-node/vite-node.mjs');
 const chatBody = (model: string, stream = false) =>
   JSON.stringify({ model, messages: [{ role: 'user', content: 'hello from the bench' }], max_tokens: 16, ...(stream ? { stream: true } : {}) });
 
+/** The client APIs a target is called with: the same question in each API's request shape. */
+type Api = 'chat' | 'responses' | 'messages';
+const API_PATH: Record<Api, string> = { chat: '/v1/chat/completions', responses: '/v1/responses', messages: '/v1/messages' };
+/** What a complete stream of each API ends with. */
+const STREAM_END: Record<Api, string> = { chat: '[DONE]', responses: 'response.completed', messages: 'message_stop' };
+function requestBody(api: Api, model: string, stream = false): string {
+  if (api === 'responses') return JSON.stringify({ model, input: 'hello from the bench', max_output_tokens: 16, ...(stream ? { stream: true } : {}) });
+  if (api === 'messages') return JSON.stringify({ model, max_tokens: 16, messages: [{ role: 'user', content: 'hello from the bench' }], ...(stream ? { stream: true } : {}) });
+  return chatBody(model, stream);
+}
+const urlOf = (t: Target) => `${t.url}${API_PATH[t.api ?? 'chat']}`;
+const bodyOf = (t: Target, stream = false) => requestBody(t.api ?? 'chat', t.model, stream);
+
 // ------------------------------------------------------------------ the processes under test
 async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
   const child = spawnTracked(NODE, [join(DIST, 'upstream.js')]);
@@ -282,13 +295,15 @@ interface Target {
   pids(): number[];
   /** Upstream requests expected per client request. */
   expectedHits: number;
+  /** The API the target is called with (default chat). */
+  api?: Api;
   /** The stream paced at gapMs (the stream TTFB rows at a model's pace); absent: not in those rows. */
   paced?: (gapMs: number) => { url: string; body: string };
 }
 /** Paced by the upstream's URL (/paced/<ms>/…): direct and the plain proxies, which pass the path on. */
 const pacedPath = (base: string) => (g: number) => ({ url: `${base}/paced/${g}/v1/chat/completions`, body: chatBody('gpt-4o-mini', true) });
 /** Paced by the sidecar's route (bench-paced-<ms>, bench-anthropic-paced-<ms>). */
-const pacedRoute = (base: string, prefix: string) => (g: number) => ({ url: `${base}/v1/chat/completions`, body: chatBody(`${prefix}-paced-${g}`, true) });
+const pacedRoute = (base: string, prefix: string, api: Api = 'chat') => (g: number) => ({ url: `${base}${API_PATH[api]}`, body: requestBody(api, `${prefix}-paced-${g}`, true) });
 interface Sample {
   round: number;
   c32: C32;
@@ -331,15 +346,15 @@ async function pacedRound(targets: Target[], round: number): Promise<PacedResult
 }
 
 async function measure(t: Target, upPort: number, round: number): Promise<Sample> {
-  const url = `${t.url}/v1/chat/completions`;
+  const url = urlOf(t);
   const before = (await upstreamCount(upPort)).count;
   const pids = t.pids();
   const cpu0 = pids.reduce((s, p) => s + cpuUs(p), 0);
-  const c32 = await autocannon(url, chatBody(t.model), t.headers, DURATION_S);
+  const c32 = await autocannon(url, bodyOf(t), t.headers, DURATION_S);
   const cpu1 = pids.reduce((s, p) => s + cpuUs(p), 0);
   const hits = (await upstreamCount(upPort)).count - before;
-  const c1 = await hrtime(url, chatBody(t.model), t.headers, C1_N);
-  const stream = await hrtime(url, chatBody(t.model, true), t.headers, STREAM_N);
+  const c1 = await hrtime(url, bodyOf(t), t.headers, C1_N);
+  const stream = await hrtime(url, bodyOf(t, true), t.headers, STREAM_N);
   const s: Sample = { round, c32, cpuUsPerReq: c32.requests ? (cpu1 - cpu0) / c32.requests : NaN, upstreamHitsPerReq: c32.requests ? hits / c32.requests : NaN, c1, stream };
   log(
     `${t.name.padEnd(16)} r${round}: ${c32.rps.toFixed(0).padStart(6)} rps@32 (p50 ${c32.p50Ms} ms, non-2xx ${c32.non2xx + c32.errors}, upstream hits/req ${s.upstreamHitsPerReq.toFixed(2)}, cpu ${s.cpuUsPerReq.toFixed(0)} µs/req)` +
@@ -429,15 +444,15 @@ function summarisePaced(rounds: Array<PacedResult & { round: number }>): PacedSu
 /** A probe request (stream and not): 200, a body from our upstream, and the upstream counted it. */
 async function probe(t: Target, upPort: number): Promise<{ headers: Record<string, string> }> {
   const before = (await upstreamCount(upPort)).count;
-  const url = `${t.url}/v1/chat/completions`;
-  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: chatBody(t.model), signal: AbortSignal.timeout(10_000) });
+  const url = urlOf(t);
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: bodyOf(t), signal: AbortSignal.timeout(10_000) });
   const text = await r.text();
-  const s = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: chatBody(t.model, true), signal: AbortSignal.timeout(10_000) });
+  const s = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...t.headers }, body: bodyOf(t, true), signal: AbortSignal.timeout(10_000) });
   const stext = await s.text();
   const hits = (await upstreamCount(upPort)).count - before;
   const problems: string[] = [];
   if (r.status !== 200 || !text.includes('echo: hello from the bench')) problems.push(`non-stream: ${r.status} ${text.slice(0, 200)}`);
-  if (s.status !== 200 || !stext.includes('bench') || !stext.includes('[DONE]')) problems.push(`stream: ${s.status} ${stext.slice(0, 200)}`);
+  if (s.status !== 200 || !stext.includes('bench') || !stext.includes(STREAM_END[t.api ?? 'chat'])) problems.push(`stream: ${s.status} ${stext.slice(0, 200)}`);
   if (hits < 2) problems.push(`the upstream saw ${hits} of 2 requests`);
   if (problems.length) throw new Error(`${t.name} probe failed: ${problems.join('; ')}`);
   return { headers: Object.fromEntries([...r.headers].filter(([k]) => k.startsWith('x-paygo') || k.startsWith('x-portkey'))) };
@@ -496,6 +511,12 @@ function markdown(results: Record<string, any>): string {
     results.baseline ? `Baseline sidecar (${results.baseline.ref}; node flags: ${results.baseline.nodeFlags.length ? results.baseline.nodeFlags.join(' ') : 'none'}) RSS: idle ${fmt(mb(results.baseline.idle.rss), 1)} MB (private ${fmt(mb(results.baseline.idle.anon), 1)} MB), peak ${fmt(mb(results.baseline.peak.hwm), 1)} MB (private ${fmt(mb(results.baseline.peak.anon), 1)} MB).` : '',
     s.paygo && s['paygo-traced']
       ? `Tracing (paygo-traced vs paygo, same rounds; every request sampled, ${fmt(results.tracing?.otlpRequests)} OTLP exports, ${fmt(mb((results.tracing?.otlpBytes ?? NaN) / 1024), 1)} MB): CPU ${sign(s['paygo-traced'].cpuUsPerReq - s.paygo.cpuUsPerReq)} µs per request (${fmt(s['paygo-traced'].cpuUsPerReq)} vs ${fmt(s.paygo.cpuUsPerReq)}), added p50 at c=1 ${sign(s['paygo-traced'].addedP50c1Us - s.paygo.addedP50c1Us)} µs, RPS @32 ${fmt(s['paygo-traced'].rps32)} vs ${fmt(s.paygo.rps32)}; RSS idle ${fmt(mb(results.tracing.idle.rss), 1)} MB, peak ${fmt(mb(results.tracing.peak.hwm), 1)} MB (private ${fmt(mb(results.tracing.peak.anon), 1)} MB).`
+      : '',
+    s.paygo && (s['paygo-responses'] || s['paygo-messages'])
+      ? `Front doors (the same sidecar and route, same rounds), added to chat: ${(['paygo-responses', 'paygo-messages'] as const)
+          .filter((k) => s[k])
+          .map((k) => `${k.slice('paygo-'.length)} p50 @1 ${sign(s[k]!.addedP50c1Us - s.paygo!.addedP50c1Us)} µs, stream TTFB ${sign(s[k]!.streamTtfbP50Us - s.paygo!.streamTtfbP50Us)} µs, CPU ${sign(s[k]!.cpuUsPerReq - s.paygo!.cpuUsPerReq)} µs/req`)
+          .join('; ')}.`
       : '',
     s['node-proxy'] && s.nginx ? `Floor: the bare Node.js proxy reaches ${fmt((100 * s['node-proxy'].rps32) / s.nginx.rps32)}% of nginx's RPS and adds ${sign(s['node-proxy'].addedP50c1Us)} µs at p50 (c=1); paygo spends ${fmt(s.paygo ? s.paygo.cpuUsPerReq / s['node-proxy'].cpuUsPerReq : NaN, 1)}× its CPU per request.` : '',
     p?.measured
@@ -557,6 +578,9 @@ async function main(): Promise<void> {
     { name: 'paygo', what: 'paygo sidecar, openai-compatible route (metering + metrics on)', url: sc.url, model: 'bench', headers: {}, pids: scPid, expectedHits: 1, paced: pacedRoute(sc.url, 'bench') },
     { name: 'paygo-anthropic', what: 'paygo, Anthropic-translating route', url: sc.url, model: 'bench-anthropic', headers: {}, pids: scPid, expectedHits: 1, paced: pacedRoute(sc.url, 'bench-anthropic') },
     { name: 'paygo-failover', what: 'paygo, 3-target fallback route, first target fails (500)', url: sc.url, model: 'bench-failover', headers: {}, pids: scPid, expectedHits: 2 },
+    // The same route through the other front doors: what the Responses and Messages APIs add to chat.
+    { name: 'paygo-responses', what: 'paygo, the same route through POST /v1/responses', url: sc.url, model: 'bench', headers: {}, pids: scPid, expectedHits: 1, api: 'responses', paced: pacedRoute(sc.url, 'bench', 'responses') },
+    { name: 'paygo-messages', what: 'paygo, the same route through POST /v1/messages', url: sc.url, model: 'bench', headers: {}, pids: scPid, expectedHits: 1, api: 'messages', paced: pacedRoute(sc.url, 'bench', 'messages') },
   );
 
   // The same sidecar with tracing on (every request sampled: a span per request and per attempt),
@@ -592,13 +616,13 @@ async function main(): Promise<void> {
     }
   }
   // Warm-up (JIT, connection pools): not measured. 4 s lets V8 optimise the sidecar's whole path.
-  for (const t of active) await autocannon(`${t.url}/v1/chat/completions`, chatBody(t.model), t.headers, t.name === 'portkey' ? 2 : 4);
+  for (const t of active) await autocannon(urlOf(t), bodyOf(t), t.headers, t.name === 'portkey' ? 2 : 4);
   log(`warm; measuring ${active.map((t) => t.name).join(', ')}: ${ROUNDS} rounds`);
 
   const pacedTargets = PACED_GAPS_MS.length ? active.filter((t) => t.paced) : [];
   if (PACED_ONLY) {
     // The stream path warm too (the full run's stream phase does that before the paced rows).
-    for (const t of pacedTargets) await hrtime(`${t.url}/v1/chat/completions`, chatBody(t.model, true), t.headers, 300);
+    for (const t of pacedTargets) await hrtime(urlOf(t), bodyOf(t, true), t.headers, 300);
   }
   const rounds: Record<string, Sample[]> = {};
   const pacedRounds: Array<PacedResult & { round: number }> = [];
