@@ -389,6 +389,17 @@ function translateEvents(s: OpenStream, bytes: Uint8Array): ChatCompletionChunk[
   return out;
 }
 
+/**
+ * Whether the stream has something for the client: a translated chunk, or, passed through, an
+ * event the API says opens the answer (a thinking block is output the client wants as it comes,
+ * though it translates to no chat chunk).
+ */
+function committable(s: OpenStream, p: Passthrough | undefined): boolean {
+  if (s.pending.length > 0) return true;
+  const opens = p?.opensAnswer;
+  return s.events !== undefined && opens !== undefined && s.events.some(opens);
+}
+
 /** How the committed stream reaches the client: the door's encoding of the chunks, or the provider's own events. */
 function streamWriter(ctx: ChatContext, open: OpenStream): { push(chunks: ChatCompletionChunk[]): string; finish: StreamEncoder['finish']; fail: StreamEncoder['fail'] } {
   if (open.events) {
@@ -417,7 +428,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
         try {
           const s = openStream(target, tctx, res, dc, native, ctx.passthrough?.reader);
           // Nothing has reached the client yet: any failure until the first chunk can still fail over.
-          while (s.pending.length === 0 && !s.translator.finished) {
+          while (!committable(s, ctx.passthrough) && !s.translator.finished) {
             const next = await s.iterator.next();
             if (next.done) {
               s.upstreamDone = true;
@@ -425,7 +436,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
             }
             s.pending.push(...translateEvents(s, next.value));
           }
-          if (s.pending.length === 0 && !s.translator.finished) {
+          if (!committable(s, ctx.passthrough) && !s.translator.finished) {
             throw new UpstreamProtocolError(`${target.name} (${target.provider}) closed the stream before sending anything`);
           }
           return s;

@@ -8,12 +8,14 @@ import { withUsageCost, type CallerCost, type NativeStreamEncoder, type Passthro
  * A Messages request passed through to a provider that speaks the Messages API (anthropic,
  * vertex-anthropic): the client gets the provider's own answer, byte for byte but for
  * `usage.cost`, so everything the API has (thinking blocks, prompt caching, citations, stop
- * sequences…) reaches it. Stream events are written as they came, except `message_delta` (it
+ * sequences…) reaches it. The stream commits with the first content block, thinking included (a
+ * thinking model's first text can be seconds away; an error right after message_start still
+ * fails over). Stream events are written as they came, except `message_delta` (it
  * carries the final usage) and `message_stop`: they wait until the request is metered, and the
  * `message_delta` gets `usage.cost`.
  */
 export function messagesPassthrough(body: Readonly<Record<string, unknown>>, headers: Readonly<Record<string, string>>): Passthrough {
-  return { api: 'messages', body, headers, respond: withUsageCost, encoder: () => new MessagesPassthroughEncoder() };
+  return { api: 'messages', body, headers, respond: withUsageCost, encoder: () => new MessagesPassthroughEncoder(), opensAnswer: (ev) => ev.event === 'content_block_start' };
 }
 
 /** The Anthropic client headers a provider may see: the betas it asked for (never its key). */

@@ -84,6 +84,8 @@ export interface Passthrough {
   encoder(): NativeStreamEncoder;
   /** How the provider's answers are read for metering, when the adapter's chat readers do not speak this API. */
   readonly reader?: PassthroughReader;
+  /** An event that starts the answer, before any chat chunk exists: the stream commits on it. */
+  readonly opensAnswer?: (ev: SseEvent) => boolean;
 }
 
 /** Reads a passed-through API's answers into what metering and tracing need. */

@@ -144,6 +144,34 @@ describe('Messages API passthrough to a Messages-speaking target', () => {
     expect(line.estimated).toBe(false);
   });
 
+  it('stream at a model\'s pace: a thinking block reaches the client as it comes, before the provider has sent any text', async () => {
+    anthropic.respondWith(() => ({ kind: 'sse', frames: STREAM_FRAMES, frameDelayMs: 150 }));
+    try {
+      const before = anthropic.framesSent;
+      const res = await post(body('claude', { stream: true }), 'pt-thinking');
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      while (!text.includes('"thinking_delta"')) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      // Frame 7 is the first text delta: the client had the thinking long before it existed.
+      expect(anthropic.framesSent - before).toBeLessThan(7);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      expect(text.startsWith(STREAM_FRAMES.slice(0, 3).join(''))).toBe(true);
+      expect(text).toContain('event: message_stop');
+    } finally {
+      anthropic.respondWith(claude);
+    }
+  });
+
   it('a target that does not speak the Messages API gets the translation, and the client still a Message', async () => {
     const since = openai.requests.length;
     const res = await post({ model: 'gpt', max_tokens: 50, messages: [{ role: 'user', content: 'Hello there' }] }, 'pt-translated');
