@@ -11,11 +11,12 @@ import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
 import { admitChat, type BudgetGate } from './budget/admission.js';
 import { ChatRequestSchema, EmbeddingsRequestSchema, type ChatCompletion, type ChatRequest } from './openai-schema.js';
 import { chatDoor } from './apis/chat-completions.js';
-import { anthropicError, messagesDoor, parseCountTokensRequest, parseMessagesRequest } from './apis/messages.js';
+import { anthropicError, messagesDoor, messagesPassthroughDoor, parseCountTokensRequest, parseMessagesRequest } from './apis/messages.js';
+import { countableMessagesRequest, onlyNativeCanAnswer } from './apis/messages-passthrough.js';
 import { countPromptTokens } from './metering/tokens.js';
 import { ResponseStore } from './apis/response-store.js';
 import { deleteStoredResponse, getStoredResponse, parseResponsesRequest, responsesDoor, responsesPassthroughDoor } from './apis/responses.js';
-import { countableChatRequest } from './apis/responses-passthrough.js';
+import { countableResponsesRequest } from './apis/responses-passthrough.js';
 import type { FrontDoor } from './apis/types.js';
 import { UpstreamHttpError, UpstreamProtocolError } from './providers/errors.js';
 import { ResponseCache } from './response-cache.js';
@@ -287,7 +288,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
       const body = request.body as Record<string, unknown>;
       if (!(err instanceof ApiError) || !PASSTHROUGH_ONLY.has(err.code) || typeof body.model !== 'string') throw err;
       if (!resolve(body.model, request).targets.some((t) => t.adapter.nativeApis?.includes('responses'))) throw err;
-      return serveChat(request, reply, responsesPassthroughDoor(body, err), countableChatRequest(body, err));
+      return serveChat(request, reply, responsesPassthroughDoor(body, err), countableResponsesRequest(body, err));
     }
     return serveChat(request, reply, responsesDoor(turn), turn.chat);
   });
@@ -298,7 +299,17 @@ export function buildApp(o: AppOptions): FastifyInstance {
   // are accepted and never forwarded, as the OpenAI key is; anthropic-beta reaches anthropic
   // targets when the request passes through.
   app.post('/v1/messages', async (request, reply) => {
-    const turn = parseMessagesRequest(request.body);
+    let turn;
+    try {
+      turn = parseMessagesRequest(request.body);
+    } catch (err) {
+      // What only a Messages-speaking provider can take (documents, server tools, …) passes
+      // through to the route's anthropic and vertex-anthropic targets, if it has any.
+      const body = request.body as Record<string, unknown>;
+      if (!(err instanceof ApiError) || !onlyNativeCanAnswer(err) || typeof body.model !== 'string' || typeof body.max_tokens !== 'number') throw err;
+      if (!resolve(body.model, request).targets.some((t) => t.adapter.nativeApis?.includes('messages'))) throw err;
+      return serveChat(request, reply, messagesPassthroughDoor(body, request.headers, err), countableMessagesRequest(body, err));
+    }
     return serveChat(request, reply, messagesDoor(turn, request.body as Record<string, unknown>, request.headers), turn.chat);
   });
   app.post('/v1/messages/count_tokens', async (request, reply) => {

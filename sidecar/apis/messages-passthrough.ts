@@ -2,6 +2,9 @@ import { isPlainObject } from '../json-values.js';
 import { sseEvent, type SseEvent } from '../sse.js';
 import type { Usage } from '../usage.js';
 import { errorEvent } from './messages-stream.js';
+import type { ApiError } from '../errors.js';
+import type { ChatRequest } from '../openai-schema.js';
+import { countableChatRequest } from './countable.js';
 import { withUsageCost, type CallerCost, type NativeStreamEncoder, type Passthrough, type StreamFailure } from './types.js';
 
 /**
@@ -60,4 +63,21 @@ class MessagesPassthroughEncoder implements NativeStreamEncoder {
   fail(failure: StreamFailure): string {
     return errorEvent(failure);
   }
+}
+
+/**
+ * Where a refused Messages request names what only a provider speaking the Messages API can take:
+ * a content block, tool or image source type it does not translate (documents, server tools,
+ * Files API images), or remote MCP servers.
+ */
+const ONLY_NATIVE = /^(tools\.\d+\.type|messages\.\d+\.content\.\d+(\.content\.\d+)?\.type|.*\.source\.type|mcp_servers)$/;
+
+/** True when `err` refused the request for something a Messages-speaking provider can take as is. */
+export function onlyNativeCanAnswer(err: ApiError): boolean {
+  return err.status === 400 && err.param !== null && ONLY_NATIVE.test(err.param);
+}
+
+/** What limits and budgets see of a Messages request that passes through (countable.ts). */
+export function countableMessagesRequest(body: Readonly<Record<string, unknown>>, reason: ApiError): ChatRequest {
+  return countableChatRequest(body, [body.system, body.messages], body.max_tokens, reason);
 }

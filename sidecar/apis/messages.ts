@@ -332,3 +332,25 @@ export function messagesDoor(turn: MessagesTurn, body: Readonly<Record<string, u
     headers: (requestId) => ({ 'request-id': requestId }),
   };
 }
+
+/**
+ * A Messages request only a Messages-speaking provider can answer (`reason`: why it cannot be
+ * translated): passed through to the route's anthropic and vertex-anthropic targets, the others
+ * skipped with `reason`.
+ */
+export function messagesPassthroughDoor(body: Readonly<Record<string, unknown>>, clientHeaders: Readonly<Record<string, string | string[] | undefined>>, reason: ApiError): FrontDoor {
+  return {
+    api: 'messages',
+    passthrough: messagesPassthrough(body, forwardedHeaders(clientHeaders)),
+    passthroughOnly: reason,
+    // Every answer is the provider's own (the door's translation is never reached).
+    encoder: () => {
+      throw reason;
+    },
+    respond: () => {
+      throw reason;
+    },
+    error: (err) => anthropicError(err),
+    headers: (requestId) => ({ 'request-id': requestId }),
+  };
+}

@@ -6,6 +6,7 @@ import { sseEvent, type SseEvent } from '../sse.js';
 import type { Usage } from '../usage.js';
 import { withUsageCost, type CallerCost, type NativeStreamEncoder, type Passthrough, type PassthroughReader, type StreamFailure } from './types.js';
 import type { ApiError } from '../errors.js';
+import { countableChatRequest } from './countable.js';
 
 /**
  * A Responses request only OpenAI itself can answer — hosted tools (web search, file search,
@@ -20,30 +21,9 @@ export function responsesPassthrough(body: Readonly<Record<string, unknown>>): P
   return { api: 'responses', body, headers: {}, respond: withUsageCost, encoder: () => new ResponsesPassthroughEncoder(), reader: RESPONSES_READER };
 }
 
-/**
- * What the route's limits, budget admission and token estimates see of a request that passes
- * through: its text, as one user message (hosted tools add what they find; that is metered from
- * the provider's usage, not estimated here).
- */
-export function countableChatRequest(body: Readonly<Record<string, unknown>>, reason: ApiError): ChatRequest {
-  const texts: string[] = [];
-  collectText(body.instructions, texts);
-  collectText(body.input, texts);
-  const maxOutput = body.max_output_tokens;
-  return {
-    model: typeof body.model === 'string' ? body.model : '',
-    messages: [{ role: 'user', content: texts.join('\n') || reason.message }],
-    ...(body.stream === true && { stream: true }),
-    ...(typeof maxOutput === 'number' && Number.isInteger(maxOutput) && maxOutput > 0 && { max_completion_tokens: maxOutput }),
-  };
-}
-
-function collectText(v: unknown, out: string[]): void {
-  if (typeof v === 'string') out.push(v);
-  else if (Array.isArray(v)) for (const item of v) collectText(item, out);
-  else if (isPlainObject(v)) {
-    for (const key of ['text', 'content', 'output', 'arguments'] as const) collectText(v[key], out);
-  }
+/** What limits and budgets see of a Responses request that passes through (see countable.ts). */
+export function countableResponsesRequest(body: Readonly<Record<string, unknown>>, reason: ApiError): ChatRequest {
+  return countableChatRequest(body, [body.instructions, body.input], body.max_output_tokens, reason);
 }
 
 

@@ -172,6 +172,31 @@ describe('Messages API passthrough to a Messages-speaking target', () => {
     }
   });
 
+  it('what only a Messages-speaking provider can take (a PDF document, a server tool) passes through there, and is refused elsewhere naming the field', async () => {
+    const pdf = {
+      model: 'claude',
+      max_tokens: 200,
+      messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0xLjQK' } }, { type: 'text', text: 'Summarise.' }] }],
+      tools: [{ type: 'web_search_20250305', name: 'web_search', max_uses: 2 }],
+    };
+    const since = anthropic.requests.length;
+    const res = await post(pdf, 'pt-document');
+    expect(res.status).toBe(200);
+    const provider = JSON.parse(NON_STREAM) as { usage: object };
+    const line = await sidecar.usageLine('pt-document');
+    expect(await res.json()).toEqual({ ...provider, usage: { ...provider.usage, cost: Number(line.costUsd) } });
+    expect(anthropic.requests.slice(since).map((r) => r.body)).toEqual([{ ...pdf, model: 'claude-sonnet-4-5-20250929' }]);
+
+    const o = openai.requests.length;
+    const refused = await post({ ...pdf, model: 'gpt' }, 'pt-document-refused');
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toEqual({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: expect.stringMatching(/^messages\.0\.content\.0\.type: Content block type "document" is not supported/) },
+    });
+    expect(openai.requests.length).toBe(o);
+  });
+
   it('a target that does not speak the Messages API gets the translation, and the client still a Message', async () => {
     const since = openai.requests.length;
     const res = await post({ model: 'gpt', max_tokens: 50, messages: [{ role: 'user', content: 'Hello there' }] }, 'pt-translated');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { countableChatRequest, responsesPassthrough } from '../../../sidecar/apis/responses-passthrough.js';
+import { countableResponsesRequest, responsesPassthrough } from '../../../sidecar/apis/responses-passthrough.js';
 import { invalidRequest } from '../../../sidecar/errors.js';
 import { UpstreamStreamError } from '../../../sidecar/providers/errors.js';
 import type { TargetContext } from '../../../sidecar/providers/types.js';
@@ -9,7 +9,7 @@ const ctx: TargetContext = { model: 'gpt-4.1', baseURL: 'http://x/v1', apiKey: '
 const reason = invalidRequest('The tool type "web_search" is not supported.', 'tools.0.type', 'unsupported_parameter');
 const ev = (type: string, data: object): SseEvent => ({ event: type, data: JSON.stringify({ type, ...data }) });
 
-describe('countableChatRequest: what limits and budgets see of a request that passes through', () => {
+describe('countableResponsesRequest: what limits and budgets see of a request that passes through', () => {
   it('the instructions and every text of the input as one user message, the output cap and stream kept', () => {
     const body = {
       model: 'search',
@@ -22,7 +22,7 @@ describe('countableChatRequest: what limits and budgets see of a request that pa
       max_output_tokens: 300,
       stream: true,
     };
-    expect(countableChatRequest(body, reason)).toEqual({
+    expect(countableResponsesRequest(body, reason)).toEqual({
       model: 'search',
       messages: [{ role: 'user', content: 'Be brief.\nfirst\ntool said' }],
       stream: true,
@@ -31,7 +31,7 @@ describe('countableChatRequest: what limits and budgets see of a request that pa
   });
 
   it('an input without text still counts as something (the refusal reason), never an empty prompt', () => {
-    expect(countableChatRequest({ model: 'm', input: [{ type: 'item_reference', id: 'x' }] }, reason).messages).toEqual([{ role: 'user', content: reason.message }]);
+    expect(countableResponsesRequest({ model: 'm', input: [{ type: 'item_reference', id: 'x' }] }, reason).messages).toEqual([{ role: 'user', content: reason.message }]);
   });
 });
 
