@@ -118,6 +118,43 @@ describe('a stream that ends cleanly before its end marker', () => {
   });
 });
 
+describe('a stream cut early, on the other APIs: each ends with its own error event, the usage estimated', () => {
+  const post = (path: string, body: unknown, requestId: string) =>
+    fetch(`${sidecar.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': requestId }, body: JSON.stringify(body) });
+  const events = (text: string) =>
+    text
+      .split('\n\n')
+      .filter(Boolean)
+      .map((f) => ({ event: /^event: (.*)$/m.exec(f)?.[1], data: JSON.parse(/^data: (.*)$/m.exec(f)![1]!) as Record<string, unknown> }));
+
+  it('/v1/responses: response.failed with upstream_stream_error, never response.completed, nothing stored', async () => {
+    a.fault({ kind: 'end', afterFrames: 3 });
+    const res = await post('/v1/responses', { model: 'single', stream: true, input: 'one two three four five' }, 'cut-responses');
+    expect(res.status).toBe(200);
+    const got = events(await res.text());
+    expect(got.map((e) => e.event)).not.toContain('response.completed');
+    const last = got.at(-1)!;
+    expect(last.event).toBe('response.failed');
+    const response = last.data.response as { id: string; status: string; error: { code: string; message: string } };
+    expect(response.status).toBe('failed');
+    expect(response.error.code).toBe('upstream_stream_error');
+    expect((await fetch(`${sidecar.url}/v1/responses/${response.id}`)).status).toBe(404);
+    expect(await sidecar.usageLine('cut-responses')).toMatchObject({ api: 'responses', target: 'a', outcome: 'stream_error', estimated: true });
+  });
+
+  it('/v1/messages: an error event, never message_stop', async () => {
+    a.fault({ kind: 'end', afterFrames: 3 });
+    const res = await post('/v1/messages', { model: 'single', max_tokens: 50, stream: true, messages: [{ role: 'user', content: 'one two three four five' }] }, 'cut-messages');
+    expect(res.status).toBe(200);
+    const got = events(await res.text());
+    expect(got.map((e) => e.event)).not.toContain('message_stop');
+    expect(got.at(-1)).toEqual({ event: 'error', data: { type: 'error', error: { type: 'api_error', message: expect.stringMatching(/ended the stream early/) } } });
+    const line = await sidecar.usageLine('cut-messages');
+    expect(line).toMatchObject({ api: 'messages', target: 'a', outcome: 'stream_error', estimated: true });
+    expect((line.tokens as { output: number }).output).toBeGreaterThan(0);
+  });
+});
+
 describe('a client that reads slowly', () => {
   it('holds the provider back (back-pressure end to end) and then delivers every chunk, in order', async () => {
     const FRAMES = 40_000;
