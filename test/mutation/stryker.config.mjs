@@ -34,6 +34,8 @@ export default {
   htmlReporter: { fileName: `${dir}/report.html` },
   jsonReporter: { fileName: `${dir}/report.json` },
   tempDirName: `${dir}/tmp`,
+  // Other runs' sandboxes and reports live under .paygo: never copy them into this one's.
+  ignorePatterns: ['/.paygo'],
   concurrency: Number(process.env.MUTATION_CONCURRENCY ?? 2),
   timeoutMS: 20_000,
   thresholds: { high: 90, low: 80, break: null },
