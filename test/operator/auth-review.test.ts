@@ -28,15 +28,17 @@ function authenticator(o: { cacheTtlMs?: number; maxCacheEntries?: number } = {}
 }
 
 /** An authenticator whose TokenReviews answer `status` (what the fake API server cannot say); pods come from the fake. */
-function reviewing(status: V1TokenReviewStatus | undefined, core: CoreV1Api = kube.kubeConfig().makeApiClient(CoreV1Api)): { auth: TokenAuthenticator; tokens: string[] } {
+function reviewing(status: V1TokenReviewStatus | undefined, core: CoreV1Api = kube.kubeConfig().makeApiClient(CoreV1Api)): { auth: TokenAuthenticator; tokens: string[]; bodies: V1TokenReview[] } {
   const tokens: string[] = [];
+  const bodies: V1TokenReview[] = [];
   const api = {
     createTokenReview: async ({ body }: { body: V1TokenReview }): Promise<V1TokenReview> => {
       tokens.push(body.spec.token!);
+      bodies.push(body);
       return { ...body, status };
     },
   } as unknown as AuthenticationV1Api;
-  return { auth: new TokenAuthenticator(api, core, { now: clock.nowMs }), tokens };
+  return { auth: new TokenAuthenticator(api, core, { now: clock.nowMs }), tokens, bodies };
 }
 
 const sa = (extra: Record<string, string[]> = { 'authentication.kubernetes.io/pod-name': ['app-1'], 'authentication.kubernetes.io/pod-uid': ['uid-1'] }, username = 'system:serviceaccount:team-a:chat') => ({
@@ -67,9 +69,23 @@ describe('TokenAuthenticator: what a TokenReview may answer', () => {
   });
 
   it('sends the token itself for review, asking for audience paygo', async () => {
-    const { auth, tokens } = reviewing(sa());
+    const { auth, tokens, bodies } = reviewing(sa());
     expect(await auth.authenticate('Bearer a.b-c_d')).toEqual({ namespace: 'team-a', serviceAccount: 'chat', podName: 'app-1', podUid: 'uid-1', labels: { app: 'chat' } });
     expect(tokens).toEqual(['a.b-c_d']);
+    expect(bodies).toEqual([{ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: 'a.b-c_d', audiences: ['paygo'] } }]);
+  });
+
+  it('a pod read without metadata is a pod that no longer exists (403)', async () => {
+    const core = { readNamespacedPod: async () => ({}) } as unknown as CoreV1Api;
+    expect(await refusal(reviewing(sa(), core).auth, 'Bearer t')).toEqual({ status: 403, message: 'pod team-a/app-1 no longer exists', name: 'AuthError' });
+  });
+
+  it('without options it reads the real clock', async () => {
+    const kc = kube.kubeConfig();
+    const auth = new TokenAuthenticator(kc.makeApiClient(AuthenticationV1Api), kc.makeApiClient(CoreV1Api));
+    expect((await auth.authenticate('Bearer tok-1')).podUid).toBe('uid-1');
+    await auth.authenticate('Bearer tok-1');
+    expect(reviews()).toHaveLength(1);
   });
 
   it('a review without a status, or not authenticated and without an error, is "token rejected"', async () => {

@@ -125,3 +125,17 @@ describe('TargetTotals: reports of several routes and targets, and the bound', (
     expect(totals.totals('ns', 'r', 'x')).toEqual({ requests: 10, successes: 9, errors: 1, costNano: 100n });
   });
 });
+
+describe('TargetTotals: past the bound', () => {
+  it('a folded process that reports again counts anew: its earlier part stays counted (why the bound is far above a route\'s sidecar count)', () => {
+    const totals = new TargetTotals(2);
+    totals.report('ns', 'pod-a', report('b', 2, '20'));
+    totals.report('ns', 'pod-b', report('b', 3, '30'));
+    expect(totals.totals('ns', 'r', 't').requests).toBe(5); // two processes: the bound, nothing folded
+    totals.report('ns', 'pod-a', report('b', 4, '40'));
+    expect(totals.totals('ns', 'r', 't').requests).toBe(7);
+    totals.report('ns', 'pod-c', report('b', 1, '10')); // b (least recent) is folded: 3 kept
+    totals.report('ns', 'pod-b', report('b', 5, '50')); // b again: 3 + 5; a (4) folded now
+    expect(totals.totals('ns', 'r', 't')).toEqual({ requests: 13, successes: 9, errors: 4, costNano: 130n });
+  });
+});
