@@ -38,6 +38,18 @@ describe('desiredRouteStatus', () => {
     expect(desiredRouteStatus(ok, raw({ generation: 4 }), synced(0), NOW)).toMatchObject({ observedGeneration: 4 });
   });
 
+  it('an invalid route: each condition says why, and nothing about sidecars', () => {
+    const bad = raw({ generation: 3 });
+    (bad.spec as { targets: Array<Record<string, unknown>> }).targets[0]!.provider = 'nope';
+    const s = desiredRouteStatus(ok, bad, synced(2, 2), NOW, () => ({ requests: 1, successes: 1, errors: 0, costNano: 1n }));
+    expect(s.conditions.map((c) => [c.type, c.status, c.reason, c.type === 'Accepted' ? undefined : c.message, c.observedGeneration])).toEqual([
+      ['Accepted', 'False', 'Invalid', undefined, 3],
+      ['Ready', 'False', 'Invalid', 'the route is invalid and is not sent to sidecars', 3],
+      ['ResolvedRefs', 'False', 'Invalid', 'the route is invalid', 3],
+    ]);
+    expect(s.targets).toBeUndefined();
+  });
+
   it('a NACK without a reason still says how many rejected, with no dangling text', () => {
     expect(ready(desiredRouteStatus(ok, raw(), synced(3, 1, 2), NOW))).toMatchObject({ status: 'False', reason: 'SidecarRejected', message: '2 of 3 sidecars rejected the configuration:' });
   });
