@@ -45,7 +45,7 @@ const u = (inputTokens: number, outputTokens: number, cacheReadTokens = 0, cache
 
 /** Stream events of the fake adapter: a chunk, usage, the response model, the end, an error event. */
 const ev = {
-  chunk: (content: string, o: { model?: string; finish?: string; tools?: Array<{ name?: string; arguments?: string }> } = {}) =>
+  chunk: (content: string | null, o: { model?: string; finish?: string; tools?: Array<{ name?: string; arguments?: string } | null> } = {}) =>
     `data: ${JSON.stringify({
       chunk: {
         id: 'c1',
@@ -55,7 +55,7 @@ const ev = {
         choices: [
           {
             index: 0,
-            delta: { content, ...(o.tools ? { tool_calls: o.tools.map((f, index) => ({ index, function: f })) } : {}) },
+            delta: { ...(content === null ? {} : { content }), ...(o.tools ? { tool_calls: o.tools.map((f, index) => (f ? { index, function: f } : { index })) } : {}) },
             finish_reason: o.finish ?? null,
           },
         ],
@@ -129,7 +129,7 @@ function scripted(answers: Answer[]): Scripted {
       if (a instanceof Error) throw a;
       if (a === 'hang') return new Promise((_, reject) => opts.signal.onAbort(() => reject(opts.signal.reason)));
       if (a.readable) return { status: a.status ?? 200, headers: a.headers ?? {}, body: a.readable };
-      const state = { pulled: 0, completed: false, returned: true };
+      const state = { pulled: 0, completed: false, returned: false };
       t.bodies.push(state);
       const steps = a.body ?? [];
       async function* body() {
@@ -582,6 +582,12 @@ describe('completeChat', () => {
     expect(h.records[0]).toMatchObject({ outcome: 'client_error', status: 400, errorType: 'upstream_400', target: 'a', attempts: 1 });
   });
 
+  it('an error body that cannot be read: the status alone says enough', async () => {
+    const adapter = fakeAdapter({ errorInfo: (body) => ({ message: body || undefined, code: undefined, type: undefined }) });
+    const h = harness(testRoute([target('a', scripted([{ status: 400, body: ['{"err', new Error('reset')] }]), { adapter })]));
+    expect((await failure(completeChat(h.ctx, h.deps))).message).toBe('a (openai-compatible) answered 400: HTTP 400');
+  });
+
   it('an error body over 1 MiB is not read: the status alone says enough', async () => {
     const big = json({ error: { message: 'x'.repeat(1024 * 1024), code: 'huge' } });
     const h = harness(testRoute([target('a', scripted([{ status: 400, readable: Readable.from([Buffer.from(big)]) }]))]));
@@ -780,6 +786,12 @@ describe('passthrough', () => {
 });
 
 describe('serveCached', () => {
+  it('without a trace', () => {
+    const h = harness(testRoute([]));
+    expect(serveCached(h.ctx, h.deps, { target: 'a', provider: 'openai', responseModel: 'gpt-x' } as never)['x-paygo-cache']).toBe('hit');
+    expect(h.records).toHaveLength(1);
+  });
+
   it('answers from the cache: no cost, metered as a hit with its response model', () => {
     const trace = fakeTrace();
     const h = harness(testRoute([]), { result: { costNano: 0n, priced: true }, ctx: { trace: trace as unknown as RequestTrace, api: 'messages' } });
@@ -800,11 +812,28 @@ describe('serveCached', () => {
 });
 
 /** The ChatStreamEncoder's SSE text of a chunk as the fake adapter sent it. */
-const sseChunk = (content: string, o: Parameters<typeof ev.chunk>[1] = {}) => ev.chunk(content, o).replace(/^data: /, '').trim();
-const chunkOf = (content: string, o: Parameters<typeof ev.chunk>[1] = {}) => (JSON.parse(sseChunk(content, o)) as { chunk: ChatCompletionChunk }).chunk;
+const sseChunk = (content: string | null, o: Parameters<typeof ev.chunk>[1] = {}) => ev.chunk(content, o).replace(/^data: /, '').trim();
+const chunkOf = (content: string | null, o: Parameters<typeof ev.chunk>[1] = {}) => (JSON.parse(sseChunk(content, o)) as { chunk: ChatCompletionChunk }).chunk;
 const data = (v: unknown) => `data: ${typeof v === 'string' ? v : json(v)}\n\n`;
 
 describe('streamChat', () => {
+  // Tokenizes differently in cl100k_base (gpt-4) and o200k_base (the default).
+  const TEXT = 'Привет, как дела? 日本語のテキストも少し。';
+
+  it('the committed stream outlives the route\'s deadline (that is for the first byte only)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    let signal: { aborted: boolean } | undefined;
+    const t = scripted([{ body: [ev.chunk('one'), () => vi.advanceTimersByTime(10_000), () => { if (signal!.aborted) throw new TransportError('timeout', 'upstream timed out'); }, ev.chunk('two'), ev.done()] }]);
+    const send = t.send.bind(t);
+    t.send = async (req, opts) => {
+      signal = opts.signal;
+      return send(req, opts);
+    };
+    const h = harness(testRoute([target('a', t)], { attempts: 1, totalTimeoutMs: 5000 }), { req: { stream: true } });
+    expect(await streamChat(h.ctx, h.deps)).toMatchObject({ outcome: 'success' });
+    expect(signal!.aborted).toBe(false);
+  });
+
   it('commits on the first chunk: head, chunks, usage with the cost, [DONE]; ttft and duration by the clock', async () => {
     let h!: ReturnType<typeof harness>;
     const tr = scripted([
@@ -891,9 +920,13 @@ describe('streamChat', () => {
   });
 
   it('before the commit a failure is metered and thrown like a non-stream one; nothing was written', async () => {
-    const a = scripted([{ body: [] }]);
-    const h = harness(testRoute([target('a', a)], { attempts: 1 }), { req: { stream: true } });
+    let h!: ReturnType<typeof harness>;
+    const a = scripted([{ body: [() => (h.clock.t = 1_450)] }]);
+    const trace = fakeTrace();
+    h = harness(testRoute([target('a', a)], { attempts: 1 }), { req: { stream: true }, ctx: { trace: trace as unknown as RequestTrace } });
     const err = await failure(streamChat(h.ctx, h.deps));
+    expect(h.records[0]!.durationMs).toBe(450);
+    expect(trace.finished.map((f) => f.end)).toEqual([{ error: err }]);
     expect(err.message).toBe('Every target of route "r" failed after 1 attempt: a (openai-compatible) closed the stream before sending anything');
     expect(h.records[0]).toMatchObject({ target: 'a', outcome: 'upstream_error', status: 502, stream: true });
     expect(h.res.status).toBeUndefined();
@@ -912,15 +945,16 @@ describe('streamChat', () => {
 
   it('after the commit an error event becomes the stream\'s error event: no failover, usage estimated', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    const a = scripted([{ body: [ev.chunk('partial answer'), ev.error('model crashed', 'server_error'), ev.chunk('never')] }]);
+    const a = scripted([{ body: [ev.chunk(TEXT), ev.chunk(null, { tools: [null] }), ev.error('model crashed', 'server_error'), ev.chunk('never')] }]);
     const b = scripted([]);
     const h = harness(testRoute([target('a', a, { model: 'gpt-4' }), target('b', b)], { attempts: 1 }), { req: { stream: true }, result: { costNano: 5n, priced: true } });
     const rec = await streamChat(h.ctx, h.deps);
     expect(b.sent).toHaveLength(0);
-    expect(h.res.body).toBe(data(chunkOf('partial answer')) + data({ error: { message: 'model crashed', type: 'server_error', param: null, code: 'upstream_stream_error' } }));
-    const est = u(await countPromptTokens(h.ctx.req, 'gpt-4'), await countTextTokens('partial answer', 'gpt-4'));
+    expect(h.res.body).toBe(data(chunkOf(TEXT)) + data(chunkOf(null, { tools: [null] })) + data({ error: { message: 'model crashed', type: 'server_error', param: null, code: 'upstream_stream_error' } }));
+    const est = u(await countPromptTokens(h.ctx.req, 'gpt-4'), await countTextTokens(TEXT, 'gpt-4'));
+    expect(est.outputTokens).not.toBe(await countTextTokens(TEXT, 'bot'));
     expect(rec).toMatchObject({ outcome: 'stream_error', status: 200, errorType: 'server_error', usage: est, estimated: true, target: 'a' });
-    expect(a.bodies[0]).toEqual({ pulled: 2, completed: false, returned: true });
+    expect(a.bodies[0]).toEqual({ pulled: 3, completed: false, returned: true });
     expect(vi.getTimerCount()).toBe(0);
     expect(h.signal.listenerCount('abort')).toBe(0);
   });
@@ -1042,6 +1076,7 @@ describe('streamChat', () => {
     await new Promise((r) => setImmediate(r));
     h2.res.emit('close');
     expect((await p2).outcome).toBe('success');
+    expect(h2.res.listenerCount('drain')).toBe(0);
 
     // the client leaves while the write waits
     const c = scripted([{ body: [ev.chunk('one'), ev.chunk('two'), ev.done()] }]);
