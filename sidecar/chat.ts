@@ -11,13 +11,12 @@ import { safeCode } from './providers/redact.js';
 import { dispatch, type DispatchOptions } from './router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { upstreamRetryAfter } from './router/strategy.js';
-import { SseParser } from './sse.js';
+import { SseParser, type SseEvent } from './sse.js';
 import type { CachedResponse } from './response-cache.js';
 import { readAll, readBody, TransportError, type UpstreamResponse } from './transport.js';
 import { usageToOpenAI, type Usage } from './usage.js';
 import { ChatStreamEncoder } from './apis/chat-completions.js';
 import { costField, type ApiName, type CallerCost, type Passthrough, type PassthroughReader, type StreamEncoder } from './apis/types.js';
-import type { SseEvent } from './sse.js';
 import { completionFinishReasons, completionMessages, type RequestTrace, type TracedOutput } from './tracing.js';
 
 export interface ChatContext {
