@@ -1,8 +1,7 @@
-import type { ApiError } from '../errors.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '../openai-schema.js';
 import { sseData } from '../sse.js';
 import { usageToOpenAI, type Usage } from '../usage.js';
-import { costField, type CallerCost, type FrontDoor, type StreamEncoder, type StreamFailure } from './types.js';
+import { costField, openAIErrorAnswer, type CallerCost, type FrontDoor, type StreamEncoder, type StreamFailure } from './types.js';
 
 /**
  * Chat Completions' own stream: the chunks as they are, then (stream_options.include_usage) one
@@ -43,6 +42,6 @@ export function chatDoor(req: ChatRequest): FrontDoor {
     api: 'chat',
     encoder: () => new ChatStreamEncoder(req.stream_options?.include_usage === true),
     respond: (completion: ChatCompletion) => completion,
-    error: (err: ApiError) => ({ status: err.status, body: err.toJSON() }),
+    error: openAIErrorAnswer,
   };
 }

@@ -15,7 +15,7 @@ import {
 } from './messages-schema.js';
 import { MessagesStreamEncoder } from './messages-stream.js';
 import { anthropicUsage, messageId, stopReason, toolUseId, type AnthropicContentBlock, type AnthropicErrorBody, type AnthropicMessage } from './messages-wire.js';
-import type { CallerCost, FrontDoor, StreamEncoder } from './types.js';
+import { passthroughOnlyDoor, type CallerCost, type FrontDoor, type StreamEncoder } from './types.js';
 import { forwardedHeaders, messagesPassthrough } from './messages-passthrough.js';
 
 export type { AnthropicContentBlock, AnthropicErrorBody, AnthropicMessage, AnthropicStopReason, AnthropicTextBlock, AnthropicToolUseBlock, AnthropicUsage } from './messages-wire.js';
@@ -323,15 +323,20 @@ export function anthropicError(err: ApiError, requestId?: string): { status: num
  */
 export function messagesDoor(turn: MessagesTurn, body: Readonly<Record<string, unknown>>, clientHeaders: Readonly<Record<string, string | string[] | undefined>>): FrontDoor {
   return {
-    api: 'messages',
+    ...MESSAGES_SHAPE,
     passthrough: messagesPassthrough(body, forwardedHeaders(clientHeaders)),
     encoder: () => turn.encoder(),
     respond: (completion, usage, cost) => turn.respond(completion, usage, cost),
-    error: (err) => anthropicError(err),
-    // Anthropic's clients log and report this header.
-    headers: (requestId) => ({ 'request-id': requestId }),
   };
 }
+
+/** How every Messages answer looks besides its body: Anthropic's error shape and request-id header. */
+const MESSAGES_SHAPE: Pick<FrontDoor, 'api' | 'error' | 'headers'> = {
+  api: 'messages',
+  error: (err) => anthropicError(err),
+  // Anthropic's clients log and report this header.
+  headers: (requestId) => ({ 'request-id': requestId }),
+};
 
 /**
  * A Messages request only a Messages-speaking provider can answer (`reason`: why it cannot be
@@ -339,18 +344,5 @@ export function messagesDoor(turn: MessagesTurn, body: Readonly<Record<string, u
  * skipped with `reason`.
  */
 export function messagesPassthroughDoor(body: Readonly<Record<string, unknown>>, clientHeaders: Readonly<Record<string, string | string[] | undefined>>, reason: ApiError): FrontDoor {
-  return {
-    api: 'messages',
-    passthrough: messagesPassthrough(body, forwardedHeaders(clientHeaders)),
-    passthroughOnly: reason,
-    // Every answer is the provider's own (the door's translation is never reached).
-    encoder: () => {
-      throw reason;
-    },
-    respond: () => {
-      throw reason;
-    },
-    error: (err) => anthropicError(err),
-    headers: (requestId) => ({ 'request-id': requestId }),
-  };
+  return passthroughOnlyDoor(MESSAGES_SHAPE, messagesPassthrough(body, forwardedHeaders(clientHeaders)), reason);
 }

@@ -7,7 +7,7 @@ import { checkRequest, idForMessage, responseFormat, textEcho, translateInput, t
 import { finalResponse, messageItem, outputMessages, type EchoFields, type ResponseContext } from './responses-output.js';
 import { ResponsesStreamEncoder } from './responses-stream.js';
 import type { FunctionCallItem, OutputItem, ResponseObject } from './responses-types.js';
-import type { CallerCost, FrontDoor, StreamEncoder } from './types.js';
+import { openAIErrorAnswer, passthroughOnlyDoor, type CallerCost, type FrontDoor, type StreamEncoder } from './types.js';
 import { responsesPassthrough } from './responses-passthrough.js';
 
 /**
@@ -192,7 +192,7 @@ export function responsesDoor(turn: ResponsesTurn): FrontDoor {
     api: 'responses',
     encoder: () => turn.encoder(),
     respond: (completion, usage, cost) => turn.respond(completion, usage, cost),
-    error: (err) => ({ status: err.status, body: err.toJSON() }),
+    error: openAIErrorAnswer,
   };
 }
 
@@ -201,17 +201,5 @@ export function responsesDoor(turn: ResponsesTurn): FrontDoor {
  * translated): passed through to those targets, the others skipped with `reason`.
  */
 export function responsesPassthroughDoor(body: Readonly<Record<string, unknown>>, reason: ApiError): FrontDoor {
-  return {
-    api: 'responses',
-    passthrough: responsesPassthrough(body),
-    passthroughOnly: reason,
-    // Every answer is the provider's own (the door's translation is never reached).
-    encoder: () => {
-      throw reason;
-    },
-    respond: () => {
-      throw reason;
-    },
-    error: (err) => ({ status: err.status, body: err.toJSON() }),
-  };
+  return passthroughOnlyDoor({ api: 'responses', error: openAIErrorAnswer }, responsesPassthrough(body), reason);
 }

@@ -3,6 +3,7 @@ import type { ChatCompletion, ChatCompletionChunk } from '../openai-schema.js';
 import type { Usage } from '../usage.js';
 import type { NativeApi, StreamTranslator, TargetContext } from '../providers/types.js';
 import type { SseEvent } from '../sse.js';
+import { isPlainObject } from '../json-values.js';
 
 /**
  * The client APIs the sidecar serves. Every one of them meets the router and the adapters
@@ -96,10 +97,26 @@ export interface PassthroughReader {
 
 /** The provider's own answer with `usage.cost` added (the body is not otherwise touched). */
 export function withUsageCost(native: unknown, cost: CallerCost): unknown {
-  if (native === null || typeof native !== 'object' || Array.isArray(native)) return native;
-  const body = native as Record<string, unknown>;
-  const usage = body.usage !== null && typeof body.usage === 'object' && !Array.isArray(body.usage) ? body.usage : {};
-  return { ...body, usage: { ...usage, ...costField(cost) } };
+  if (!isPlainObject(native)) return native;
+  const usage = isPlainObject(native.usage) ? native.usage : {};
+  return { ...native, usage: { ...usage, ...costField(cost) } };
+}
+
+/** An error in OpenAI's shape, the status kept (Chat Completions and Responses). */
+export function openAIErrorAnswer(err: ApiError): { status: number; body: unknown } {
+  return { status: err.status, body: err.toJSON() };
+}
+
+/**
+ * The door of a request only providers speaking its API can answer (`reason`: why it cannot be
+ * translated): its API's error shape and headers, the passthrough, and no translation — every
+ * answer is the provider's own, so the door's encoder and respond are never reached.
+ */
+export function passthroughOnlyDoor(shape: Pick<FrontDoor, 'api' | 'error' | 'headers'>, passthrough: Passthrough, reason: ApiError): FrontDoor {
+  const unreachable = (): never => {
+    throw reason;
+  };
+  return { ...shape, passthrough, passthroughOnly: reason, encoder: unreachable, respond: unreachable };
 }
 
 /** StreamEncoder's twin for a provider's own events (Passthrough). */
