@@ -1,7 +1,7 @@
-import { CoordinationV1Api } from '@kubernetes/client-node';
+import { CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import Fastify from 'fastify';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LeaderElector, replyNotLeader, type LeaderOptions } from '../../operator/leader.js';
 import { FakeKube, LEASES, until, type KubeObject } from '../support/fake-kube.js';
 import { TestClock } from '../support/operator-fixtures.js';
@@ -21,6 +21,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  vi.useRealTimers();
   await Promise.all(electors.map((e) => e.stop()));
   await kube.stop();
 });
@@ -227,5 +228,147 @@ describe('LeaderElector: leases as others left them', () => {
     await b.stop();
     expect(lease()!.spec.holderIdentity).toBe('b');
     expect(changes.b).toEqual([true, false]);
+  });
+});
+
+describe('LeaderElector: stepping down and what it logs', () => {
+  const failures = () => logs.filter((l) => l.msg === 'lease update failed');
+
+  it('steps down by itself at the renew deadline when renewals conflict (409): onChange(false) with no one asking isLeader()', async () => {
+    candidate('a').start();
+    await until(() => changes.a!.length === 1, 'a leads');
+    kube.fail({ match: (r) => r.user === 'a' && r.verb === 'update', status: 409, times: Infinity });
+    clock.advance(10_000);
+    await until(() => changes.a!.length === 2, 'a steps down');
+    expect(changes.a).toEqual([true, false]);
+    expect(failures()).toEqual([]); // a conflict is someone else's write, not a failure
+  });
+
+  it('steps down by itself at the renew deadline when renewals fail (500): onChange(false) with no one asking isLeader()', async () => {
+    candidate('a').start();
+    await until(() => changes.a!.length === 1, 'a leads');
+    kube.fail({ match: (r) => r.user === 'a' && r.verb === 'update', status: 500, times: Infinity });
+    clock.advance(10_000);
+    await until(() => changes.a!.length === 2, 'a steps down');
+    expect(changes.a).toEqual([true, false]);
+  });
+
+  it('a clock that steps back does not make it leader again without a renewal', async () => {
+    const a = candidate('a');
+    a.start();
+    await until(() => changes.a!.length === 1, 'a leads');
+    kube.fail({ match: (r) => r.user === 'a' && r.verb === 'update', status: 409, times: Infinity });
+    clock.advance(10_000);
+    await until(() => changes.a!.length === 2, 'a steps down');
+    clock.advance(-5_000); // within the deadline of the last renewal again
+    await ticks('a');
+    expect(changes.a).toEqual([true, false]);
+    expect(a.isLeader()).toBe(false);
+  });
+
+  it('a failed renewal is logged with the error; a lease someone else created first (409) is not a failure', async () => {
+    kube.fail({ match: (r) => r.verb === 'create' && r.resource === LEASES, status: 409, reason: 'AlreadyExists' });
+    const a = candidate('a');
+    a.start();
+    await until(() => a.isLeader(), 'a creates it on the next tick');
+    expect(kube.calls({ verb: 'create', resource: LEASES }).map((r) => r.status)).toEqual([409, 201]);
+    expect(failures()).toEqual([]);
+    kube.fail({ match: (r) => r.user === 'a' && r.verb === 'get', status: 500 });
+    clock.advance(1_000);
+    await until(() => lease()!.spec.renewTime === micro(clock.ms), 'the renewal after the failure');
+    expect(failures()).toEqual([expect.objectContaining({ level: 40, error: expect.stringContaining('500') })]);
+  });
+
+  it('an error creating the lease (not a conflict) is logged with the error', async () => {
+    kube.fail({ match: (r) => r.verb === 'create' && r.resource === LEASES, status: 500 });
+    const a = candidate('a');
+    a.start();
+    await until(() => a.isLeader(), 'a leads');
+    expect(failures()).toEqual([expect.objectContaining({ level: 40, error: expect.stringContaining('500') })]);
+  });
+
+  it('a tick that fails after stop() began is not logged', async () => {
+    const a = candidate('a');
+    a.start();
+    await until(() => a.isLeader(), 'a leads');
+    const gate = kube.hold((r) => r.user === 'a' && r.verb === 'get');
+    kube.fail({ match: (r) => r.user === 'a' && r.verb === 'get', status: 500 });
+    await gate.arrived; // a tick is in flight and will fail
+    const stopped = a.stop();
+    gate.release();
+    await stopped;
+    expect(kube.calls({ verb: 'get', resource: LEASES }).filter((r) => r.user === 'a').at(-2)!.status).toBe(500);
+    expect(failures()).toEqual([]);
+  });
+});
+
+/** A CoordinationV1Api in memory, for the tests on fake timers (no HTTP). */
+class MemoryLeases {
+  lease: V1Lease | undefined;
+  readonly calls: string[] = [];
+  /** The next this many reads never answer. */
+  hangingReads = 0;
+  readonly api = {
+    readNamespacedLease: async (): Promise<V1Lease> => {
+      this.calls.push('read');
+      if (this.hangingReads > 0) {
+        this.hangingReads--;
+        return new Promise<V1Lease>(() => {});
+      }
+      if (!this.lease) throw Object.assign(new Error('not found'), { code: 404 });
+      return structuredClone(this.lease);
+    },
+    createNamespacedLease: async ({ body }: { body: V1Lease }): Promise<V1Lease> => {
+      this.calls.push('create');
+      this.lease = structuredClone(body);
+      return body;
+    },
+    replaceNamespacedLease: async ({ body }: { body: V1Lease }): Promise<V1Lease> => {
+      this.calls.push('replace');
+      this.lease = structuredClone(body);
+      return body;
+    },
+  } as unknown as CoordinationV1Api;
+}
+
+describe('LeaderElector: stop()', () => {
+  const memoryElector = (mem: MemoryLeases, onChange: (leader: boolean) => void) =>
+    new LeaderElector({ api: mem.api, namespace: 'paygo-system', name: 'paygo-operator', identity: 'a', retryPeriodMs: 10, now: clock.now, logger, onChange });
+
+  it('waits at most 5 s for a tick whose API call hangs, then releases', async () => {
+    vi.useFakeTimers();
+    const mem = new MemoryLeases();
+    mem.hangingReads = 1;
+    const e = memoryElector(mem, () => {});
+    e.start();
+    let done = false;
+    const stopping = e.stop().then(() => (done = true));
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(done).toBe(false);
+    expect(mem.calls).toEqual(['read']);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(done).toBe(true);
+    await stopping;
+    expect(mem.calls).toEqual(['read', 'read']); // the release's read (404: nothing to release)
+  });
+
+  it('stop() called from onChange is final: the release is the last write, no tick follows', async () => {
+    vi.useFakeTimers();
+    const mem = new MemoryLeases();
+    const seen: boolean[] = [];
+    let stopping: Promise<void> | undefined;
+    const e = memoryElector(mem, (leader) => {
+      seen.push(leader);
+      if (leader) stopping = e.stop();
+    });
+    e.start();
+    await vi.advanceTimersByTimeAsync(0);
+    await stopping;
+    expect(seen).toEqual([true, false]);
+    expect(mem.calls).toEqual(['read', 'create', 'read', 'replace']);
+    expect(mem.lease!.spec!.holderIdentity).toBe('');
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(mem.calls).toHaveLength(4);
+    expect(mem.lease!.spec!.holderIdentity).toBe('');
   });
 });
