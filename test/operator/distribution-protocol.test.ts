@@ -80,6 +80,7 @@ describe('Distributor: the wire protocol', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/event-stream');
     expect(res.headers.get('cache-control')).toBe('no-cache');
+    expect(res.headers.get('connection')).toBe('keep-alive');
     let text = '';
     const reader = (async () => {
       try {
@@ -157,5 +158,54 @@ describe('Distributor: the wire protocol', () => {
     await connected('tok-a1');
     expect(distributor.routeSync('a', 'other')).toEqual({ desired: 0, synced: 0, rejected: 0, rejectReason: undefined });
     expect(distributor.routeSync('b', 'chat')).toEqual({ desired: 0, synced: 0, rejected: 0, rejectReason: undefined });
+  });
+
+  it('a refused caller reaches nothing: no stream, no ACK, no report handed on, no failure logged', async () => {
+    const reports: unknown[] = [];
+    let leader = true;
+    await start({ onTargetReport: (id, r) => reports.push([id, r]), isLeader: () => leader });
+    const own = await connected('tok-a1');
+    const version = own.snapshots[0]!.version;
+    const report = { boot: 'b', targets: [{ route: 'chat', target: 'openai', requests: 1, successes: 1, errors: 0, cost: '10' }] };
+    const streamStatus = async (token: string) => {
+      const s = await openStream(base, token);
+      streams.push(s);
+      return s.status;
+    };
+    for (const [token, status] of [['tok-unknown', 401], ['tok-gone', 403]] as const) {
+      expect((await ack(token, { version, accepted: false })).status).toBe(status);
+      expect((await post(base, TARGET_REPORT_PATH, token, report)).status).toBe(status);
+      expect(await streamStatus(token)).toBe(status);
+    }
+    leader = false;
+    expect((await ack('tok-a1', { version, accepted: false })).status).toBe(503);
+    expect((await post(base, TARGET_REPORT_PATH, 'tok-a1', report)).status).toBe(503);
+    expect(await streamStatus('tok-a1')).toBe(503);
+    expect(reports).toEqual([]);
+    expect(distributor.connections.size).toBe(1);
+    expect(distributor.routeSync('a', 'chat')).toEqual({ desired: 1, synced: 0, rejected: 0, rejectReason: undefined });
+    expect(logs.filter((l) => l.msg === 'sidecar call failed')).toEqual([]);
+    expect(logs.filter((l) => l.msg === 'sidecar connected')).toHaveLength(1);
+  });
+
+  it('refresh(namespace) recomputes the snapshots of that namespace\'s streams only', async () => {
+    kube.put(PODS, pod('b', 'b-1', 'uid-b1'));
+    kube.registerToken('tok-b1', { namespace: 'b', podName: 'b-1', podUid: 'uid-b1' });
+    const asked: string[] = [];
+    await start({
+      snapshotFor: (id: PodIdentity) => {
+        asked.push(id.namespace);
+        return snapshotForPod(cache, id.namespace, id.labels);
+      },
+    });
+    await connected('tok-a1');
+    await connected('tok-b1');
+    asked.length = 0;
+    distributor.refresh('a');
+    expect(asked).toEqual(['a']);
+    distributor.refresh('b');
+    expect(asked).toEqual(['a', 'b']);
+    distributor.refresh('c');
+    expect(asked).toEqual(['a', 'b']);
   });
 });
