@@ -194,6 +194,31 @@ describe('BudgetService: the status it writes', () => {
     expect(kube.list(EVENTS, 'a')[2]!.message).toBe('budget daily reached 100% of 10.00 USD (10.000000000 spent) this daily period');
   });
 
+  it('thresholds are counted per budget: two budgets crossing the same threshold get an Event each', async () => {
+    await putBudget(budget('a', 'daily', { limit: '10.00', alertThresholds: [50] }));
+    await putBudget(budget('a', 'other', { limit: '10.00', alertThresholds: [50] }));
+    const { svc, base } = await service();
+    await sync(base, 'tok-a1', 1, { want: 6n * USD });
+    await sync(base, 'tok-a1', 2, { spent: 6n * USD, keep: 6n * USD });
+    await sync(base, 'tok-a2', 1, { want: 7n * USD, name: 'other' });
+    await sync(base, 'tok-a2', 2, { spent: 7n * USD, keep: 7n * USD, name: 'other' });
+    await svc.persist('a/daily');
+    await svc.persist('a/other');
+    expect(kube.list(EVENTS, 'a').map((e) => e.message)).toEqual([
+      'budget daily reached 50% of 10.00 USD (6.000000000 spent) this daily period',
+      'budget other reached 50% of 10.00 USD (7.000000000 spent) this daily period',
+    ]);
+  });
+
+  it('a limit of zero is Exceeded at once (100 %), with a remaining fraction of 0', async () => {
+    await putBudget(budget('a', 'daily', { limit: '0.00', alertThresholds: [] }));
+    const { svc } = await service();
+    await svc.reconcileNamespace('a');
+    expect(budgetStatus()).toMatchObject({ state: 'Exceeded', spent: '0.000000000', remaining: '0.000000000', reserved: '0.000000000' });
+    expect(ready()).toMatchObject({ status: 'True', reason: 'LimitReached', message: '0.000000000 of 0.00 USD spent this daily period (100.00%)' });
+    expect(await gauges()).toEqual({ limit: 0, spent: 0, reserved: 0, remaining: 0 });
+  });
+
   it('a failed Event is logged and retried with the next write; the status is written regardless', async () => {
     await putBudget(budget('a', 'daily', { limit: '10.00', alertThresholds: [50] }));
     const { svc, base } = await service();
@@ -202,7 +227,7 @@ describe('BudgetService: the status it writes', () => {
     kube.fail({ match: (r) => r.resource === EVENTS, status: 500 });
     await svc.persist('a/daily');
     expect(budgetStatus()!.spent).toBe('6.000000000');
-    expect(logs.filter((l) => l.msg === 'could not record a budget Event').map((l) => l.error)).toHaveLength(1);
+    expect(logs.filter((l) => l.msg === 'could not record a budget Event').map((l) => l.error)).toEqual([expect.stringContaining('500')]);
     expect(kube.list(EVENTS, 'a')).toEqual([]);
   });
 
@@ -291,6 +316,37 @@ describe('BudgetService: sync answers', () => {
     expect(statusWrites().length).toBe(before + 1); // nothing dirty
   });
 
+  it('a failed TokenReview is a clean 500 naming the API\'s status', async () => {
+    await putBudget(budget('a', 'daily'));
+    const { base } = await service();
+    kube.fail({ match: (r) => r.resource === 'authentication.k8s.io/v1/tokenreviews', status: 500 });
+    const r = await sync(base, 'tok-a1', 1, { want: USD });
+    expect(r).toEqual({ status: 500, entry: undefined, json: { error: { message: 'internal error: the Kubernetes API answered 500', code: 'internal_error' } } });
+    expect(statusWrites()).toEqual([]);
+  });
+
+  it('the tick writes nothing while not the leader, nor after stop()', async () => {
+    await putBudget(budget('a', 'daily'));
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const { svc, base } = await service({ tickMs: 1000 });
+    svc.start();
+    await sync(base, 'tok-a1', 1, { want: USD });
+    const before = statusWrites().length;
+    await sync(base, 'tok-a1', 2, { spent: 1n, keep: USD });
+    leader = false;
+    vi.advanceTimersByTime(1000);
+    leader = true;
+    // Still dirty: this one write is the only one (were the tick writing, it would queue a second).
+    await svc.persist('a/daily');
+    expect(statusWrites().length).toBe(before + 1);
+    await sync(base, 'tok-a1', 3, { spent: 2n, keep: USD });
+    svc.stop();
+    vi.advanceTimersByTime(1000);
+    await svc.persist('a/daily');
+    expect(statusWrites().length).toBe(before + 2);
+    expect(budgetStatus()!.spent).toBe('0.000000002');
+  });
+
   it('an entry for a budget the namespace does not have changes nothing to write', async () => {
     await putBudget(budget('a', 'daily'));
     const { base } = await service();
@@ -365,6 +421,38 @@ describe('BudgetService: reconcileNamespace and restore', () => {
     expect(statusWrites('mars')).toHaveLength(2);
     expect(budgetStatus('mars')).toMatchObject({ observedGeneration: 2, note: 'kept' });
     expect(budgetStatus('mars')!.conditions![0]).toEqual({ ...first, observedGeneration: 2 });
+  });
+
+  it('a valid Budget whose status is of an earlier period is written again, even at its generation', async () => {
+    kube.put(BUDGETS, { ...budget('a', 'daily', { limit: '10.00' }), status: { periodStart: '2026-03-09T00:00:00.000Z', observedGeneration: 1, spent: '3.000000000' } });
+    const { svc } = await service();
+    await until(() => cache.budgets.get('daily', 'a') !== undefined, 'the cache');
+    await svc.reconcileNamespace('a');
+    expect(statusWrites('daily')).toHaveLength(1);
+    expect(budgetStatus()).toMatchObject({ observedGeneration: 1, periodStart: PERIOD, spent: '0.000000000', remaining: '10.000000000' });
+  });
+
+  it('an invalid Budget is written again when its Ready message is out of date; conditions of other types are kept and do not count', async () => {
+    const bad = budget('a', 'mars', { timeZone: 'Mars/Olympus_Mons' });
+    const other = { type: 'Audited', status: 'True', reason: 'Checked', message: 'by someone else', lastTransitionTime: '2026-03-01T00:00:00Z' };
+    kube.put(BUDGETS, { ...bad, status: { conditions: [other] } });
+    const { svc } = await service();
+    await until(() => cache.budgets.get('mars', 'a') !== undefined, 'the cache');
+    await svc.reconcileNamespace('a');
+    expect(statusWrites('mars')).toHaveLength(1);
+    const conditions = budgetStatus('mars')!.conditions!;
+    expect(conditions.map((c) => c.type)).toEqual(['Audited', 'Ready']);
+    expect(conditions[0]).toEqual(other);
+    // Up to date (the other condition first): not written again.
+    await putBudget({ ...bad, status: budgetStatus('mars') });
+    await svc.reconcileNamespace('a');
+    expect(statusWrites('mars')).toHaveLength(1);
+    // The same generation with another message (e.g. written by an older operator): rewritten.
+    const full = conditions[1]!.message;
+    await putBudget({ ...bad, status: { ...budgetStatus('mars'), conditions: [other, { ...conditions[1]!, message: 'an older message (the budget is not enforced)' }] } });
+    await svc.reconcileNamespace('a');
+    expect(statusWrites('mars')).toHaveLength(2);
+    expect(budgetStatus('mars')!.conditions![1]!.message).toBe(full);
   });
 
   it('a valid Budget whose generation changed is written again; one up to date is not', async () => {

@@ -137,6 +137,14 @@ describe('BudgetService', () => {
     expect(statusWrites()).toEqual([]);
   });
 
+  it('a sync without a boot id: its allowance names no boot', async () => {
+    const { base } = await service();
+    const { boot: _, ...body } = syncBody(1, { want: USD });
+    const r = await post(base, BUDGET_SYNC_PATH, 'tok-a1', body);
+    expect(r.status).toBe(200);
+    expect(budgetStatus()!.allowances).toEqual([{ pod: 'a-1', uid: 'uid-a1', state: 'Active', granted: String(USD), spent: '0', seq: 1, expires: new Date(clock.ms + 30_000).toISOString() }]);
+  });
+
   it('retries the status write on 409 with a fresh read, and still answers', async () => {
     const { base } = await service();
     kube.fail({ match: (r) => r.resource === BUDGETS && r.subresource === 'status', status: 409 });
@@ -258,6 +266,18 @@ describe('BudgetService', () => {
       await until(() => allowance()?.state === 'Lost', 'Lost');
       expect(allowance()).toMatchObject({ pod: 'a-1', granted: String(3n * USD), replaced: true, endedAt: new Date(clock.ms).toISOString() });
       expect(budgetStatus()!.remaining).toBe('7.000000000'); // what it held stays committed
+    });
+
+    it('what a Lost holder held counts as spent (unreported), in the status and in the threshold Events', async () => {
+      const { svc, base } = await service({ tickMs: 5 });
+      await sync(base, 'tok-a1', 1, { want: 6n * USD, keep: 0n });
+      await sync(base, 'tok-a1', 2, { spent: USD, keep: 6n * USD });
+      svc.start();
+      clock.advance(31_000);
+      kube.remove(PODS, 'a', 'a-1');
+      await until(() => allowance()?.state === 'Lost' && kube.list(EVENTS, 'a').length === 1, 'Lost, and its Event');
+      expect(budgetStatus()).toMatchObject({ spent: '6.000000000', unreported: '5.000000000', reserved: '0.000000000', remaining: '4.000000000', state: 'Warning' });
+      expect(kube.list(EVENTS, 'a').map((e) => e.message)).toEqual(['budget daily reached 50% of 10.00 USD (6.000000000 spent) this daily period']);
     });
 
     it('a holder whose pod was re-created under another UID is marked Lost', async () => {
