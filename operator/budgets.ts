@@ -162,7 +162,7 @@ export class BudgetService {
       id = await this.o.authenticator.authenticate(req.headers.authorization);
     } catch (err) {
       if (err instanceof AuthError) {
-        await reply.code(err.status).send({ error: { message: err.message, code: 'unauthenticated' } });
+        await reply.code(err.status).send({ error: { message: err.message, code: err.status === 401 ? 'unauthenticated' : 'forbidden' } });
         return;
       }
       throw err;

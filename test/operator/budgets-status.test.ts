@@ -283,11 +283,13 @@ describe('BudgetService: the status it writes', () => {
 });
 
 describe('BudgetService: sync answers', () => {
-  it('a 403 from authentication keeps its status; the body is checked after', async () => {
+  it('a 401 is "unauthenticated" and a 403 "forbidden" (as on the other sidecar endpoints), each with the reason; the body is checked after', async () => {
     await putBudget(budget('a', 'daily'));
     const { base } = await service();
+    const unknown = await sync(base, 'tok-unknown', 1, { want: USD });
+    expect(unknown).toEqual({ status: 401, entry: undefined, json: { error: { message: 'token rejected: invalid bearer token', code: 'unauthenticated' } } });
     const r = await sync(base, 'tok-gone', 1, { want: USD });
-    expect(r).toMatchObject({ status: 403, json: { error: { message: 'pod a/a-9 no longer exists', code: 'unauthenticated' } } });
+    expect(r).toEqual({ status: 403, entry: undefined, json: { error: { message: 'pod a/a-9 no longer exists', code: 'forbidden' } } });
     const bad = await post(base, BUDGET_SYNC_PATH, 'tok-a1', { seq: 1, entries: [{ name: 'daily' }] });
     expect(bad.status).toBe(400);
     expect((bad.json as { error: { code: string; message: string } }).error.code).toBe('invalid_sync');
