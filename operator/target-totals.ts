@@ -52,9 +52,12 @@ export class TargetTotals {
       let rt = this.routes.get(key);
       if (!rt) this.routes.set(key, (rt = { processes: new Map(), retired: new Map() }));
       const before = rt.processes.get(process);
-      if (before && sameCounts(before, targets)) continue;
-      rt.processes.delete(process); // re-inserted last: Map order is least recently reported first
+      const same = before !== undefined && sameCounts(before, targets);
+      // Re-inserted last, changed or not: Map order is least recently reported first (a live
+      // process whose part of the report is unchanged must not be folded before silent ones).
+      rt.processes.delete(process);
       rt.processes.set(process, targets);
+      if (same) continue;
       changed.push(key);
       for (const [p, old] of rt.processes) {
         if (rt.processes.size <= this.maxProcessesPerRoute) break;

@@ -112,6 +112,20 @@ describe('TargetTotals: reports of several routes and targets, and the bound', (
     expect(totals.totals('ns', 'r', 't')).toEqual({ requests: 13, successes: 10, errors: 3, costNano: 130n });
   });
 
+  it('a report that leaves a route unchanged still counts as reporting to it: that live process is not the one folded', () => {
+    const totals = new TargetTotals(2);
+    totals.report('ns', 'pod-a', { boot: 'b', targets: [row('r1', 'x', 2, 2, 0, '20'), row('r2', 'x', 1, 1, 0, '10')] });
+    totals.report('ns', 'pod-b', { boot: 'b', targets: [row('r1', 'x', 3, 3, 0, '30')] });
+    // a reports again (traffic on r2 only): for r1 it is now the most recent reporter.
+    expect(totals.report('ns', 'pod-a', { boot: 'b', targets: [row('r1', 'x', 2, 2, 0, '20'), row('r2', 'x', 5, 5, 0, '50')] })).toEqual(['ns/r2']);
+    totals.report('ns', 'pod-c', { boot: 'b', targets: [row('r1', 'x', 4, 4, 0, '40')] }); // b is folded, not a
+    expect(totals.totals('ns', 'r1', 'x')).toEqual({ requests: 9, successes: 9, errors: 0, costNano: 90n });
+    totals.report('ns', 'pod-a', { boot: 'b', targets: [row('r1', 'x', 6, 6, 0, '60'), row('r2', 'x', 5, 5, 0, '50')] });
+    // a (6) replaces its 2: b's 3 folded, c's 4; nothing counted twice.
+    expect(totals.totals('ns', 'r1', 'x')).toEqual({ requests: 13, successes: 13, errors: 0, costNano: 130n });
+    expect(totals.totals('ns', 'r2', 'x')).toEqual({ requests: 5, successes: 5, errors: 0, costNano: 50n });
+  });
+
   it('what is folded adds up, per target, over several folds', () => {
     const totals = new TargetTotals(1);
     totals.report('ns', 'pod-a', { boot: 'b', targets: [row('r', 'x', 2, 2, 0, '20'), row('r', 'y', 1, 0, 1, '0')] });
