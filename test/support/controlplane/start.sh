@@ -10,6 +10,8 @@
 #   --bin-dir    a directory holding kube-apiserver, etcd, kubectl (default: run install.sh).
 #   --owner-pid  stop the control plane when that process is gone (a watchdog that polls
 #                every 2 s), so a crashed test run leaves nothing behind.
+#   --apiserver-arg ARG  one more kube-apiserver flag, after the defaults (so it wins over
+#                them); repeatable. ../node/up.sh uses it to serve nodes and pods.
 #
 # On success prints KEY=VALUE lines on stdout (also written to DIR/env):
 #   PAYGO_CP_KUBECONFIG PAYGO_CP_SERVER PAYGO_CP_DATA_DIR PAYGO_CP_BIN_DIR PAYGO_CP_CA_CERT
@@ -25,13 +27,14 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-data_dir="" bin_dir="" owner_pid=""
+data_dir="" bin_dir="" owner_pid="" apiserver_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --data-dir) data_dir="$2"; shift 2 ;;
     --bin-dir) bin_dir="$2"; shift 2 ;;
     --owner-pid) owner_pid="$2"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --apiserver-arg) apiserver_args+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "start.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -144,8 +147,8 @@ free_port() {
   done
   log "error: no free port found"; return 1
 }
-listening() { # port: is something listening on 127.0.0.1:port?
-  awk -v p="$(printf '%04X' "$1")" 'NR>1 && $4=="0A" { split($2, a, ":"); if (a[2]==p) f=1 } END { exit !f }' /proc/net/tcp
+listening() { # port: is something listening on port (IPv4, or IPv6/dual-stack for 0.0.0.0)?
+  awk -v p="$(printf '%04X' "$1")" 'FNR>1 && $4=="0A" { split($2, a, ":"); if (a[2]==p) f=1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 port_free() { ! grep -qx "$1" <<<"$(used_ports)"; }
 
@@ -238,6 +241,7 @@ start_apiserver() {
     --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --profiling=false \
     --v=1 \
+    ${apiserver_args[@]+"${apiserver_args[@]}"} \
     >>"$data_dir/kube-apiserver.log" 2>&1 </dev/null &
   echo $! >"$data_dir/kube-apiserver.pid"
 }

@@ -4,7 +4,8 @@
 #
 #   1. Debian packages, installed with apt-get when missing (needs root):
 #        runc, containernetworking-plugins (bridge, host-local, loopback, portmap in
-#        /usr/lib/cni), iptables, conntrack, buildah.
+#        /usr/lib/cni), iptables, nftables (nft: down.sh deletes the tables iptables-nft
+#        created), conntrack, buildah.
 #   2. The control plane's binaries (kube-apiserver, etcd, kubectl, helm):
 #        ../controlplane/install.sh.
 #   3. Built from their Go modules through the Go module proxy (never prebuilt downloads), and
@@ -27,7 +28,7 @@ log() { echo "node/install: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # --- 1. Debian packages ------------------------------------------------------------------------
-apt_pkgs=(runc containernetworking-plugins iptables conntrack buildah)
+apt_pkgs=(runc containernetworking-plugins iptables nftables conntrack buildah)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
