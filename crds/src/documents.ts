@@ -4,6 +4,7 @@ import { BudgetSchema, type Budget } from './budget.js';
 import { API_VERSION, formatIssues } from './meta.js';
 import type { CatalogPrice } from './catalog.js';
 import { ModelRouteSchema, targetName, targetSecretRefs, type ModelRoute, type ProviderName } from './modelroute.js';
+import { ProviderQuotaSchema, RateLimitSchema, type ProviderQuota, type RateLimit } from './ratelimit.js';
 import { SecretSchema, secretValues, type Secret } from './secret.js';
 import type { Snapshot, SnapshotRoute } from './snapshot.js';
 
@@ -15,11 +16,15 @@ export interface ConfigDocuments {
   routes: ModelRoute[];
   budgets: Budget[];
   secrets: Secret[];
+  providerQuotas: ProviderQuota[];
+  rateLimits: RateLimit[];
 }
 
 const KINDS = {
   [`${API_VERSION}/ModelRoute`]: ModelRouteSchema,
   [`${API_VERSION}/Budget`]: BudgetSchema,
+  [`${API_VERSION}/ProviderQuota`]: ProviderQuotaSchema,
+  [`${API_VERSION}/RateLimit`]: RateLimitSchema,
   ['v1/Secret']: SecretSchema,
 } as const;
 
@@ -28,7 +33,7 @@ const KINDS = {
  * validates every document. Throws ConfigError naming the document and field on any problem.
  */
 export function parseConfigDocuments(text: string, defaultNamespace = 'default'): ConfigDocuments {
-  const out: ConfigDocuments = { routes: [], budgets: [], secrets: [] };
+  const out: ConfigDocuments = { routes: [], budgets: [], secrets: [], providerQuotas: [], rateLimits: [] };
   const docs = parseAllDocuments(text);
   const seen = new Set<string>();
   docs.forEach((doc, index) => {
@@ -42,7 +47,7 @@ export function parseConfigDocuments(text: string, defaultNamespace = 'default')
     const label = `document ${index + 1} (${String(obj.kind)} ${JSON.stringify(obj.metadata?.name ?? '?')})`;
     if (!schema) {
       throw new ConfigError(
-        `${label}: unsupported apiVersion/kind "${key}"; expected ${API_VERSION} ModelRoute or Budget, or v1 Secret`,
+        `${label}: unsupported apiVersion/kind "${key}"; expected ${API_VERSION} ModelRoute, Budget, ProviderQuota or RateLimit, or v1 Secret`,
       );
     }
     const parsed = schema.safeParse(value);
@@ -54,6 +59,8 @@ export function parseConfigDocuments(text: string, defaultNamespace = 'default')
     seen.add(id);
     if (object.kind === 'ModelRoute') out.routes.push(object);
     else if (object.kind === 'Budget') out.budgets.push(object);
+    else if (object.kind === 'ProviderQuota') out.providerQuotas.push(object);
+    else if (object.kind === 'RateLimit') out.rateLimits.push(object);
     else out.secrets.push(object);
   });
   return out;
@@ -71,6 +78,9 @@ export function secretEnvName(name: string, key: string): string {
 export interface SnapshotInput {
   routes: ModelRoute[];
   budgets: Budget[];
+  /** Provider quotas and consumer rate limits (standalone; the operator does not pass them yet). */
+  providerQuotas?: ProviderQuota[];
+  rateLimits?: RateLimit[];
   /** Secrets visible to the routes (same namespace). */
   secrets: Secret[];
   /** Fallback for secretRefs with no Secret (standalone mode); omit in a cluster. */
@@ -128,7 +138,20 @@ export function buildSnapshot(input: SnapshotInput): Snapshot {
     generation: b.metadata.generation,
     spec: b.spec,
   }));
-  const body = { routes, budgets };
+  const identity = <T extends { metadata: { name: string; namespace?: string; generation?: number } }>(o: T) => ({
+    name: o.metadata.name,
+    namespace: o.metadata.namespace ?? 'default',
+    generation: o.metadata.generation,
+  });
+  const providerQuotas = (input.providerQuotas ?? []).map((q) => ({ ...identity(q), spec: q.spec }));
+  const rateLimits = (input.rateLimits ?? []).map((l) => ({ ...identity(l), spec: l.spec }));
+  // Present only when there are some, so a config without them keeps its version.
+  const body = {
+    routes,
+    budgets,
+    ...(providerQuotas.length > 0 ? { providerQuotas } : {}),
+    ...(rateLimits.length > 0 ? { rateLimits } : {}),
+  };
   // Content-addressed version: the same objects always give the same version.
   const version = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
   return { version, ...body };

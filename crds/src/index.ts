@@ -6,3 +6,5 @@ export * from './snapshot.js';
 export * from './documents.js';
 export * from './protocol.js';
 export * from './catalog.js';
+export * from './quota.js';
+export * from './ratelimit.js';

@@ -9,6 +9,7 @@ import {
   usdAmount,
   type SecretKeyRef,
 } from './meta.js';
+import { QuotaLimitsSchema } from './quota.js';
 
 export const PROVIDERS = [
   'openai',
@@ -167,6 +168,11 @@ export const TargetSchema = z
       .describe('Per-attempt timeout until the response headers arrive (ms); default 60000.'),
     pricing: PricingSchema.optional(),
     simulate: SimulateSchema.optional(),
+    quota: QuotaLimitsSchema('spec.targets[].quota')
+      .optional()
+      .describe(
+        "The provider's rate limits for this target, per minute (one bucket per target). A target without room is skipped like one whose circuit is open; when no target has room the request waits briefly, else is refused with 429 rate_limit_exceeded. For a key several targets share, use a ProviderQuota.",
+      ),
   })
   .describe('One upstream model that can serve the route.');
 export type Target = z.infer<typeof TargetSchema>;

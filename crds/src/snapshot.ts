@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { BudgetSpecSchema } from './budget.js';
 import { CatalogPriceSchema } from './catalog.js';
 import { ModelRouteSpecSchema } from './modelroute.js';
+import { ProviderQuotaSpecSchema, RateLimitSpecSchema } from './ratelimit.js';
 
 /**
  * The sidecar configuration snapshot: the versioned data-plane contract between the operator
@@ -36,9 +37,28 @@ export const SnapshotBudgetSchema = z.object({
 });
 export type SnapshotBudget = z.infer<typeof SnapshotBudgetSchema>;
 
+export const SnapshotProviderQuotaSchema = z.object({
+  name: z.string().min(1),
+  namespace: z.string().min(1),
+  generation: z.number().int().optional(),
+  spec: ProviderQuotaSpecSchema,
+});
+export type SnapshotProviderQuota = z.infer<typeof SnapshotProviderQuotaSchema>;
+
+export const SnapshotRateLimitSchema = z.object({
+  name: z.string().min(1),
+  namespace: z.string().min(1),
+  generation: z.number().int().optional(),
+  spec: RateLimitSpecSchema,
+});
+export type SnapshotRateLimit = z.infer<typeof SnapshotRateLimitSchema>;
+
 export const SnapshotSchema = z.object({
   version: z.string().min(1),
   routes: z.array(SnapshotRouteSchema),
   budgets: z.array(SnapshotBudgetSchema).default([]),
+  /** Standalone only so far (the operator does not distribute them yet); absent when there are none. */
+  providerQuotas: z.array(SnapshotProviderQuotaSchema).optional(),
+  rateLimits: z.array(SnapshotRateLimitSchema).optional(),
 });
 export type Snapshot = z.infer<typeof SnapshotSchema>;

@@ -3,10 +3,10 @@ import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { buildSnapshot, parseConfigDocuments, type Snapshot } from '../../crds/src/index.js';
 
-/** Reads a standalone config file (multi-document YAML of ModelRoute, Budget and Secret objects) into a snapshot. */
+/** Reads a standalone config file (multi-document YAML of ModelRoute, Budget, ProviderQuota, RateLimit and Secret objects) into a snapshot. */
 export function loadConfigFile(path: string, env: Record<string, string | undefined>): Snapshot {
   const docs = parseConfigDocuments(readFileSync(path, 'utf8'));
-  return buildSnapshot({ routes: docs.routes, budgets: docs.budgets, secrets: docs.secrets, env });
+  return buildSnapshot({ routes: docs.routes, budgets: docs.budgets, providerQuotas: docs.providerQuotas, rateLimits: docs.rateLimits, secrets: docs.secrets, env });
 }
 
 export interface FileSourceOptions {

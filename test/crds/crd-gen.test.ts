@@ -52,13 +52,15 @@ describe('generated CRD manifests', () => {
 
   it('renders deterministically, with the generated-file header', () => {
     expect(renderCrds()).toEqual(rendered);
-    expect(rendered.map((c) => c.file)).toEqual(['crds/paygo.dev_modelroutes.yaml', 'crds/paygo.dev_budgets.yaml']);
+    expect(rendered.map((c) => c.file)).toEqual(['crds/paygo.dev_modelroutes.yaml', 'crds/paygo.dev_budgets.yaml', 'crds/paygo.dev_providerquotas.yaml', 'crds/paygo.dev_ratelimits.yaml']);
     for (const { yaml } of rendered) expect(yaml.startsWith(`${CRD_HEADER}\napiVersion: apiextensions.k8s.io/v1\n`)).toBe(true);
   });
 
   it.each([
     ['modelroutes', 'ModelRoute', 'modelroute', ['mr']],
     ['budgets', 'Budget', 'budget', ['bgt']],
+    ['providerquotas', 'ProviderQuota', 'providerquota', ['pq']],
+    ['ratelimits', 'RateLimit', 'ratelimit', ['rl']],
   ])('%s: group, version, names, scope and status subresource', (plural, kind, singular, shortNames) => {
     const crd = parsed(`_${plural}.yaml`);
     expect(crd.apiVersion).toBe('apiextensions.k8s.io/v1');
@@ -75,7 +77,8 @@ describe('generated CRD manifests', () => {
     expect(get(rootSchema(crd), 'properties', 'metadata')).toEqual({ type: 'object' });
   });
 
-  describe.each(['_modelroutes.yaml', '_budgets.yaml'])('%s schema is structural', (suffix) => {
+  const ALL = ['_modelroutes.yaml', '_budgets.yaml', '_providerquotas.yaml', '_ratelimits.yaml'];
+  describe.each(ALL)('%s schema is structural', (suffix) => {
     const all = [...nodes(rootSchema(parsed(suffix)), '')];
 
     it('types every node (or preserves unknown fields there)', () => {
@@ -128,7 +131,10 @@ describe('generated CRD manifests', () => {
     expect(get(budget, 'properties', 'spec', 'properties', 'scope', 'default')).toEqual({});
     expect(get(budget, 'properties', 'spec', 'properties', 'timeZone', 'default')).toBe('UTC');
     expect(get(budget, 'properties', 'spec', 'properties', 'timeZone', 'description')).toMatch(/IANA.*operator validates/);
-    for (const root of [route, budget]) {
+    const quota = rootSchema(parsed('_providerquotas.yaml'));
+    const limit = rootSchema(parsed('_ratelimits.yaml'));
+    expect(get(limit, 'properties', 'spec', 'properties', 'scope', 'default')).toEqual({});
+    for (const root of [route, budget, quota, limit]) {
       expect(get(root, 'properties', 'status', 'properties', 'conditions')).toMatchObject({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] });
     }
   });
@@ -159,17 +165,45 @@ describe('generated CRD manifests', () => {
     ]);
   });
 
+  it('ProviderQuota and RateLimit printer columns', () => {
+    expect(version0(parsed('_providerquotas.yaml')).additionalPrinterColumns).toEqual([
+      expect.objectContaining({ name: 'Secret', type: 'string', jsonPath: '.spec.credentials.secretRef.name' }),
+      expect.objectContaining({ name: 'Provider', type: 'string', jsonPath: '.spec.provider' }),
+      expect.objectContaining({ name: 'RPM', type: 'integer', jsonPath: '.spec.limits.requestsPerMinute' }),
+      expect.objectContaining({ name: 'TPM', type: 'integer', jsonPath: '.spec.limits.tokensPerMinute' }),
+      expect.objectContaining({ name: 'Targets', type: 'integer', jsonPath: '.status.targets' }),
+      expect.objectContaining({ name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' }),
+      expect.objectContaining({ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }),
+    ]);
+    expect(version0(parsed('_ratelimits.yaml')).additionalPrinterColumns).toEqual([
+      expect.objectContaining({ name: 'RPM', type: 'integer', jsonPath: '.spec.limits.requestsPerMinute' }),
+      expect.objectContaining({ name: 'TPM', type: 'integer', jsonPath: '.spec.limits.tokensPerMinute' }),
+      expect.objectContaining({ name: 'RPD', type: 'integer', jsonPath: '.spec.limits.requestsPerDay', priority: 1 }),
+      expect.objectContaining({ name: 'TPD', type: 'integer', jsonPath: '.spec.limits.tokensPerDay', priority: 1 }),
+      expect.objectContaining({ name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' }),
+      expect.objectContaining({ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }),
+    ]);
+    // Every column reads a field the schema declares.
+    const pq = get(rootSchema(parsed('_providerquotas.yaml')), 'properties');
+    expect(get(pq, 'status', 'properties', 'targets', 'type')).toBe('integer');
+    expect(get(pq, 'spec', 'properties', 'credentials', 'properties', 'secretRef', 'properties', 'name', 'type')).toBe('string');
+    const rl = get(rootSchema(parsed('_ratelimits.yaml')), 'properties', 'spec', 'properties', 'limits', 'properties');
+    for (const f of ['requestsPerMinute', 'tokensPerMinute', 'requestsPerDay', 'tokensPerDay']) expect(get(rl, f, 'type')).toBe('integer');
+  });
+
   // What each CEL rule accepts and refuses is tested, not pinned: one table of documents goes
   // through zod (test/crds/validation-table.test.ts) and the real API server with these CRDs
   // (test/e2e/validation.test.ts), which must agree and name the same field.
-  it('has the CEL rules the validation table exercises (10 on ModelRoute targets and spec, 1 on Budget)', () => {
+  it('has the CEL rules the validation table exercises (11 on ModelRoute targets and spec, 1 on each other kind)', () => {
     const count = (suffix: string) => [...nodes(rootSchema(parsed(suffix)), '')].reduce((n, [, node]) => n + ((node['x-kubernetes-validations'] ?? []) as unknown[]).length, 0);
-    expect(count('_modelroutes.yaml')).toBe(10);
+    expect(count('_modelroutes.yaml')).toBe(11);
     expect(count('_budgets.yaml')).toBe(1);
+    expect(count('_providerquotas.yaml')).toBe(1);
+    expect(count('_ratelimits.yaml')).toBe(1);
   });
 
   it('every CEL rule names a field in its message and has a valid fieldPath', () => {
-    for (const suffix of ['_modelroutes.yaml', '_budgets.yaml']) {
+    for (const suffix of ALL) {
       for (const [path, n] of nodes(rootSchema(parsed(suffix)), '')) {
         for (const r of (n['x-kubernetes-validations'] ?? []) as Array<{ message: string; fieldPath?: string }>) {
           expect(r.message, `${suffix} ${path}`).toMatch(/^spec\.[a-zA-Z]+/);

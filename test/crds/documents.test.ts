@@ -145,3 +145,49 @@ describe('selectorMatches', () => {
     expect(selectorMatches({ matchExpressions: [{ key: 'x', operator: 'Exists' }] }, labels)).toBe(false);
   });
 });
+
+describe('ProviderQuota and RateLimit documents', () => {
+  const base = route('  model: m\n  targets: [{ provider: simulate, model: x, quota: { requestsPerMinute: 10 } }]');
+  const quota = `apiVersion: paygo.dev/v1alpha1
+kind: ProviderQuota
+metadata: { name: openai-key, namespace: team-a }
+spec:
+  credentials: { secretRef: { name: openai, key: api-key } }
+  provider: openai
+  limits: { tokensPerMinute: 200000 }`;
+  const limit = `apiVersion: paygo.dev/v1alpha1
+kind: RateLimit
+metadata: { name: team-a }
+spec:
+  scope: { models: [m] }
+  limits: { requestsPerMinute: 60, tokensPerDay: 1000000 }`;
+
+  it('parses both kinds into the snapshot, with their identity', () => {
+    const docs = parseConfigDocuments(`${base}\n---\n${quota}\n---\n${limit}`);
+    const snap = buildSnapshot({ ...docs, env: {} });
+    expect(snap.routes[0]!.spec.targets[0]!.quota).toEqual({ requestsPerMinute: 10 });
+    expect(snap.providerQuotas).toEqual([
+      { name: 'openai-key', namespace: 'team-a', generation: undefined, spec: { credentials: { secretRef: { name: 'openai', key: 'api-key' } }, provider: 'openai', limits: { tokensPerMinute: 200000 } } },
+    ]);
+    expect(snap.rateLimits).toEqual([
+      { name: 'team-a', namespace: 'default', generation: undefined, spec: { scope: { models: ['m'] }, limits: { requestsPerMinute: 60, tokensPerDay: 1000000 } } },
+    ]);
+  });
+
+  it('leaves both out of a snapshot without them, so its version does not change', () => {
+    const snap = buildSnapshot({ ...parseConfigDocuments(base), env: {} });
+    expect('providerQuotas' in snap).toBe(false);
+    expect('rateLimits' in snap).toBe(false);
+    const withLimit = buildSnapshot({ ...parseConfigDocuments(`${base}\n---\n${limit}`), env: {} });
+    expect(withLimit.version).not.toBe(snap.version);
+    expect(buildSnapshot({ routes: parseConfigDocuments(base).routes, budgets: [], secrets: [], env: {} }).version).toBe(snap.version);
+  });
+
+  it.each([
+    [limit.replace('limits: { requestsPerMinute: 60, tokensPerDay: 1000000 }', 'limits: {}'), /document 1 \(RateLimit "team-a"\): spec\.limits: spec\.limits must set at least one of requestsPerMinute, tokensPerMinute, requestsPerDay, tokensPerDay/],
+    [quota.replace('tokensPerMinute: 200000', 'tokensPerMinute: 0'), /spec\.limits\.tokensPerMinute: /],
+    [route('  model: m\n  targets: [{ provider: simulate, model: x, quota: {} }]'), /spec\.targets\[0\]\.quota: spec\.targets\[\]\.quota must set at least one of/],
+  ])('refuses invalid limits %#, naming the field', (text, message) => {
+    expect(() => parseConfigDocuments(text)).toThrow(message);
+  });
+});

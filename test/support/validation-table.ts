@@ -6,7 +6,7 @@
  */
 export interface ValidationCase {
   name: string;
-  kind: 'ModelRoute' | 'Budget';
+  kind: 'ModelRoute' | 'Budget' | 'ProviderQuota' | 'RateLimit';
   spec: Record<string, unknown>;
   /** Undefined: valid. Else the field both must name in their refusal. */
   field?: string;
@@ -16,6 +16,8 @@ const sim = { provider: 'simulate', model: 'x' };
 const route = (name: string, spec: Record<string, unknown>, field?: string): ValidationCase => ({ name, kind: 'ModelRoute', spec: { model: 'm', targets: [sim], ...spec }, field });
 const budget = (name: string, spec: Record<string, unknown>, field?: string): ValidationCase => ({ name, kind: 'Budget', spec: { period: 'daily', limit: '5', ...spec }, field });
 const secretRef = { name: 's', key: 'k' };
+const providerQuota = (name: string, spec: Record<string, unknown>, field?: string): ValidationCase => ({ name, kind: 'ProviderQuota', spec: { credentials: { secretRef }, limits: { requestsPerMinute: 60 }, ...spec }, field });
+const rateLimit = (name: string, spec: Record<string, unknown>, field?: string): ValidationCase => ({ name, kind: 'RateLimit', spec: { limits: { tokensPerMinute: 200000 }, ...spec }, field });
 
 export const VALIDATION_CASES: ValidationCase[] = [
   // ModelRoute: accepted
@@ -30,7 +32,9 @@ export const VALIDATION_CASES: ValidationCase[] = [
   route('weighted with one positive weight', { strategy: 'weighted', targets: [{ ...sim, weight: 1 }, { ...sim, name: 'b', weight: 0 }] }),
   route('named and unnamed targets with distinct names', { targets: [sim, { ...sim, name: 'simulate-5' }, { ...sim, name: 'other' }] }),
   route('every optional block', { retry: { attempts: 3 }, circuitBreaker: { consecutiveFailures: 2 }, limits: { maxOutputTokens: 10, maxRequestBytes: 1024 }, cache: { ttlSeconds: 60 }, requirePricing: true }),
+  route('a target with a provider quota', { targets: [{ ...sim, quota: { requestsPerMinute: 500, tokensPerMinute: 30000 } }] }),
   // ModelRoute: refused by a CEL rule
+  route('a target quota with no limit', { targets: [{ ...sim, quota: {} }] }, 'spec.targets[0].quota'),
   route('openai-compatible without baseURL', { targets: [{ provider: 'openai-compatible', model: 'x' }] }, 'spec.targets[0].baseURL'),
   route('azure without its endpoint', { targets: [{ provider: 'azure', model: 'gpt-4o' }] }, 'spec.targets[0].baseURL'),
   route('bedrock without region', { targets: [{ provider: 'bedrock', model: 'm' }] }, 'spec.targets[0].region'),
@@ -51,6 +55,8 @@ export const VALIDATION_CASES: ValidationCase[] = [
   route('zero retry attempts', { retry: { attempts: 0 } }, 'spec.retry.attempts'),
   route('cache without ttlSeconds', { cache: {} }, 'spec.cache.ttlSeconds'),
   route('maxRequestBytes below 1 KiB', { limits: { maxRequestBytes: 10 } }, 'spec.limits.maxRequestBytes'),
+  route('a target quota of 0 requests per minute', { targets: [{ ...sim, quota: { requestsPerMinute: 0 } }] }, 'spec.targets[0].quota.requestsPerMinute'),
+  route('a fractional token quota', { targets: [{ ...sim, quota: { tokensPerMinute: 1.5 } }] }, 'spec.targets[0].quota.tokensPerMinute'),
   // Budget: accepted
   budget('minimal budget', {}),
   budget('downgrade with downgradeTo', { action: 'downgrade', downgradeTo: 'cheap' }),
@@ -63,6 +69,20 @@ export const VALIDATION_CASES: ValidationCase[] = [
   budget('threshold 0', { alertThresholds: [0] }, 'spec.alertThresholds[0]'),
   budget('output cap 0', { maxOutputTokensPerRequest: 0 }, 'spec.maxOutputTokensPerRequest'),
   budget('unknown action', { action: 'pause' }, 'spec.action'),
+  // ProviderQuota
+  providerQuota('minimal provider quota', {}),
+  providerQuota('every limit, one provider', { provider: 'openai', limits: { requestsPerMinute: 500, inputTokensPerMinute: 1, outputTokensPerMinute: 2, tokensPerMinute: 3 } }),
+  providerQuota('no limit', { limits: {} }, 'spec.limits'),
+  providerQuota('a limit of 0', { limits: { tokensPerMinute: 0 } }, 'spec.limits.tokensPerMinute'),
+  providerQuota('no credentials', { credentials: undefined }, 'spec.credentials'),
+  providerQuota('a secretRef without key', { credentials: { secretRef: { name: 's' } } }, 'spec.credentials.secretRef.key'),
+  providerQuota('unknown provider', { provider: 'nope' }, 'spec.provider'),
+  // RateLimit
+  rateLimit('minimal rate limit', {}),
+  rateLimit('scoped, every limit', { scope: { routes: ['r'], models: ['m'], serviceAccounts: ['app'], podSelector: { matchLabels: { team: 'a' } } }, limits: { requestsPerMinute: 1, tokensPerMinute: 2, requestsPerDay: 3, tokensPerDay: 4 } }),
+  rateLimit('no limit', { limits: {} }, 'spec.limits'),
+  rateLimit('negative requests per day', { limits: { requestsPerDay: -1 } }, 'spec.limits.requestsPerDay'),
+  rateLimit('a ServiceAccount name Kubernetes would refuse', { scope: { serviceAccounts: ['App_1'] } }, 'spec.scope.serviceAccounts[0]'),
 ];
 
 /**
