@@ -8,7 +8,7 @@ import { countPromptTokens, countTextTokens } from './metering/tokens.js';
 import type { StreamDecoder, StreamTranslator, TargetContext, UpstreamRequest } from './providers/types.js';
 import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from './providers/errors.js';
 import { safeCode } from './providers/redact.js';
-import { dispatch, type DispatchOptions } from './router/dispatch.js';
+import { dispatch, type DispatchOptions, type QuotaGate } from './router/dispatch.js';
 import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { upstreamRetryAfter } from './router/strategy.js';
 import { SseParser, type SseEvent } from './sse.js';
@@ -29,8 +29,10 @@ export interface ChatContext {
   startedAt: number;
   /** Response headers decided before dispatch (e.g. x-paygo-downgraded). */
   extraHeaders?: Record<string, string>;
-  /** Called once with the metered cost when the request is over (budget settlement). */
-  onMetered?: (result: MeterResult) => void;
+  /** Called once with the metered cost and the record when the request is over (budget and rate-limit settlement). */
+  onMetered?: (result: MeterResult, rec: RequestRecord) => void;
+  /** The request's provider quotas, when a target of its route has one. */
+  quota?: QuotaGate;
   /** Set on a route with a response cache when the request was not found in it. */
   cache?: 'miss';
   /** The request's trace when tracing is on. */
@@ -48,7 +50,7 @@ export interface ChatContext {
 /** Meters a finished request, tells the caller its cost and ends its trace. */
 function meter(ctx: ChatContext, deps: ChatDeps, rec: RequestRecord, end?: Parameters<RequestTrace['finish']>[2]): MeterResult {
   const result = deps.meter.record(rec);
-  ctx.onMetered?.(result);
+  ctx.onMetered?.(result, rec);
   ctx.trace?.finish(rec, result, end);
   return result;
 }
@@ -299,7 +301,7 @@ export async function completeChat(ctx: ChatContext, deps: ChatDeps): Promise<Co
           dc.dispose();
         }
       },
-      { ...deps, signal: ctx.signal, attempts: ctx.trace },
+      { ...deps, signal: ctx.signal, attempts: ctx.trace, quota: ctx.quota },
     );
     withTarget(rec, result);
     const { completion, usage, native } = result.value;
@@ -444,7 +446,7 @@ export async function streamChat(ctx: ChatContext, deps: ChatDeps): Promise<Requ
           throw err;
         }
       },
-      { ...deps, signal: ctx.signal, attempts: ctx.trace },
+      { ...deps, signal: ctx.signal, attempts: ctx.trace, quota: ctx.quota },
     );
     open = result.value;
     committed = result;

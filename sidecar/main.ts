@@ -18,6 +18,8 @@ import { catalogLoaded, createPricer, loadCatalog, Pricer } from './metering/pri
 import { parseOptions, USAGE } from './options.js';
 import { seededRandom } from './random.js';
 import { ConfigCompiler, type RuntimeConfig } from './router/runtime.js';
+import { collectRateLimitGauges, countLimited } from './ratelimit/gauges.js';
+import { RateLimiter } from './ratelimit/limits.js';
 import { buildApp, RESPONSE_STORE_DEFAULTS } from './server.js';
 import { ResponseStore } from './apis/response-store.js';
 import { tracingConfig, type Tracing } from './tracing.js';
@@ -62,6 +64,8 @@ async function main(): Promise<void> {
     },
   });
   collectBudgetGauges(metrics, enforcer, funds);
+  const rateLimits = new RateLimiter(Date.now, { onLimited: countLimited(metrics) });
+  collectRateLimitGauges(metrics, rateLimits);
   // The OpenTelemetry SDK is loaded only when tracing is on.
   const traceConfig = tracingConfig(options.otlpEndpoint, process.env);
   let tracing: Tracing | undefined;
@@ -78,6 +82,10 @@ async function main(): Promise<void> {
     pricer.usePushedPrices(snapshot.routes);
     config = compiler.compile(snapshot);
     enforcer.setBudgets(snapshot.budgets);
+    // Rate limits are local token buckets: right for a standalone sidecar (one pod), not for a
+    // fleet. The operator does not distribute them yet, and a ModelRoute's targets[].quota it
+    // pushes is not enforced per pod (each pod would get the whole quota).
+    rateLimits.apply(source === 'file' ? config : undefined);
     metrics.configInfo.reset();
     metrics.configInfo.set({ version: snapshot.version, source }, 1);
   };
@@ -163,6 +171,7 @@ async function main(): Promise<void> {
     random: options.seed === undefined ? Math.random : seededRandom(options.seed),
     unitPrice: (t) => pricer.unitPrice(t.provider, t.model, t.pricing),
     tracing,
+    rateLimits,
     budgets: {
       enforcer,
       worstCase: (t, input, maxOut) => {

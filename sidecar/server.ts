@@ -20,6 +20,8 @@ import { countableResponsesRequest } from './apis/responses-passthrough.js';
 import type { FrontDoor } from './apis/types.js';
 import { UpstreamHttpError, UpstreamProtocolError } from './providers/errors.js';
 import { ResponseCache } from './response-cache.js';
+import { ProviderQuotaGate, requestDemand, reserveConsumer, usedBy, type ConsumerHold } from './ratelimit/holds.js';
+import type { Demand, RateLimiter } from './ratelimit/limits.js';
 import { dispatch } from './router/dispatch.js';
 import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { upstreamRetryAfter } from './router/strategy.js';
@@ -40,6 +42,8 @@ export interface AppOptions {
   hooks?: ChatDeps['hooks'];
   /** Budget admission; absent: no budgets are enforced. */
   budgets?: BudgetGate;
+  /** Provider quotas and consumer rate limits; absent or inactive: none. */
+  rateLimits?: RateLimiter;
   /** OpenTelemetry tracing (tracing-sdk.ts); absent: off, and nothing on the request path traces. */
   tracing?: Tracing;
   /** What /v1/responses answered (previous_response_id, item references, GET); absent: a memory-only store with the defaults. */
@@ -222,11 +226,36 @@ export function buildApp(o: AppOptions): FastifyInstance {
       const completion = JSON.parse(hit.body.toString('utf8')) as ChatCompletion;
       return reply.send(door.respond(completion, usageFromOpenAI(completion.usage) ?? emptyUsage(), { usd: 0, estimated: false }));
     }
-    const { route, req, hold, downgradedFrom } = o.budgets
-      ? await admitChat(o.budgets, o.getConfig()!, requested, asked)
-      : { route: requested, req: asked, hold: undefined, downgradedFrom: undefined };
+    // Rate limits: consumer limits before any budget is asked (a refused request reserves and
+    // meters nothing); provider quotas are taken per attempt by dispatch.
+    const limiter = o.rateLimits?.active ? o.rateLimits : undefined;
+    let consumer: ConsumerHold | undefined;
+    let demand: Demand | undefined;
+    if (limiter) {
+      const limits = limiter.consumer(requested, asked.model);
+      if (limits.length > 0) consumer = reserveConsumer(limiter, limits, (demand = await requestDemand(requested, asked)));
+    }
+    let admitted;
+    try {
+      admitted = o.budgets
+        ? await admitChat(o.budgets, o.getConfig()!, requested, asked)
+        : { route: requested, req: asked, hold: undefined, downgradedFrom: undefined };
+    } catch (err) {
+      consumer?.settle(undefined);
+      if (consumer && err instanceof ApiError) Object.assign(err.headers, consumer.headers);
+      throw err;
+    }
+    const { route, req, hold, downgradedFrom } = admitted;
     const extraHeaders: Record<string, string> = { ...door.headers?.(String(request.id)) };
     if (downgradedFrom) extraHeaders['x-paygo-downgraded'] = downgradedFrom;
+    if (consumer) {
+      const limitHeaders = consumer.headers;
+      Object.assign(extraHeaders, limitHeaders);
+      // Also on an error answer (the error handler keeps the reply's headers).
+      reply.headers(limitHeaders);
+    }
+    const quota = limiter?.routeHasQuota(route) ? new ProviderQuotaGate(limiter, demand ?? (await requestDemand(route, req))) : undefined;
+    const settleBudget = hold ? (m: MeterResult) => o.budgets!.enforcer.settle(hold, m.costNano) : undefined;
     trace?.routed(route, req);
     const ctx = {
       trace,
@@ -240,7 +269,16 @@ export function buildApp(o: AppOptions): FastifyInstance {
       signal: clientSignal(reply),
       raw: { req: request.raw, res: reply.raw },
       startedAt: now(),
-      onMetered: hold ? (m: MeterResult) => o.budgets!.enforcer.settle(hold, m.costNano) : undefined,
+      quota,
+      onMetered:
+        consumer || quota
+          ? (m: MeterResult, rec: RequestRecord) => {
+              settleBudget?.(m);
+              const used = usedBy(rec);
+              consumer?.settle(used);
+              quota?.settle(used, now());
+            }
+          : settleBudget,
       ...(cacheKey !== undefined ? { cache: 'miss' as const } : {}),
     };
     if (req.stream) {

@@ -107,6 +107,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['namespace', 'budget'],
       registers: [registry],
     }),
+    rateLimitRemaining: new Gauge({
+      name: 'paygo_ratelimit_remaining',
+      help: 'What a rate-limit bucket holds now: requests or tokens a request could still take (provider quotas and consumer RateLimits; standalone only so far).',
+      labelNames: ['kind', 'limit', 'resource', 'window'],
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'paygo_ratelimit_limited_requests_total',
+      help: 'Requests a rate limit refused (limited), held until a provider quota had room (waited), or sent past a target whose provider quota had none (failed_over).',
+      labelNames: ['kind', 'limit', 'resource', 'reason'],
+      registers: [registry],
+    }),
     configInfo: new Gauge({
       name: 'paygo_config_info',
       help: 'The configuration version the sidecar serves (value 1).',

@@ -30,6 +30,26 @@ export interface AttemptObserver {
   attemptEnded(outcome: AttemptOutcome, error?: Error): void;
 }
 
+/** A target's provider quota has no room now: how long until it would (Infinity: never, for this request). */
+export interface QuotaShortage {
+  waitMs: number;
+}
+
+/** One request's provider quotas (ratelimit/holds.ts ProviderQuotaGate), as dispatch sees them. */
+export interface QuotaGate {
+  /** Takes room for one attempt at the target; the shortage when there is none. */
+  take(target: RuntimeTarget, now: number): QuotaShortage | undefined;
+  /** The attempt failed: what it took comes back (its request only when nothing was sent). */
+  failed(sent: boolean, now: number): void;
+  /** A target was skipped (failed_over), the request waited (waited) or was refused (limited). */
+  limited(short: QuotaShortage, reason: 'limited' | 'waited' | 'failed_over'): void;
+  /** The error when no target has room: 429 with Retry-After. */
+  exhausted(route: RuntimeRoute, short: QuotaShortage): Error;
+}
+
+/** The longest a request waits for a provider quota when no target of its route has room (ms). */
+export const MAX_QUOTA_WAIT_MS = 2_000;
+
 export interface DispatchOptions {
   signal: CancelSignal;
   now: () => number;
@@ -40,6 +60,8 @@ export interface DispatchOptions {
   hooks?: DispatchHooks;
   /** This request's attempts (the request's trace). */
   attempts?: AttemptObserver;
+  /** This request's provider quotas; absent when no target of the route has one. */
+  quota?: QuotaGate;
 }
 
 export interface Dispatched<T> {
@@ -95,7 +117,9 @@ function retryable(route: RuntimeRoute, kind: FailureKind): boolean {
 /**
  * Runs attempts over the route's targets in strategy order: retries a target with backoff
  * (honouring Retry-After) while the failure is retryable, then fails over to the next one,
- * skipping targets whose circuit is open, all within the route's total deadline.
+ * skipping targets whose circuit is open or whose provider quota has no room, all within the
+ * route's total deadline. When only quotas stood in the way, it waits once for the soonest one
+ * (at most MAX_QUOTA_WAIT_MS, within the deadline) and tries again, else answers 429.
  */
 export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: DispatchOptions): Promise<Dispatched<T>> {
   const start = o.now();
@@ -112,81 +136,110 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
   let lastKind: FailureKind | undefined;
   let translateError: ApiError | undefined;
   const skipped: string[] = [];
+  const quota = o.quota;
+  // The provider quota that frees up soonest among the targets skipped for one.
+  let shortest: QuotaShortage | undefined;
 
-  for (let ti = 0; ti < order.length; ti++) {
-    const target = order[ti]!;
-    if (target.unavailableReason) {
-      skipped.push(`${target.name}: ${target.unavailableReason}`);
-      continue;
-    }
-    if (route.requirePricing && o.unitPrice(target) === undefined) {
-      skipped.push(`${target.name}: no known price for ${target.provider} model "${target.model}" and the route sets requirePricing (add spec.targets[].pricing)`);
-      continue;
-    }
-    // This target's own last failure: only a target that was tried and failed is failed over from.
-    let failedWith: FailureKind | undefined;
-    for (let retry = 0; retry < route.retry.attempts; retry++) {
-      if (o.signal.aborted) throw new TransportError('aborted', 'client went away');
-      const now = o.now();
-      if (now >= deadline) break;
-      if (!target.health.breaker.tryAcquire(now)) {
-        skipped.push(`${target.name}: circuit open`);
-        break;
+  for (let pass = 0; ; pass++) {
+    for (let ti = 0; ti < order.length; ti++) {
+      const target = order[ti]!;
+      if (target.unavailableReason) {
+        skipped.push(`${target.name}: ${target.unavailableReason}`);
+        continue;
       }
-      // Whether this attempt holds the half-open probe: only its holder may give that back.
-      const probe = target.health.breaker.state === 'half-open';
-      attempts++;
-      const started = now;
-      o.attempts?.attemptStarted(target);
-      try {
-        const value = await attempt(target, o.signal, deadline);
-        o.attempts?.attemptEnded('success');
-        target.health.breaker.onSuccess();
-        // Only successes feed the latency average (time until the attempt committed).
-        target.health.latencyMs = ewma(target.health.latencyMs, o.now() - started);
-        return { value, target, attempts };
-      } catch (err) {
-        const error = err instanceof Error ? err : new Error(String(err));
-        if (o.signal.aborted || (err instanceof TransportError && err.failure === 'aborted')) {
-          if (probe) target.health.breaker.release();
-          o.attempts?.attemptEnded('aborted', error);
-          throw new TransportError('aborted', 'client went away', { cause: err });
-        }
-        const { kind, retryAfterMs } = classify(err);
-        o.attempts?.attemptEnded(kind, error);
-        o.hooks?.onAttemptFailed?.(route, target, kind, error);
-        if (kind === 'client') {
-          if (probe) target.health.breaker.release();
-          throw err; // the request itself is wrong: no other target will like it better
-        }
-        if (kind === 'translate') {
-          if (probe) target.health.breaker.release();
-          translateError ??= err as ApiError;
-          break; // this provider cannot take the request; another may
-        }
-        lastError = error;
-        lastKind = kind;
-        failedWith = kind;
-        if (kind === 'auth' || !retryable(route, kind)) {
-          if (target.health.breaker.onFailure(o.now())) o.hooks?.onCircuitOpen?.(route, target);
+      if (route.requirePricing && o.unitPrice(target) === undefined) {
+        skipped.push(`${target.name}: no known price for ${target.provider} model "${target.model}" and the route sets requirePricing (add spec.targets[].pricing)`);
+        continue;
+      }
+      // This target's own last failure: only a target that was tried and failed is failed over from.
+      let failedWith: FailureKind | undefined;
+      for (let retry = 0; retry < route.retry.attempts; retry++) {
+        if (o.signal.aborted) throw new TransportError('aborted', 'client went away');
+        const now = o.now();
+        if (now >= deadline) break;
+        if (!target.health.breaker.tryAcquire(now)) {
+          skipped.push(`${target.name}: circuit open`);
           break;
         }
-        if (target.health.breaker.onFailure(o.now())) {
-          o.hooks?.onCircuitOpen?.(route, target);
-          break;
+        // Whether this attempt holds the half-open probe: only its holder may give that back.
+        const probe = target.health.breaker.state === 'half-open';
+        if (quota) {
+          const short = quota.take(target, now);
+          if (short) {
+            // Like an open circuit: the next target, or a wait when none has room.
+            if (probe) target.health.breaker.release();
+            if (shortest === undefined || short.waitMs < shortest.waitMs) shortest = short;
+            skipped.push(`${target.name}: provider rate limit reached`);
+            if (ti + 1 < order.length) quota.limited(short, 'failed_over');
+            break;
+          }
         }
-        if (retry + 1 >= route.retry.attempts) break;
-        const wait = Math.max(
-          retryAfterMs ?? 0,
-          backoffMs(retry, route.retry.initialBackoffMs, route.retry.maxBackoffMs, o.random),
-        );
-        // A Retry-After beyond the deadline or the backoff cap means: fail over now instead.
-        if (o.now() + wait >= deadline || wait > route.retry.maxBackoffMs) break;
-        o.hooks?.onRetry?.(route, target, kind);
-        await o.sleep(wait, o.signal);
+        attempts++;
+        const started = now;
+        o.attempts?.attemptStarted(target);
+        try {
+          const value = await attempt(target, o.signal, deadline);
+          o.attempts?.attemptEnded('success');
+          target.health.breaker.onSuccess();
+          // Only successes feed the latency average (time until the attempt committed).
+          target.health.latencyMs = ewma(target.health.latencyMs, o.now() - started);
+          return { value, target, attempts };
+        } catch (err) {
+          const error = err instanceof Error ? err : new Error(String(err));
+          // A translate error is the adapter refusing before anything was sent.
+          quota?.failed(!(err instanceof ApiError), o.now());
+          if (o.signal.aborted || (err instanceof TransportError && err.failure === 'aborted')) {
+            if (probe) target.health.breaker.release();
+            o.attempts?.attemptEnded('aborted', error);
+            throw new TransportError('aborted', 'client went away', { cause: err });
+          }
+          const { kind, retryAfterMs } = classify(err);
+          o.attempts?.attemptEnded(kind, error);
+          o.hooks?.onAttemptFailed?.(route, target, kind, error);
+          if (kind === 'client') {
+            if (probe) target.health.breaker.release();
+            throw err; // the request itself is wrong: no other target will like it better
+          }
+          if (kind === 'translate') {
+            if (probe) target.health.breaker.release();
+            translateError ??= err as ApiError;
+            break; // this provider cannot take the request; another may
+          }
+          lastError = error;
+          lastKind = kind;
+          failedWith = kind;
+          if (kind === 'auth' || !retryable(route, kind)) {
+            if (target.health.breaker.onFailure(o.now())) o.hooks?.onCircuitOpen?.(route, target);
+            break;
+          }
+          if (target.health.breaker.onFailure(o.now())) {
+            o.hooks?.onCircuitOpen?.(route, target);
+            break;
+          }
+          if (retry + 1 >= route.retry.attempts) break;
+          const wait = Math.max(
+            retryAfterMs ?? 0,
+            backoffMs(retry, route.retry.initialBackoffMs, route.retry.maxBackoffMs, o.random),
+          );
+          // A Retry-After beyond the deadline or the backoff cap means: fail over now instead.
+          if (o.now() + wait >= deadline || wait > route.retry.maxBackoffMs) break;
+          o.hooks?.onRetry?.(route, target, kind);
+          await o.sleep(wait, o.signal);
+        }
       }
+      if (ti + 1 < order.length && failedWith) o.hooks?.onFailover?.(route, target, failedWith);
     }
-    if (ti + 1 < order.length && failedWith) o.hooks?.onFailover?.(route, target, failedWith);
+    // Only provider quotas stood in the way (nothing was tried and failed): wait once for the soonest.
+    if (!quota || !shortest || lastError || translateError) break;
+    const wait = shortest.waitMs;
+    if (pass > 0 || !(wait <= MAX_QUOTA_WAIT_MS) || o.now() + wait >= deadline) {
+      quota.limited(shortest, 'limited');
+      throw quota.exhausted(route, shortest);
+    }
+    quota.limited(shortest, 'waited');
+    await o.sleep(wait, o.signal);
+    shortest = undefined;
+    skipped.length = 0;
   }
   throw finalError(route, lastError, lastKind, translateError, skipped, attempts);
 }

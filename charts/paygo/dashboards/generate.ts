@@ -166,6 +166,8 @@ function baseDashboard(uid: string, title: string, description: string): dashboa
 /** Label matchers of the namespace/route variables, for the route-labelled metrics. */
 const ROUTE_FILTER = 'namespace=~"$namespace", route=~"$route"';
 const RATE = '[$__rate_interval]';
+/** Rate limits are named namespace/name (or namespace/route/target): filtered by the namespace variable. */
+const RATE_LIMIT_FILTER = 'limit=~"($namespace)/.*"';
 
 function costDashboard(): dashboard.Dashboard {
   const f = ROUTE_FILTER;
@@ -547,6 +549,29 @@ function trafficDashboard(): dashboard.Dashboard {
         ])
         .showValue(common.VisibilityMode.Never)
         .withTarget(target({ expr: `max by (namespace, route, target) (paygo_circuit_open{${f}})`, legend: '{{namespace}}/{{route}} {{target}}' })),
+    )
+    .withRow(row('Rate limits'))
+    .withPanel(
+      timeSeries({
+        title: 'Rate-limit room left',
+        description:
+          'paygo_ratelimit_remaining: requests or tokens a request could still take from each bucket (kind provider: a target quota, namespace/route/target, or a ProviderQuota; kind consumer: a RateLimit). Each standalone sidecar has its own buckets: the lowest one is shown.',
+        unit: 'short',
+        min: 0,
+        queries: [{ expr: `min by (kind, limit, resource, window) (paygo_ratelimit_remaining{${RATE_LIMIT_FILTER}})`, legend: '{{kind}} {{limit}} {{resource}}/{{window}}' }],
+      }),
+    )
+    .withPanel(
+      timeSeries({
+        title: 'Requests held back by rate limits (req/s)',
+        description:
+          'reason limited: refused with HTTP 429 rate_limit_exceeded; waited: held until a provider quota had room; failed_over: a target was skipped because its provider quota had none.',
+        unit: 'reqps',
+        stacked: true,
+        queries: [
+          { expr: `sum by (kind, limit, resource, reason) (rate(paygo_ratelimit_limited_requests_total{${RATE_LIMIT_FILTER}}${RATE}))`, legend: '{{reason}} {{kind}} {{limit}} {{resource}}' },
+        ],
+      }),
     )
     .withRow(row('Sidecars'))
     .withPanel(

@@ -24,6 +24,8 @@ const EXPECTED: Record<string, { name: string; type: string; help: string; label
   budgetRemaining: { name: "paygo_budget_remaining_ratio", type: 'Gauge', help: "Share of the budget limit not yet spent or reserved (0-1).", labelNames: ["namespace", "budget", "period"] },
   budgetRefused: { name: "paygo_budget_refused_requests_total", type: 'Counter', help: "Requests a budget refused (action block) or moved to the cheaper route (action downgrade).", labelNames: ["namespace", "budget", "action"] },
   budgetOverLimit: { name: "paygo_budget_over_limit_requests_total", type: 'Counter', help: "Requests served while an alert-only budget was over its limit.", labelNames: ["namespace", "budget"] },
+  rateLimitRemaining: { name: "paygo_ratelimit_remaining", type: 'Gauge', help: "What a rate-limit bucket holds now: requests or tokens a request could still take (provider quotas and consumer RateLimits; standalone only so far).", labelNames: ["kind", "limit", "resource", "window"] },
+  rateLimited: { name: "paygo_ratelimit_limited_requests_total", type: 'Counter', help: "Requests a rate limit refused (limited), held until a provider quota had room (waited), or sent past a target whose provider quota had none (failed_over).", labelNames: ["kind", "limit", "resource", "reason"] },
   configInfo: { name: "paygo_config_info", type: 'Gauge', help: "The configuration version the sidecar serves (value 1).", labelNames: ["version", "source"] },
 };
 

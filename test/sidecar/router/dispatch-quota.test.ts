@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import { Cancel } from '../../../sidecar/cancel.js';
+import { ApiError, invalidRequest } from '../../../sidecar/errors.js';
+import { UpstreamHttpError } from '../../../sidecar/providers/errors.js';
+import { TokenBucket } from '../../../sidecar/ratelimit/bucket.js';
+import { ProviderQuotaGate } from '../../../sidecar/ratelimit/holds.js';
+import { RateLimiter, type Limit } from '../../../sidecar/ratelimit/limits.js';
+import { dispatch, MAX_QUOTA_WAIT_MS, type DispatchOptions } from '../../../sidecar/router/dispatch.js';
+import type { RuntimeTarget } from '../../../sidecar/router/runtime.js';
+import { testRoute, testTarget } from '../../support/runtime.js';
+
+/** Provider quotas in dispatch: skipped like an open circuit, a bounded wait when none has room, then 429. */
+function harness(perMinute: Record<string, number>) {
+  let now = 0;
+  const sleeps: number[] = [];
+  const events: string[] = [];
+  const buckets: Record<string, Limit> = {};
+  for (const [name, n] of Object.entries(perMinute)) buckets[name] = { kind: 'provider', name: `default/r/${name}`, resource: 'requests', window: 'minute', bucket: new TokenBucket(n, 60_000, 0) };
+  const limiter = new RateLimiter(() => now, { onLimited: (l, reason) => events.push(`${reason} ${l.name}`) });
+  (limiter as unknown as { target: (t: RuntimeTarget) => Limit[] | undefined }).target = (t) => (buckets[t.name] ? [buckets[t.name]!] : undefined);
+  const gate = () => new ProviderQuotaGate(limiter, { inputTokens: 10, outputTokens: 10 });
+  const o = (): DispatchOptions => ({
+    signal: new Cancel(),
+    now: () => now,
+    random: () => 0.5,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      now += ms;
+    },
+    unitPrice: () => undefined,
+    quota: gate(),
+    hooks: { onFailover: (_r, t, k) => events.push(`failover ${t.name} ${k}`) },
+  });
+  return { o, sleeps, events, buckets, advance: (ms: number) => (now += ms) };
+}
+
+const left = (l: Limit) => l.bucket.available(0);
+
+describe('dispatch with provider quotas', () => {
+  it('takes one request from the target it sends to', async () => {
+    const h = harness({ a: 2 });
+    const out = await dispatch(testRoute([testTarget('a')]), async (t) => t.name, h.o());
+    expect(out.value).toBe('a');
+    expect(left(h.buckets.a!)).toBe(1);
+  });
+
+  it('skips a target without room like an open circuit: the next one serves', async () => {
+    const h = harness({ a: 1 });
+    const r = testRoute([testTarget('a'), testTarget('b')]);
+    await dispatch(r, async (t) => t.name, h.o());
+    const out = await dispatch(r, async (t) => t.name, h.o());
+    expect(out).toMatchObject({ value: 'b', attempts: 1 });
+    expect(h.events).toEqual(['failed_over default/r/a']);
+    expect(h.sleeps).toEqual([]);
+  });
+
+  it('waits for the soonest quota when no target has room (within MAX_QUOTA_WAIT_MS), then sends', async () => {
+    const h = harness({ a: 60, b: 30 });
+    h.buckets.a!.bucket.take(60, 0);
+    h.buckets.b!.bucket.take(30, 0);
+    const out = await dispatch(testRoute([testTarget('a'), testTarget('b')]), async (t) => t.name, h.o());
+    expect(out.value).toBe('a'); // a refills 1 request per second, b one per 2 s
+    expect(h.sleeps).toEqual([1_000]);
+    expect(h.events).toEqual(['failed_over default/r/a', 'waited default/r/a']);
+  });
+
+  it('answers 429 rate_limit_exceeded with Retry-After when the wait would be longer than the cap', async () => {
+    const h = harness({ a: 10 });
+    h.buckets.a!.bucket.take(10, 0); // one request per 6 s
+    expect(MAX_QUOTA_WAIT_MS).toBe(2_000);
+    const err = await dispatch(testRoute([testTarget('a')]), async (t) => t.name, h.o()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(429);
+    expect((err as ApiError).code).toBe('rate_limit_exceeded');
+    expect((err as ApiError).headers).toEqual({ 'retry-after': '6', 'retry-after-ms': '6000' });
+    expect(h.sleeps).toEqual([]);
+    expect(h.events).toEqual(['limited default/r/a']);
+  });
+
+  it('answers 429 when the wait would pass the route deadline', async () => {
+    const h = harness({ a: 60 });
+    h.buckets.a!.bucket.take(60, 0);
+    const err = await dispatch(testRoute([testTarget('a')], { totalTimeoutMs: 500 }), async (t) => t.name, h.o()).catch((e: unknown) => e);
+    expect((err as ApiError).status).toBe(429);
+    expect(h.sleeps).toEqual([]);
+  });
+
+  it('waits once only: a quota taken again meanwhile is a 429', async () => {
+    const h = harness({ a: 60 });
+    h.buckets.a!.bucket.take(60, 0);
+    const o = h.o();
+    const sleep = o.sleep;
+    o.sleep = async (ms, s) => {
+      await sleep(ms, s);
+      h.buckets.a!.bucket.take(1, ms); // someone else got there first
+    };
+    const err = await dispatch(testRoute([testTarget('a')]), async (t) => t.name, o).catch((e: unknown) => e);
+    expect((err as ApiError).status).toBe(429);
+    expect(h.sleeps).toEqual([1_000]);
+    expect(h.events).toEqual(['waited default/r/a', 'limited default/r/a']);
+  });
+
+  it('a failed attempt keeps its request counted; a retry needs room again', async () => {
+    const h = harness({ a: 1 });
+    const calls: string[] = [];
+    const out = await dispatch(
+      testRoute([testTarget('a'), testTarget('b')], { attempts: 2, initialBackoffMs: 10, maxBackoffMs: 100 }),
+      async (t) => {
+        calls.push(t.name);
+        if (t.name === 'a') throw new UpstreamHttpError(500, 'down', undefined);
+        return t.name;
+      },
+      h.o(),
+    );
+    expect(out.value).toBe('b');
+    expect(calls).toEqual(['a', 'b']); // no room for a's retry after its 5 ms backoff
+    expect(h.sleeps).toEqual([5]);
+    expect(h.buckets.a!.bucket.remaining(5)).toBe(0);
+  });
+
+  it('a target that refused the request before sending (translate) gives its request back', async () => {
+    const h = harness({ a: 1 });
+    await dispatch(
+      testRoute([testTarget('a'), testTarget('b')]),
+      async (t) => {
+        if (t.name === 'a') throw invalidRequest('no', 'x', 'unsupported_parameter');
+        return t.name;
+      },
+      h.o(),
+    );
+    expect(left(h.buckets.a!)).toBe(1);
+  });
+
+  it('an upstream failure with no quota shortage answers as before', async () => {
+    const h = harness({ a: 5 });
+    const err = await dispatch(testRoute([testTarget('a')], { attempts: 1 }), async () => {
+      throw new UpstreamHttpError(500, 'down', undefined);
+    }, h.o()).catch((e: unknown) => e);
+    expect((err as ApiError).code).toBe('upstream_failed');
+  });
+});
