@@ -17,7 +17,7 @@ import { queriesOf, substitute, variablesIn, variablesOf } from './promql.js';
  */
 const PROMETHEUS_BIN = '/usr/bin/prometheus';
 
-// Two namespaces, five routes, three budgets (one per period). Prices are USD per 1M tokens.
+// Two namespaces, six routes, three budgets (one per period), a rate limit and a provider quota. Prices are USD per 1M tokens.
 const CONFIG = `
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
@@ -103,6 +103,22 @@ spec:
   circuitBreaker: { consecutiveFailures: 2, cooldownMs: 600000 }
 ---
 apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: limited-chat, namespace: team-a }
+spec:
+  model: limited-chat
+  targets:
+    - { name: first, provider: simulate, model: sim-first, simulate: { latencyMs: 2, outputTokens: 8 }, quota: { requestsPerMinute: 3 } }
+    - { name: second, provider: simulate, model: sim-second, simulate: { latencyMs: 2, outputTokens: 8 } }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: RateLimit
+metadata: { name: limited-per-minute, namespace: team-a }
+spec:
+  scope: { routes: [limited-chat] }
+  limits: { requestsPerMinute: 5, tokensPerMinute: 100000 }
+---
+apiVersion: paygo.dev/v1alpha1
 kind: Budget
 metadata: { name: ab-monthly, namespace: team-a }
 spec:
@@ -132,13 +148,15 @@ spec:
   action: alert
 `;
 
-/** One wave per sidecar: [model, requests, of which streamed]. 6 waves × 2 sidecars × 25 = 300 requests. */
+/** One wave per sidecar: [model, requests, of which streamed]. 6 waves × 2 sidecars × 27 = 324 requests. */
 const WAVE: Array<[string, number, number]> = [
   ['ab-chat', 10, 5],
   ['flaky-chat', 8, 4],
   ['local-chat', 3, 1],
   ['capped-chat', 2, 1],
   ['broken-chat', 2, 1],
+  // 12 per sidecar against 5 a minute: the rest are refused (429); the first target's quota of 3 fails over.
+  ['limited-chat', 2, 1],
 ];
 const WAVES = 6;
 const WAVE_GAP_MS = 1_500;
@@ -317,7 +335,7 @@ beforeAll(async () => {
   }
 
   // Wait until Prometheus holds the sidecars' final request totals, then fix the query time.
-  // (Requests a budget refuses are not in paygo_requests_total, so this is less than 300.)
+  // (Requests a budget or a rate limit refuses are not in paygo_requests_total, so this is less than 324.)
   const total = (await Promise.all(sidecars.map((s) => counterSum(s, 'paygo_requests_total')))).reduce((a, b) => a + b, 0);
   expect(total).toBeGreaterThan(200);
   await waitFor(`prometheus to scrape all ${total} requests`, 20_000, async () => ((await scalarNow('sum(paygo_requests_total)')) === total ? true : undefined));
@@ -342,7 +360,7 @@ afterAll(async () => {
 describe('the scripted load', () => {
   it('produced successes, budget refusals and upstream failures', () => {
     expect(statuses.get(200) ?? 0).toBeGreaterThan(200);
-    expect(statuses.get(429) ?? 0, 'capped-daily refusals').toBeGreaterThan(0);
+    expect(statuses.get(429) ?? 0, 'capped-daily and limited-per-minute refusals').toBeGreaterThan(0);
     expect((statuses.get(502) ?? 0) + (statuses.get(503) ?? 0), 'broken-chat failures').toBeGreaterThan(0);
   });
 
