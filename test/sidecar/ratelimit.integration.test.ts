@@ -33,6 +33,23 @@ ${route('waits', [target(url, 'a', ', quota: { outputTokensPerMinute: 6000 }')])
 ${route('shared-1', [`{ name: s, provider: openai, model: model-s, baseURL: ${url}/v1, credentials: { secretRef: { name: openai, key: key-2 } } }`])}
 ${route('shared-2', [`{ name: s, provider: openai, model: model-s, baseURL: ${url}/v1, credentials: { secretRef: { name: openai, key: key-2 } } }`])}
 ${route('sdk', [target(url, 'a')])}
+${route('guarded', [target(url, 'a')])}
+${route('failing', [target(url, 'a')])}
+apiVersion: paygo.dev/v1alpha1
+kind: Budget
+metadata: { name: guarded-budget }
+spec:
+  scope: { routes: [guarded] }
+  period: daily
+  limit: "1.00"
+---
+apiVersion: paygo.dev/v1alpha1
+kind: RateLimit
+metadata: { name: per-route }
+spec:
+  scope: { routes: [guarded, failing] }
+  limits: { requestsPerMinute: 50 }
+---
 apiVersion: paygo.dev/v1alpha1
 kind: RateLimit
 metadata: { name: daily-requests }
@@ -70,7 +87,7 @@ function responder() {
     const reply = base(req);
     const body = req.body as { max_tokens?: number; max_completion_tokens?: number };
     const max = body.max_completion_tokens ?? body.max_tokens ?? 0;
-    if (max >= 5_000 && reply.kind === 'json') return { ...reply, delayMs: 700 };
+    if (max >= 5_000 && reply.kind === 'json') return { ...reply, delayMs: 1_500 };
     return reply;
   };
 }
@@ -168,6 +185,27 @@ describe('consumer rate limits (RateLimit)', () => {
     );
   });
 
+  it('a request a budget then refuses gives its share back, and its error carries the headers', async () => {
+    // The target has no known price, so the budget cannot bound the cost: 503 budget_unpriced.
+    for (let i = 0; i < 2; i++) {
+      const res = await ask('guarded');
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('budget_unpriced');
+      expect(res.headers.get('x-ratelimit-limit-requests')).toBe('50');
+      expect(res.headers.get('x-ratelimit-remaining-requests')).toBe('49'); // the first one's request came back
+    }
+  });
+
+  it('a request sent upstream that failed keeps its request counted; its error carries the headers', async () => {
+    upstream.fault({ kind: 'status', status: 500 });
+    const failed = await ask('failing');
+    expect(failed.status).toBe(502);
+    expect(failed.headers.get('x-ratelimit-remaining-requests')).toBe('49'); // the budget-refused ones above gave theirs back
+    const next = await ask('failing');
+    expect(next.status).toBe(200);
+    expect(next.headers.get('x-ratelimit-remaining-requests')).toBe('48'); // the failed one kept its request
+  });
+
   it('a stream carries the headers too', async () => {
     const res = await ask('tokens', { max_tokens: 100, stream: true });
     expect(res.status).toBe(200);
@@ -203,11 +241,11 @@ describe('provider quotas', () => {
   });
 
   it('waits (briefly) for room instead of refusing', async () => {
-    // The first request holds all 6000 output tokens for 700 ms; the second needs 50, which
-    // refill in 500 ms (100 per second): it waits, then is served.
+    // The first request holds all 6000 output tokens for 1.5 s; the second needs 150, which
+    // refill in 1.5 s (100 per second): it waits (at most 2 s), then is served.
     const first = ask('waits', { max_tokens: 6_000 });
     await new Promise((r) => setTimeout(r, 100));
-    const second = await ask('waits', { max_tokens: 50 });
+    const second = await ask('waits', { max_tokens: 150 });
     expect(second.status).toBe(200);
     expect((await first).status).toBe(200);
     expect(await metric('paygo_ratelimit_limited_requests_total{kind="provider",limit="default/waits/a",resource="output_tokens",reason="waited"}')).toBe(1);
@@ -216,7 +254,7 @@ describe('provider quotas', () => {
 
 describe('the openai SDK', () => {
   it('retries a 429 after the Retry-After the sidecar sends, and gets through', async () => {
-    // Another request of the app holds nearly all 60000 tokens per minute for 700 ms.
+    // Another request of the app holds nearly all 60000 tokens per minute for 1.5 s.
     const hog = ask('sdk', { max_tokens: 59_900 });
     await new Promise((r) => setTimeout(r, 100));
     const statuses: number[] = [];
