@@ -88,6 +88,13 @@ dev-cluster: build controlplane ## start a local kube-apiserver + etcd with the 
 dev-cluster-down: ## stop the local control plane
 	test/support/controlplane/dev-cluster.sh down
 
+.PHONY: node-cluster node-cluster-down
+node-cluster: ## (root) a real single-node cluster (containerd, kubelet, kube-proxy, CoreDNS; built and cached) with paygo installed from the chart; prints KUBECONFIG=… (test/support/node/README.md)
+	test/support/node/up.sh --install-paygo
+
+node-cluster-down: ## remove everything node-cluster started: processes, mounts, bridge, iptables rules, cgroups, files
+	test/support/node/down.sh
+
 # --- images, Helm and kind (need Docker; not runnable in this project's CI, see README) --------
 IMAGE_TAG ?= $(shell node -p 'require("./package.json").version')
 OPERATOR_IMAGE ?= ghcr.io/paygo-dev/paygo-operator:$(IMAGE_TAG)

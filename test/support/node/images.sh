@@ -18,9 +18,11 @@
 #   ghcr.io/paygo-dev/paygo-sidecar:<package.json version>   sidecar/Dockerfile
 #       (the two bases passed as build args; `npm ci` inside needs the npm registry.)
 #
-# buildah runs as root with --storage-driver vfs and --isolation chroot (no overlay, no user
-# namespaces needed); its store is ${PAYGO_CACHE_DIR:-~/.cache/paygo}/buildah, so base
-# images and the `npm ci` layer are reused by the next run (--layers).
+# buildah runs as root with --isolation chroot (no user namespaces needed) and the overlay
+# storage driver (vfs where the kernel has no overlayfs; PAYGO_BUILDAH_DRIVER overrides); its
+# store is ${PAYGO_CACHE_DIR:-~/.cache/paygo}/buildah/root-<driver>, so the bases and the
+# `npm ci` layer are reused (--layers), and a paygo image whose sources (what the Dockerfile
+# COPYs) did not change is not rebuilt at all. Reset: rm -rf ~/.cache/paygo/buildah.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,9 +47,14 @@ mkdir -p "$store"
 # One build at a time per store (buildah's own locks are per image, not per build).
 exec 8>"$store/.lock"
 flock -w 1800 8 || { log "error: timed out waiting for $store/.lock"; exit 1; }
-B=(buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs)
+# overlay where the kernel has it (layers stored as diffs: ~1.8 GB for everything here),
+# else vfs (a full copy per layer: ~15 GB after a few builds).
+if [ -z "${PAYGO_BUILDAH_DRIVER:-}" ] && grep -qw overlay /proc/filesystems; then driver=overlay; else driver="${PAYGO_BUILDAH_DRIVER:-vfs}"; fi
+B=(buildah --root "$store/root-$driver" --runroot "$store/run-$driver" --storage-driver "$driver")
 
 has_image() { "${B[@]}" inspect --type image "$1" >/dev/null 2>&1; }
+# Working containers an interrupted earlier run left behind (the store is ours, and locked).
+"${B[@]}" rm --all >/dev/null 2>&1 || true
 
 tmp="$(mktemp -d)"
 cleanup() {
@@ -159,6 +166,7 @@ fi
 
 echo_img=localhost/paygo/echo:1
 rf="$tmp/echo"; mkdir -p "$rf/app"
+echo_src="$(sed -n '/^cat >"$rf\/app\/server.js"/,/^EOF$/p' "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)"
 cat >"$rf/app/server.js" <<'EOF'
 // Answers every request with this pod's hostname; `server.js get URL` fetches URL and prints it.
 const http = require('node:http');
@@ -171,19 +179,30 @@ if (process.argv[2] === 'get') {
   http.createServer((req, res) => res.end(`hello from ${os.hostname()}\n`)).listen(port, () => console.log(`listening on ${port}`));
 }
 EOF
-ctr="$("${B[@]}" from "$runtime_base")"
-"${B[@]}" copy "$ctr" "$rf/app/server.js" /app/server.js >/dev/null
-"${B[@]}" config --workingdir /app --cmd '["/app/server.js"]' "$ctr"
-"${B[@]}" commit --quiet --rm "$ctr" "$echo_img" >/dev/null; ctr=""
-log "built $echo_img"
+if ! has_image "$echo_img-$base_tag-$echo_src"; then
+  ctr="$("${B[@]}" from "$runtime_base")"
+  "${B[@]}" copy "$ctr" "$rf/app/server.js" /app/server.js >/dev/null
+  "${B[@]}" config --workingdir /app --cmd '["/app/server.js"]' "$ctr"
+  "${B[@]}" commit --quiet --rm "$ctr" "$echo_img-$base_tag-$echo_src" >/dev/null; ctr=""
+  log "built $echo_img"
+fi
+"${B[@]}" tag "$echo_img-$base_tag-$echo_src" "$echo_img"
 
 images=("$pause_img" "$coredns_img" "$echo_img")
 
 # --- paygo's own images ------------------------------------------------------------------------
 if [ "$paygo" = 1 ]; then
   version="$(node -p 'require(process.argv[1]).version' "$repo/package.json")"
+  # What the Dockerfiles COPY (see .dockerignore): unchanged sources, no rebuild.
+  src_sum="$(cd "$repo" && find package.json package-lock.json tsconfig.json crds/src sidecar operator \
+    examples/standalone.yaml -type f ! -name '*.log' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)"
   for what in operator sidecar; do
     name="ghcr.io/paygo-dev/paygo-$what:$version"
+    key="$name-$base_tag-$src_sum"
+    images+=("$name")
+    if has_image "$key"; then
+      "${B[@]}" tag "$key" "$name"; log "$name: sources unchanged, cached"; continue
+    fi
     start=$(date +%s)
     log "building $name from $what/Dockerfile (buildah, local bases) ..."
     "${B[@]}" build --isolation chroot --layers --pull=never --quiet \
@@ -191,7 +210,10 @@ if [ "$paygo" = 1 ]; then
       -f "$repo/$what/Dockerfile" -t "$name" "$repo" >"$tmp/$what.build.log" 2>&1 ||
       { tail -n 40 "$tmp/$what.build.log" >&2; log "error: building $name failed"; exit 1; }
     log "built $name in $(( $(date +%s) - start ))s"
-    images+=("$name")
+    # Drop the keys of earlier builds of this image (their layers stay as build cache).
+    "${B[@]}" images --format '{{.Name}}:{{.Tag}}' | grep -F "$name-" | grep -vxF "$key" |
+      while read -r old; do "${B[@]}" rmi "$old" >/dev/null 2>&1 || true; done || true
+    "${B[@]}" tag "$name" "$key"
   done
 fi
 

@@ -2,11 +2,13 @@
 # Starts a real single-node Kubernetes cluster on this machine (root, Linux, cgroup v1 or v2)
 # from the binaries of install.sh, and returns once the Node is Ready and CoreDNS answers.
 #
-#   up.sh [--data-dir DIR] [--no-paygo-images]
+#   up.sh [--data-dir DIR] [--no-paygo-images] [--install-paygo]
 #
 #   --data-dir          everything goes there (default /tmp/paygo-node; keep it short: unix
 #                       socket paths live in it). down.sh DIR removes it again.
 #   --no-paygo-images   do not build/import the paygo operator and sidecar images.
+#   --install-paygo     then `helm upgrade --install` charts/paygo (namespace paygo-system,
+#                       the imported images, pullPolicy Never) and wait for the operator.
 #
 # What runs (all from DIR, logs in DIR/log/):
 #   etcd + kube-apiserver           ../controlplane/start.sh (bound to 0.0.0.0, advertised on
@@ -25,12 +27,13 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-dd=/tmp/paygo-node paygo_images=1
+dd=/tmp/paygo-node paygo_images=1 install_paygo=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --data-dir) dd="$2"; shift 2 ;;
     --no-paygo-images) paygo_images=0; shift ;;
-    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --install-paygo) install_paygo=1; shift ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -402,6 +405,17 @@ dns_check() {
   ' "$DNS_IP"
 }
 wait_for "CoreDNS to answer on $DNS_IP" 60 kubelet dns_check
+
+if [ "$install_paygo" = 1 ]; then
+  [ "$paygo_images" = 1 ] || die "--install-paygo needs the paygo images (drop --no-paygo-images)"
+  log "helm upgrade --install paygo charts/paygo"
+  helm --kubeconfig "$kubeconfig" upgrade --install paygo "$here/../../../charts/paygo" \
+    -n paygo-system --create-namespace \
+    --set operator.image.pullPolicy=Never --set sidecar.image.pullPolicy=Never >"$dd/log/helm.log" 2>&1 ||
+    { tail_log "$dd/log/helm.log"; die "helm install failed"; }
+  kc -n paygo-system rollout status deployment/paygo-operator --timeout=180s >&2 ||
+    { kc -n paygo-system get pods -o wide >&2; die "the paygo operator did not become ready"; }
+fi
 
 cp "$kubeconfig" "$dd/kubeconfig"
 {
