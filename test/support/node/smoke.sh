@@ -44,6 +44,12 @@ EOF
 kubectl -n "$ns" rollout status deployment/echo --timeout=90s >&2
 pods=($(kubectl -n "$ns" get pods -l app=echo -o jsonpath='{.items[*].metadata.name}'))
 [ "${#pods[@]}" = 2 ] || { log "expected 2 pods, got ${#pods[*]}"; false; }
+# kube-proxy programs a new Service's endpoints within about a second (its min sync period).
+for i in $(seq 1 30); do
+  kubectl -n "$ns" exec "${pods[0]}" -- /nodejs/bin/node /app/server.js get "http://echo.$ns.svc.cluster.local/" >/dev/null 2>&1 && break
+  [ "$i" -lt 30 ] || { log "Service echo did not answer within 30 tries"; false; }
+  sleep 0.5
+done
 seen=""
 for i in $(seq 1 20); do
   url="http://echo.$ns.svc.cluster.local/"; [ $((i % 2)) = 0 ] && url="http://echo/"
