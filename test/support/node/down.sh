@@ -81,11 +81,12 @@ for _ in 1 2 3 4 5; do
   kill -KILL $pids 2>/dev/null
   sleep 0.3
 done
-# Shims and anything else still naming the data dir (not the control plane: stop.sh below).
+# containerd shims of this data dir that outlived containerd (their -address names DIR).
 if [ -d "$dd" ]; then
-  for p in $(ls /proc | grep -E '^[0-9]+$'); do
-    if ours "$p" && ! tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qE "(kube-apiserver|etcd|paygo-cp-watchdog) .*$dd/cp"; then
-      stop_pid "$p" "$(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-60)" 5
+  for d in /proc/[0-9]*; do
+    p="${d#/proc/}"
+    if ours "$p" && tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q '^[^ ]*containerd-shim'; then
+      stop_pid "$p" "containerd-shim" 5
     fi
   done
 fi

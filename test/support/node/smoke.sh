@@ -42,7 +42,7 @@ spec:
   ports: [{ port: 80, targetPort: 8080 }]
 EOF
 kubectl -n "$ns" rollout status deployment/echo --timeout=90s >&2
-pods=($(kubectl -n "$ns" get pods -l app=echo -o jsonpath='{.items[*].metadata.name}'))
+read -r -a pods <<<"$(kubectl -n "$ns" get pods -l app=echo -o jsonpath='{.items[*].metadata.name}')"
 [ "${#pods[@]}" = 2 ] || { log "expected 2 pods, got ${#pods[*]}"; false; }
 # kube-proxy programs a new Service's endpoints within about a second (its min sync period).
 for i in $(seq 1 30); do
