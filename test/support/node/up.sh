@@ -98,6 +98,10 @@ free_port() {
 if [ -f "$dd/env" ] && alive "$(pid_of kubelet)" && alive "$(pid_of containerd)"; then
   log "already running from $dd"; cat "$dd/env"; exit 0
 fi
+# One node cluster per machine (one bridge, one kubelet port, one cgroup root).
+if ip link show "$BRIDGE" >/dev/null 2>&1 && [ ! -f "$dd/state" ]; then
+  die "bridge $BRIDGE exists: another node cluster runs (or a crashed one was not cleaned up); run down.sh --data-dir <its dir> first"
+fi
 if [ -d "$dd/cp" ] || [ -f "$dd/state" ]; then
   log "cleaning up the leftovers of an earlier run in $dd"
   "$here/down.sh" --data-dir "$dd" --keep-dir >&2
