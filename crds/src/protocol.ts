@@ -114,3 +114,61 @@ export const TargetReportSchema = z.object({
     .max(4096),
 });
 export type TargetReport = z.infer<typeof TargetReportSchema>;
+
+/**
+ * Fleet-wide rate limits: POST /v1/ratelimit/sync (same Authorization). Each limit field of a
+ * ProviderQuota (`pq/<ns>/<name>`), a target's own quota (`tq/<ns>/<route>/<target>`) or a
+ * RateLimit (`rl/<ns>/<name>`) is shared out as *shares*: a sidecar process (`boot`) holding a
+ * share runs a token bucket of capacity = share refilling share per window, and the operator
+ * keeps Σ shares ≤ the limit. A process lowers its own share to `keep` before it reports (what it
+ * gives back is gone at once); only then may the operator hand the freed part to others. `used`
+ * and `demand` are rates in the limit's own unit per window (what the process took recently, and
+ * what it was refused or is waiting for); the operator moves shares towards `target`, in
+ * proportion to demand. A share stops being valid at `expires` unless renewed; a process that
+ * has none for a limit refuses the requests under it (fail closed). `credit` is how much of an
+ * increase comes already filled (the rest fills at the share's refill rate), so a share moved
+ * from one process to another never brings a burst the fleet has already used
+ * (docs/architecture.md, section 5a).
+ */
+export const RATELIMIT_SYNC_PATH = '/v1/ratelimit/sync';
+
+export const RATELIMIT_KEY_PATTERN = /^(pq|rl)\/[a-z0-9][-a-z0-9.]{0,252}\/[a-z0-9][-a-z0-9.]{0,252}$|^tq\/[a-z0-9][-a-z0-9.]{0,252}\/[a-z0-9][-a-z0-9.]{0,252}\/[^/\s]{1,253}$/;
+
+const rateAmount = z.number().int().min(0).max(1_000_000_000_000);
+
+export const RateLimitSyncRequestSchema = z.object({
+  /** The sidecar process (random per start). */
+  boot: z.string().min(1).max(64),
+  seq: z.number().int().min(1),
+  entries: z
+    .array(
+      z.object({
+        key: z.string().regex(RATELIMIT_KEY_PATTERN),
+        /** The spec field, e.g. `tokensPerMinute`. */
+        field: z.string().min(1).max(64),
+        used: rateAmount,
+        demand: rateAmount,
+        keep: rateAmount,
+      }),
+    )
+    .max(512),
+});
+export type RateLimitSyncRequest = z.infer<typeof RateLimitSyncRequestSchema>;
+
+export const RateLimitSyncResponseSchema = z.object({
+  entries: z.array(
+    z.object({
+      key: z.string(),
+      field: z.string(),
+      /** The process's share (absolute): its bucket's capacity and refill per window. */
+      share: rateAmount,
+      /** Where the operator wants this process's share; above it, the process lowers to it. */
+      target: rateAmount,
+      /** Of the increase over what the process had, how much comes filled (at most the increase). */
+      credit: rateAmount,
+      /** The share stops being valid at this time unless renewed by another sync. */
+      expires: z.iso.datetime(),
+    }),
+  ),
+});
+export type RateLimitSyncResponse = z.infer<typeof RateLimitSyncResponseSchema>;
