@@ -95,6 +95,11 @@ node-cluster: ## (root) a real single-node cluster (containerd, kubelet, kube-pr
 node-cluster-down: ## remove everything node-cluster started: processes, mounts, bridge, iptables rules, cgroups, files
 	test/support/node/down.sh
 
+.PHONY: e2e-node
+e2e-node: build controlplane ## (root) issue 21's user journeys in real pods on a node cluster (up.sh --install-paygo, then down.sh; PAYGO_NODE_KUBECONFIG=… reuses a running one); not in make test; results in test/e2e-node/results/
+	@rc=0; npx vitest run --project e2e-node || rc=$$?; \
+	  if [ -z "$${PAYGO_NODE_KUBECONFIG:-}" ]; then test/support/node/down.sh || rc=1; fi; exit $$rc
+
 # --- images, Helm and kind (need Docker; not runnable in this project's CI, see README) --------
 IMAGE_TAG ?= $(shell node -p 'require("./package.json").version')
 OPERATOR_IMAGE ?= ghcr.io/paygo-dev/paygo-operator:$(IMAGE_TAG)

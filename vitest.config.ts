@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 // Test tiers (DESIGN.md "Testing tiers"): unit tests are in-process and fast; integration
-// tests spawn the built sidecar against fake upstreams; e2e tests run a real kube-apiserver.
+// tests spawn the built sidecar against fake upstreams; e2e tests run a real kube-apiserver;
+// e2e-node tests run real pods on a real single-node cluster (make e2e-node only).
 export default defineConfig({
   test: {
     projects: [
@@ -26,6 +27,18 @@ export default defineConfig({
           include: ['test/e2e/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 900_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // A real single-node cluster (test/support/node: kubelet, containerd, CoreDNS) with paygo
+        // installed from the chart; only `make e2e-node` runs it (root, Linux).
+        test: {
+          name: 'e2e-node',
+          include: ['test/e2e-node/**/*.test.ts'],
+          globalSetup: ['test/e2e-node/global-setup.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 300_000,
           fileParallelism: false,
         },
       },
