@@ -4,8 +4,9 @@ import { GROUP, VERSION } from '../crds/src/index.js';
 
 /**
  * The operator's view of the cluster: informers (list + watch with reconnect and backoff, from
- * @kubernetes/client-node) on ModelRoutes and Budgets in every namespace, and on exactly the
- * Secrets that routes reference (one watch per referenced Secret, by field selector).
+ * @kubernetes/client-node) on ModelRoutes, Budgets, ProviderQuotas and RateLimits in every
+ * namespace, and on exactly the Secrets that routes reference (one watch per referenced Secret,
+ * by field selector).
  * Consumers get "namespace changed" notifications and read from the caches: reconcilers are
  * level-triggered and never depend on the order of events.
  */
@@ -45,6 +46,8 @@ export function listed<T extends KubernetesObject>(lw: ListWatch<T>): boolean {
 export class ClusterCache {
   readonly routes: ListWatch<RawObject>;
   readonly budgets: ListWatch<RawObject>;
+  readonly providerQuotas: ListWatch<RawObject>;
+  readonly rateLimits: ListWatch<RawObject>;
   private readonly secretWatches = new Map<string, ListWatch<V1Secret>>();
   private readonly listeners = new Set<(namespace: string) => void>();
   private readonly watch: Watch;
@@ -63,9 +66,13 @@ export class ClusterCache {
       custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }) as Promise<KubernetesListObject<RawObject>>;
     this.routes = new ListWatch(`/apis/${GROUP}/${VERSION}/modelroutes`, this.watch, list('modelroutes'), false);
     this.budgets = new ListWatch(`/apis/${GROUP}/${VERSION}/budgets`, this.watch, list('budgets'), false);
+    this.providerQuotas = new ListWatch(`/apis/${GROUP}/${VERSION}/providerquotas`, this.watch, list('providerquotas'), false);
+    this.rateLimits = new ListWatch(`/apis/${GROUP}/${VERSION}/ratelimits`, this.watch, list('ratelimits'), false);
     for (const [kind, informer] of [
       ['ModelRoute', this.routes],
       ['Budget', this.budgets],
+      ['ProviderQuota', this.providerQuotas],
+      ['RateLimit', this.rateLimits],
     ] as const) {
       for (const verb of ['add', 'update', 'delete'] as const) {
         informer.on(verb, (obj) => {
@@ -80,7 +87,7 @@ export class ClusterCache {
   /** Starts the informers and waits for their first list. */
   async start(): Promise<void> {
     this.started = true;
-    await Promise.all([this.routes.start(), this.budgets.start()]);
+    await Promise.all([this.routes.start(), this.budgets.start(), this.providerQuotas.start(), this.rateLimits.start()]);
     this.syncSecretWatches();
   }
 
@@ -104,9 +111,9 @@ export class ClusterCache {
     return lw !== undefined && listed(lw);
   }
 
-  /** Have the route and budget informers listed once? */
+  /** Have the route, budget, provider quota and rate limit informers listed once? */
   synced(): boolean {
-    return listed(this.routes) && listed(this.budgets);
+    return listed(this.routes) && listed(this.budgets) && listed(this.providerQuotas) && listed(this.rateLimits);
   }
 
   /** Keeps one Secret watch per Secret referenced by some ModelRoute target. */
@@ -152,7 +159,7 @@ export class ClusterCache {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.allSettled([this.routes.stop(), this.budgets.stop(), ...[...this.secretWatches.values()].map((w) => w.stop())]);
+    await Promise.allSettled([this.routes.stop(), this.budgets.stop(), this.providerQuotas.stop(), this.rateLimits.stop(), ...[...this.secretWatches.values()].map((w) => w.stop())]);
     this.secretWatches.clear();
   }
 }

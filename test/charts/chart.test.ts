@@ -264,7 +264,7 @@ describe('charts/paygo', { timeout: 60_000 }, () => {
   it('grants least privilege: exactly the API calls the operator makes, no wildcards', async () => {
     const objs = await template();
     expect(findOne<RoleObject>(objs, 'ClusterRole').rules.map(rule)).toEqual([
-      'paygo.dev|modelroutes,budgets|get,list,watch|',
+      'paygo.dev|modelroutes,budgets,providerquotas,ratelimits|get,list,watch|',
       'paygo.dev|modelroutes/status,budgets/status|update|',
       '|secrets|get,list,watch|',
       '|pods|get,list|',

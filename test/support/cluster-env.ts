@@ -37,7 +37,7 @@ export async function startClusterEnv(namespaces: string[]): Promise<ClusterEnv>
     await k(['apply', '-f', '-'], yaml);
   };
   for (const f of readdirSync(join(ROOT, 'crds')).filter((f) => f.endsWith('.yaml'))) await k(['apply', '-f', join(ROOT, 'crds', f)]);
-  await waitCrdsEstablished(cp, ['modelroutes.paygo.dev', 'budgets.paygo.dev']);
+  await waitCrdsEstablished(cp, ['modelroutes.paygo.dev', 'budgets.paygo.dev', 'providerquotas.paygo.dev', 'ratelimits.paygo.dev']);
   await k(['create', 'namespace', 'paygo-system']);
   for (const ns of namespaces) {
     await k(['create', 'namespace', ns]);

@@ -99,6 +99,8 @@ export interface TokenOwner {
 const KINDS: Record<string, { kind: string; apiVersion: string; statusSubresource?: boolean; clusterScoped?: boolean }> = {
   'paygo.dev/v1alpha1/modelroutes': { kind: 'ModelRoute', apiVersion: 'paygo.dev/v1alpha1', statusSubresource: true },
   'paygo.dev/v1alpha1/budgets': { kind: 'Budget', apiVersion: 'paygo.dev/v1alpha1', statusSubresource: true },
+  'paygo.dev/v1alpha1/providerquotas': { kind: 'ProviderQuota', apiVersion: 'paygo.dev/v1alpha1', statusSubresource: true },
+  'paygo.dev/v1alpha1/ratelimits': { kind: 'RateLimit', apiVersion: 'paygo.dev/v1alpha1', statusSubresource: true },
   'v1/secrets': { kind: 'Secret', apiVersion: 'v1' },
   'v1/pods': { kind: 'Pod', apiVersion: 'v1', statusSubresource: true },
   'v1/events': { kind: 'Event', apiVersion: 'v1' },
@@ -108,6 +110,8 @@ const KINDS: Record<string, { kind: string; apiVersion: string; statusSubresourc
 
 export const ROUTES = 'paygo.dev/v1alpha1/modelroutes';
 export const BUDGETS = 'paygo.dev/v1alpha1/budgets';
+export const PROVIDER_QUOTAS = 'paygo.dev/v1alpha1/providerquotas';
+export const RATE_LIMITS = 'paygo.dev/v1alpha1/ratelimits';
 export const SECRETS = 'v1/secrets';
 export const PODS = 'v1/pods';
 export const EVENTS = 'v1/events';

@@ -1,0 +1,137 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import {
+  ModelRouteSchema,
+  ProviderQuotaSchema,
+  QUOTA_FIELDS,
+  RATELIMIT_SYNC_PATH,
+  RATE_LIMIT_FIELDS,
+  RateLimitSchema,
+  RateLimitSyncRequestSchema,
+  formatIssues,
+  selectorMatches,
+  targetName,
+  type RateLimitSyncResponse,
+} from '../crds/src/index.js';
+import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
+import type { ClusterCache } from './cache.js';
+import { answeringErrors } from './internal-error.js';
+import { replyNotLeader } from './leader.js';
+import { RateLimitLedger, type RateLimitDef } from './ratelimit-ledger.js';
+
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+const RATE_LIMIT_WINDOW: Record<string, number> = { requestsPerMinute: MINUTE, tokensPerMinute: MINUTE, requestsPerDay: DAY, tokensPerDay: DAY };
+
+/**
+ * The limit `key` / `field` as it applies to this pod, or undefined when it does not exist, is
+ * invalid, or does not apply to the pod: another namespace, a route whose podSelector does not
+ * select it, a RateLimit whose scope.podSelector or scope.serviceAccounts leave it out.
+ */
+export function limitFor(cache: ClusterCache, id: PodIdentity, key: string, field: string): RateLimitDef | undefined {
+  const [kind, namespace, name, ...rest] = key.split('/');
+  if (namespace !== id.namespace || !name) return undefined;
+  if (kind === 'pq' && rest.length === 0) {
+    const raw = cache.providerQuotas.get(name, namespace);
+    const q = raw ? ProviderQuotaSchema.safeParse(raw) : undefined;
+    if (!q?.success || !(QUOTA_FIELDS as readonly string[]).includes(field)) return undefined;
+    const limit = q.data.spec.limits[field as (typeof QUOTA_FIELDS)[number]];
+    return limit === undefined ? undefined : { limit, windowMs: MINUTE };
+  }
+  if (kind === 'tq' && rest.length === 1) {
+    const raw = cache.routes.get(name, namespace);
+    const r = raw ? ModelRouteSchema.safeParse(raw) : undefined;
+    if (!r?.success || !selectorMatches(r.data.spec.podSelector, id.labels) || !(QUOTA_FIELDS as readonly string[]).includes(field)) return undefined;
+    const t = r.data.spec.targets.find((t, i) => targetName(t, i) === rest[0]);
+    const limit = t?.quota?.[field as (typeof QUOTA_FIELDS)[number]];
+    return limit === undefined ? undefined : { limit, windowMs: MINUTE };
+  }
+  if (kind === 'rl' && rest.length === 0) {
+    const raw = cache.rateLimits.get(name, namespace);
+    const l = raw ? RateLimitSchema.safeParse(raw) : undefined;
+    if (!l?.success || !(RATE_LIMIT_FIELDS as readonly string[]).includes(field)) return undefined;
+    const scope = l.data.spec.scope;
+    if (!selectorMatches(scope.podSelector, id.labels)) return undefined;
+    if (scope.serviceAccounts && !scope.serviceAccounts.includes(id.serviceAccount)) return undefined;
+    const limit = l.data.spec.limits[field as (typeof RATE_LIMIT_FIELDS)[number]];
+    return limit === undefined ? undefined : { limit, windowMs: RATE_LIMIT_WINDOW[field]! };
+  }
+  return undefined;
+}
+
+/**
+ * Fleet-wide rate limits on the operator: answers sidecars' share syncs from the ledger
+ * (docs/architecture.md, section 5a). Only the leader serves; its book is in memory, and a new
+ * leader is quiet for one expiry plus the grace (`lead`).
+ */
+export class RateLimitService {
+  readonly ledger: RateLimitLedger;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly o: {
+      cache: ClusterCache;
+      authenticator: TokenAuthenticator;
+      isLeader: () => boolean;
+      now: () => number;
+      logger: Logger;
+      ttlMs?: number;
+      graceMs?: number;
+    },
+  ) {
+    this.ledger = new RateLimitLedger({ now: o.now, ttlMs: o.ttlMs, graceMs: o.graceMs });
+  }
+
+  register(app: FastifyInstance): void {
+    app.post(RATELIMIT_SYNC_PATH, (req, reply) => answeringErrors(reply, this.o.logger, () => this.sync(req, reply)));
+  }
+
+  /** On taking leadership (and at start: shares an earlier process granted may still be in use). */
+  lead(): void {
+    this.ledger.lead();
+  }
+
+  /** Reclaims silent holders' shares every second. */
+  start(tickMs = 1_000): void {
+    this.timer = setInterval(() => {
+      if (this.o.isLeader()) this.ledger.expire();
+    }, tickMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async sync(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!this.o.isLeader()) {
+      await replyNotLeader(reply);
+      return;
+    }
+    let id: PodIdentity;
+    try {
+      id = await this.o.authenticator.authenticate(req.headers.authorization);
+    } catch (err) {
+      if (err instanceof AuthError) {
+        await reply.code(err.status).send({ error: { message: err.message, code: err.status === 401 ? 'unauthenticated' : 'forbidden' } });
+        return;
+      }
+      throw err;
+    }
+    const parsed = RateLimitSyncRequestSchema.safeParse(req.body);
+    if (!parsed.success) {
+      await reply.code(400).send({ error: { message: formatIssues(parsed.error), code: 'invalid_sync' } });
+      return;
+    }
+    const { boot, seq } = parsed.data;
+    const holder = { pod: id.podName, uid: id.podUid, boot, namespace: id.namespace };
+    const out: RateLimitSyncResponse = { entries: [] };
+    for (const e of parsed.data.entries) {
+      // A limit that does not apply to this pod gets nothing (a share it still holds only goes down).
+      const def = limitFor(this.o.cache, id, e.key, e.field);
+      const a = this.ledger.answer(def, holder, e.key, e.field, { seq, used: e.used, demand: e.demand, keep: e.keep });
+      out.entries.push({ key: e.key, field: e.field, share: a.share, target: a.target, credit: a.credit, expires: new Date(a.expires).toISOString() });
+    }
+    await reply.send(out);
+  }
+}
