@@ -74,6 +74,8 @@ export interface RateReport {
   used: number;
   demand: number;
   keep: number;
+  /** The process is ending: what it keeps is all it will ever hold; it leaves the book. */
+  final?: boolean;
 }
 
 export interface RateAnswer {
@@ -178,6 +180,13 @@ export class RateLimitLedger {
     delete e.emptySince;
     if (r.seq <= h.seq) return { share: h.share, target: h.target, credit: 0, expires: h.expires, applied: false };
     h.seq = r.seq;
+    if (r.final) {
+      h.share = Math.min(h.share, r.keep);
+      if (h.share === 0) e.holders.delete(hk);
+      this.refill(e, now);
+      this.retarget(e);
+      return { share: h.share, target: 0, credit: 0, expires: h.expires, applied: true };
+    }
     h.used = r.used;
     h.demand = r.demand;
     h.expires = now + this.ttlMs;

@@ -123,13 +123,13 @@ export class RateLimitService {
       await reply.code(400).send({ error: { message: formatIssues(parsed.error), code: 'invalid_sync' } });
       return;
     }
-    const { boot, seq } = parsed.data;
+    const { boot, seq, final } = parsed.data;
     const holder = { pod: id.podName, uid: id.podUid, boot, namespace: id.namespace };
     const out: RateLimitSyncResponse = { entries: [] };
     for (const e of parsed.data.entries) {
       // A limit that does not apply to this pod gets nothing (a share it still holds only goes down).
       const def = limitFor(this.o.cache, id, e.key, e.field);
-      const a = this.ledger.answer(def, holder, e.key, e.field, { seq, used: e.used, demand: e.demand, keep: e.keep });
+      const a = this.ledger.answer(def, holder, e.key, e.field, { seq, used: e.used, demand: e.demand, keep: e.keep, final });
       out.entries.push({ key: e.key, field: e.field, share: a.share, target: a.target, credit: a.credit, expires: new Date(a.expires).toISOString() });
     }
     await reply.send(out);

@@ -140,6 +140,8 @@ export const RateLimitSyncRequestSchema = z.object({
   /** The sidecar process (random per start). */
   boot: z.string().min(1).max(64),
   seq: z.number().int().min(1),
+  /** The process is ending: it keeps nothing (`keep` 0) and wants nothing more. */
+  final: z.boolean().optional(),
   entries: z
     .array(
       z.object({

@@ -72,6 +72,18 @@ export class TokenBucket {
     return level >= this.cap ? 0 : Math.ceil(((this.cap - level) * this.windowMs) / this.cap);
   }
 
+  /**
+   * A new fleet share (operator mode): a lower one keeps at most the new capacity (what is above
+   * goes back with the share); a higher one comes filled only by `credit` (at most the increase:
+   * the operator's unused pool), the rest fills at the new refill rate.
+   */
+  setShare(capacity: number, credit: number, now: number): void {
+    this.refill(now);
+    if (capacity > this.cap) this.level += Math.max(0, Math.min(credit, capacity - this.cap));
+    else this.level = Math.min(this.level, capacity);
+    this.cap = capacity;
+  }
+
   /** A new limit (config reload): what was used stays used, the room changes by the difference. */
   resize(capacity: number, now: number): void {
     if (capacity === this.cap) return;

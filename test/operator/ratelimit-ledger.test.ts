@@ -114,4 +114,13 @@ describe('RateLimitLedger', () => {
     clock.ms += 6_000;
     expect(sync('p3', 2, { demand: 100 })).toMatchObject({ share: 600, credit: 60 });
   });
+
+  it('a final report lowers to what the process keeps, grants nothing, and leaves the book when it keeps nothing', () => {
+    const { ledger, sync } = setup();
+    sync('p1', 1);
+    sync('p2', 1);
+    expect(ledger.answer(DEF, { pod: 'p1', uid: 'uid-p1', boot: 'b1', namespace: 'a' }, KEY, F, { seq: 2, used: 0, demand: 0, keep: 0, final: true })).toMatchObject({ share: 0, target: 0, credit: 0, applied: true });
+    expect([...ledger.get(KEY, F)!.holders.keys()]).toEqual(['uid-p2/b1']);
+    expect(sync('p2', 2)).toMatchObject({ share: 1000, target: 1000 });
+  });
 });

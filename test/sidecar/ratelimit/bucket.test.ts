@@ -65,4 +65,22 @@ describe('TokenBucket', () => {
     b.resize(50, 0);
     expect(b.available(0)).toBe(10);
   });
+
+  it('setShare: a higher share comes filled only by the credit, a lower one keeps at most the new capacity', () => {
+    const b = new TokenBucket(0, 60_000, 0);
+    expect(b.waitMs(1, 0)).toBe(Infinity); // no share: nothing ever fits
+    b.setShare(600, 100, 0);
+    expect(b.capacity).toBe(600);
+    expect(b.available(0)).toBe(100);
+    expect(b.available(1_000)).toBe(110); // refills at the new share
+    b.setShare(1_200, 5_000, 1_000);
+    expect(b.available(1_000)).toBe(710); // credit never above the increase
+    b.setShare(300, 999, 1_000);
+    expect(b.available(1_000)).toBe(300);
+    b.take(350, 1_000);
+    b.setShare(200, 0, 1_000);
+    expect(b.available(1_000)).toBe(-50); // a debt stays
+    b.setShare(0, 0, 1_000);
+    expect(b.available(61_000)).toBe(-50);
+  });
 });
