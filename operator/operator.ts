@@ -6,6 +6,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { TokenAuthenticator } from './auth.js';
 import { ClusterCache } from './cache.js';
 import { BudgetService } from './budgets.js';
+import { RateLimitService } from './ratelimits.js';
 import { TargetTotals } from './target-totals.js';
 import { Distributor } from './distribution.js';
 import { LeaderElector } from './leader.js';
@@ -45,7 +46,7 @@ export class Operator {
     const reconcileErrors = new Counter({ name: 'paygo_operator_reconcile_errors_total', help: 'Failed reconciles (retried with backoff).', registers: [this.registry] });
     this.distributor = new Distributor({
       authenticator: new TokenAuthenticator(kc.makeApiClient(AuthenticationV1Api), core, { now: Date.now }),
-      snapshotFor: (id) => snapshotForPod(this.cache, id.namespace, id.labels),
+      snapshotFor: (id) => snapshotForPod(this.cache, id.namespace, id.labels, id.serviceAccount),
       isLeader: () => this.isLeader(),
       onNamespaceSyncChanged: (ns) => {
         connected.set(this.distributor.connections.size);
@@ -83,6 +84,13 @@ export class Operator {
         remaining: gauge('paygo_budget_remaining_ratio', 'Share of the budget limit neither spent nor granted (0-1).'),
       },
     });
+    this.rateLimits = new RateLimitService({
+      cache: this.cache,
+      authenticator: this.distributor.authenticator,
+      isLeader: () => this.isLeader(),
+      now: () => now().getTime(),
+      logger,
+    });
     this.queue = new WorkQueue(
       async (key) => {
         if (!this.isLeader()) return;
@@ -104,6 +112,8 @@ export class Operator {
         onChange: (leader) => {
           isLeaderGauge.set(leader ? 1 : 0);
           this.budgetsRestored = false;
+          // Rate-limit shares are in memory: a new leader waits out the old one's (ratelimits.ts).
+          if (leader) this.rateLimits.lead();
           if (leader) this.restoreBudgets();
           if (leader) for (const r of this.cache.routes.list()) this.queue.add(`${r.metadata?.namespace}/${r.metadata?.name}`);
           else this.distributor.closeAll(); // sidecars reconnect to the new leader
@@ -132,6 +142,7 @@ export class Operator {
   }
   private readonly tlsManager: TlsManager;
   readonly budgets: BudgetService;
+  readonly rateLimits: RateLimitService;
   /** Budget syncs are refused until the book is restored from Budget.status. */
   private budgetsRestored = false;
 
@@ -180,12 +191,18 @@ export class Operator {
     this.tls = await this.tlsManager.load();
     await this.cache.start();
     this.budgets.start();
+    this.rateLimits.start();
     if (this.leader) this.leader.start();
-    else this.restoreBudgets();
+    else {
+      // Always leader, but a restarted process: shares its predecessor granted may be in use.
+      this.rateLimits.lead();
+      this.restoreBudgets();
+    }
     const log = this.logger as unknown as FastifyBaseLogger;
     this.server = Fastify({ loggerInstance: log, logController: new LogController({ disableRequestLogging: true }), https: { cert: this.tls.certPem, key: this.tls.keyPem } });
     this.distributor.register(this.server);
     this.budgets.register(this.server);
+    this.rateLimits.register(this.server);
     const tls = this.tls;
     const injection: InjectionConfig = {
       image: this.o.sidecarImage,
@@ -263,6 +280,7 @@ export class Operator {
     await this.reporter?.stop();
     await this.leader?.stop();
     this.budgets.stop();
+    this.rateLimits.stop();
     this.queue.stop();
     this.distributor.stop();
     await Promise.allSettled([this.server?.close(), this.health?.close(), this.cache.stop()]);

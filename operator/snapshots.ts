@@ -2,12 +2,16 @@ import type { V1Secret } from '@kubernetes/client-node';
 import {
   BudgetSchema,
   ModelRouteSchema,
+  ProviderQuotaSchema,
+  RateLimitSchema,
   buildSnapshot,
   targetSecretRefs,
   formatIssues,
   selectorMatches,
   type Budget,
   type ModelRoute,
+  type ProviderQuota,
+  type RateLimit,
   type Secret,
   type Snapshot,
 } from '../crds/src/index.js';
@@ -60,13 +64,24 @@ export function namespaceRoutes(cache: ClusterCache, namespace: string): Checked
     .sort((a, b) => (a.raw.metadata?.name ?? '').localeCompare(b.raw.metadata?.name ?? ''));
 }
 
+/** The valid objects of one kind in a namespace, by name. */
+function valid<T extends { metadata: { name: string } }>(raws: readonly RawObject[], schema: { safeParse(v: unknown): { success: true; data: T } | { success: false } }): T[] {
+  return raws
+    .flatMap((raw) => {
+      const parsed = schema.safeParse(raw);
+      return parsed.success ? [parsed.data] : [];
+    })
+    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+}
+
 /**
  * The snapshot for one pod: the valid routes of its namespace whose podSelector selects its
- * labels, the budgets whose scope selects it, and exactly the secrets those routes reference.
- * Nothing from another namespace can enter it. Targets without `pricing` carry their catalog
- * prices when the catalog has time-independent ones.
+ * labels, the budgets whose scope selects it, the namespace's ProviderQuotas, the RateLimits
+ * whose scope.podSelector and scope.serviceAccounts select it, and exactly the secrets the
+ * routes reference. Nothing from another namespace can enter it. Targets without `pricing`
+ * carry their catalog prices when the catalog has time-independent ones.
  */
-export function snapshotForPod(cache: ClusterCache, namespace: string, labels: Record<string, string>): Snapshot {
+export function snapshotForPod(cache: ClusterCache, namespace: string, labels: Record<string, string>, serviceAccount?: string): Snapshot {
   const routes = namespaceRoutes(cache, namespace)
     .flatMap((c) => (c.route ? [c.route] : []))
     .filter((r) => selectorMatches(r.spec.podSelector, labels));
@@ -75,7 +90,11 @@ export function snapshotForPod(cache: ClusterCache, namespace: string, labels: R
     .map(checkBudget)
     .filter((b): b is Budget => b !== undefined && selectorMatches(b.spec.scope.podSelector, labels))
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
-  return buildSnapshot({ routes, budgets, secrets: referencedSecrets(cache, namespace, routes), catalogPrice });
+  const providerQuotas = valid<ProviderQuota>(cache.providerQuotas.list(namespace), ProviderQuotaSchema);
+  const rateLimits = valid<RateLimit>(cache.rateLimits.list(namespace), RateLimitSchema).filter(
+    (l) => selectorMatches(l.spec.scope.podSelector, labels) && (!l.spec.scope.serviceAccounts || (serviceAccount !== undefined && l.spec.scope.serviceAccounts.includes(serviceAccount))),
+  );
+  return buildSnapshot({ routes, budgets, providerQuotas, rateLimits, secrets: referencedSecrets(cache, namespace, routes), catalogPrice });
 }
 
 /** Why a route's secret references do not resolve (empty when all do). */

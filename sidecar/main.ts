@@ -20,6 +20,7 @@ import { seededRandom } from './random.js';
 import { ConfigCompiler, type RuntimeConfig } from './router/runtime.js';
 import { collectRateLimitGauges, countLimited } from './ratelimit/gauges.js';
 import { RateLimiter } from './ratelimit/limits.js';
+import { RemoteShares, fleetOf } from './ratelimit/remote-shares.js';
 import { buildApp, RESPONSE_STORE_DEFAULTS } from './server.js';
 import { ResponseStore } from './apis/response-store.js';
 import { tracingConfig, type Tracing } from './tracing.js';
@@ -64,7 +65,16 @@ async function main(): Promise<void> {
     },
   });
   collectBudgetGauges(metrics, enforcer, funds);
-  const rateLimits = new RateLimiter(Date.now, { onLimited: countLimited(metrics) });
+  // Operator mode: every rate limit is fleet-wide; this process's buckets hold the shares the
+  // operator grants it (ratelimit/remote-shares.ts), over the config stream's connection.
+  let operatorSource: OperatorConfigSource | undefined;
+  const shares = options.operator
+    ? new RemoteShares({
+        post: (path, body) => (operatorSource ? operatorSource.postJson(path, body) : Promise.reject(new Error('operator connection not started'))),
+        logger,
+      })
+    : undefined;
+  const rateLimits = new RateLimiter(Date.now, { onLimited: countLimited(metrics) }, shares ? fleetOf(shares) : undefined);
   collectRateLimitGauges(metrics, rateLimits);
   // The OpenTelemetry SDK is loaded only when tracing is on.
   const traceConfig = tracingConfig(options.otlpEndpoint, process.env);
@@ -82,10 +92,8 @@ async function main(): Promise<void> {
     pricer.usePushedPrices(snapshot.routes);
     config = compiler.compile(snapshot);
     enforcer.setBudgets(snapshot.budgets);
-    // Rate limits are local token buckets: right for a standalone sidecar (one pod), not for a
-    // fleet. The operator does not distribute them yet, and a ModelRoute's targets[].quota it
-    // pushes is not enforced per pod (each pod would get the whole quota).
-    rateLimits.apply(source === 'file' ? config : undefined);
+    // Standalone: local buckets of the whole limits. Operator mode: this process's fleet shares.
+    rateLimits.apply(config);
     metrics.configInfo.reset();
     metrics.configInfo.set({ version: snapshot.version, source }, 1);
   };
@@ -130,6 +138,7 @@ async function main(): Promise<void> {
   if (options.operator) {
     // Operator mode: not ready until a snapshot arrives (or the last good one is on disk).
     const op = new OperatorConfigSource({ url: options.operator, tokenFile: options.tokenFile, caFile: options.operatorCa, caPem: options.operatorCaPem, stateDir: options.stateDir, logger, apply });
+    operatorSource = op;
     op.start();
     reporter = new TargetReporter({ targets: meter.targets, flush: () => meter.flush(), post: (path, body) => op.post(path, body), logger, intervalMs: options.targetReportIntervalMs });
     source = op;
@@ -252,7 +261,7 @@ async function main(): Promise<void> {
         clearInterval(closeIdle);
         clearTimeout(drainTimer);
         if (enforcer.unsettled > 0) logger.warn({ requests: enforcer.unsettled }, 'shutdown grace nearly over with budget-covered requests in flight; their reservations stay counted as spent');
-        await funds.close(finalReportMs);
+        await Promise.all([funds.close(finalReportMs), shares?.close()]);
         // The last per-target totals go out over the operator connection, then it closes.
         await reporter?.stop();
       })

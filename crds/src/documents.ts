@@ -78,7 +78,7 @@ export function secretEnvName(name: string, key: string): string {
 export interface SnapshotInput {
   routes: ModelRoute[];
   budgets: Budget[];
-  /** Provider quotas and consumer rate limits (standalone; the operator does not pass them yet). */
+  /** Provider quotas and consumer rate limits (the operator passes those applying to the pod). */
   providerQuotas?: ProviderQuota[];
   rateLimits?: RateLimit[];
   /** Secrets visible to the routes (same namespace). */

@@ -57,7 +57,7 @@ export const SnapshotSchema = z.object({
   version: z.string().min(1),
   routes: z.array(SnapshotRouteSchema),
   budgets: z.array(SnapshotBudgetSchema).default([]),
-  /** Standalone only so far (the operator does not distribute them yet); absent when there are none. */
+  /** From the file, or the operator (the namespace's quotas, the RateLimits selecting the pod); absent when there are none. */
   providerQuotas: z.array(SnapshotProviderQuotaSchema).optional(),
   rateLimits: z.array(SnapshotRateLimitSchema).optional(),
 });

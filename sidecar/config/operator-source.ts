@@ -190,6 +190,25 @@ export class OperatorConfigSource {
     return res.statusCode;
   }
 
+  /** POSTs JSON to the operator with the pod's token; resolves with the HTTP status and the JSON answer (undefined when none). */
+  async postJson(path: string, body: unknown): Promise<{ status: number; json: unknown }> {
+    const res = await this.agent.request({
+      origin: new URL(this.o.url).origin,
+      path,
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token()}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const text = await res.body.text();
+    let json: unknown;
+    try {
+      json = text ? (JSON.parse(text) as unknown) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: res.statusCode, json };
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);

@@ -11,7 +11,7 @@ const RESOURCE_TEXT: Record<Resource, string> = {
 
 /** "tokens per minute: limit 200000, requested 1200, remaining 310; retry in 4 s" */
 export function shortageText(s: Shortage): string {
-  const what = `${RESOURCE_TEXT[s.limit.resource]} per ${s.limit.window}: limit ${s.limit.bucket.capacity}, requested ${s.requested}, remaining ${s.remaining}`;
+  const what = `${RESOURCE_TEXT[s.limit.resource]} per ${s.limit.window}: limit ${s.limit.ceiling}, requested ${s.requested}, remaining ${s.remaining}`;
   if (!Number.isFinite(s.waitMs)) return `${what}; the request alone exceeds the limit`;
   return `${what}; retry in ${retryAfterSeconds(s.waitMs)} s`;
 }
@@ -54,5 +54,21 @@ export function providerQuotaExceeded(route: string, s: Shortage): ApiError {
     `Provider rate limit reached: no target of route "${route}" has room; the soonest is ${owner}, ${shortageText(s)}.`,
     null,
     retryHeaders(s),
+  );
+}
+
+/**
+ * A fleet-wide limit (operator mode) of which this process holds no valid share: the operator
+ * could not be reached in time. Refused (fail closed), never let through unlimited.
+ */
+export function rateLimitUnavailable(s: Shortage): ApiError {
+  const owner = s.limit.kind === 'consumer' ? `RateLimit ${s.limit.name}` : s.limit.name.split('/').length === 3 ? `the quota of target ${s.limit.name}` : `ProviderQuota ${s.limit.name}`;
+  return new ApiError(
+    503,
+    'upstream_error',
+    'ratelimit_unavailable',
+    `${owner} is enforced across the fleet by the paygo operator, which could not be reached; the request was not sent. Retry shortly.`,
+    null,
+    { 'retry-after': String(retryAfterSeconds(s.waitMs)) },
   );
 }

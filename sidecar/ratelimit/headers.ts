@@ -44,7 +44,7 @@ export function rateLimitHeaders(limits: readonly Limit[], now: number): Record<
   for (const resource of ['requests', 'tokens'] as const) {
     const l = tightest(limits, resource, now);
     if (!l) continue;
-    out[`x-ratelimit-limit-${resource}`] = String(l.bucket.capacity);
+    out[`x-ratelimit-limit-${resource}`] = String(l.ceiling);
     out[`x-ratelimit-remaining-${resource}`] = String(l.bucket.remaining(now));
     out[`x-ratelimit-reset-${resource}`] = formatResetDuration(l.bucket.resetMs(now));
   }

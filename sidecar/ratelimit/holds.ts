@@ -3,7 +3,7 @@ import { countPromptTokens } from '../metering/tokens.js';
 import type { RequestRecord } from '../metering/record.js';
 import type { ChatRequest } from '../openai-schema.js';
 import type { RuntimeRoute, RuntimeTarget } from '../router/runtime.js';
-import { consumerLimitExceeded, providerQuotaExceeded } from './errors.js';
+import { consumerLimitExceeded, providerQuotaExceeded, rateLimitUnavailable } from './errors.js';
 import { rateLimitHeaders } from './headers.js';
 import { DEFAULT_RATE_LIMIT_MAX_TOKENS, settleAll, takeAll, type Demand, type Limit, type RateLimiter, type Shortage } from './limits.js';
 
@@ -34,7 +34,7 @@ export function reserveConsumer(limiter: RateLimiter, limits: readonly Limit[], 
   const short = takeAll(limits, demand, now);
   if (short) {
     limiter.events.onLimited?.(short.limit, 'limited');
-    throw consumerLimitExceeded(short, limits, now);
+    throw short.unavailable ? rateLimitUnavailable(short) : consumerLimitExceeded(short, limits, now);
   }
   return new ConsumerHold(limits, demand, limiter.clock, rateLimitHeaders(limits, now));
 }
@@ -103,8 +103,8 @@ export class ProviderQuotaGate {
     this.limiter.events.onLimited?.(short.limit, reason);
   }
 
-  /** No target had room: 429 with Retry-After. */
+  /** No target had room: 429 with Retry-After (503 when a fleet quota's share is unavailable). */
   exhausted(route: RuntimeRoute, short: Shortage): ApiError {
-    return providerQuotaExceeded(route.name, short);
+    return short.unavailable ? rateLimitUnavailable(short) : providerQuotaExceeded(route.name, short);
   }
 }

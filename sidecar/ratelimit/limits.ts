@@ -31,8 +31,36 @@ export interface Limit {
   name: string;
   resource: Resource;
   window: Window;
+  /** The configured limit per window (the bucket's capacity, unless this process holds a fleet share of it). */
+  ceiling: number;
   bucket: TokenBucket;
+  /** Operator mode: the bucket is this process's share of a fleet-wide limit. */
+  fleet?: FleetShare;
 }
+
+/** A process's share of a fleet-wide limit (ratelimit/remote-shares.ts RemoteShares). */
+export interface FleetShare {
+  /** Does the process hold a valid share (false: refuse, fail closed)? */
+  usable(): boolean;
+  /** A request took this much. */
+  used(amount: number): void;
+  /** A request did not fit; the operator hears of it. */
+  short(amount: number): void;
+}
+
+/** The shares of a fleet (RemoteShares): tracks the limits of a config and hands out their FleetShare. */
+export interface Fleet {
+  track(limits: ReadonlyArray<{ limit: Limit }>): void;
+  share(limit: Limit): FleetShare;
+}
+
+/**
+ * A request under a fleet limit whose share is smaller than the request, or none: the next
+ * rebalance (about a second) may bring enough.
+ */
+export const FLEET_WAIT_MS = 1_000;
+/** Retry-After of a request refused because a fleet share is unavailable. */
+export const FLEET_UNAVAILABLE_WAIT_MS = 5_000;
 
 /** What one request may use: its estimated input and its output cap. */
 export interface Demand {
@@ -47,6 +75,8 @@ export interface Shortage {
   remaining: number;
   /** Milliseconds until it would fit (Infinity: the request alone exceeds the limit). */
   waitMs: number;
+  /** A fleet limit this process holds no valid share of (the operator could not be reached): 503, not 429. */
+  unavailable?: boolean;
 }
 
 const QUOTA_RESOURCE: Record<QuotaField, Resource> = {
@@ -85,11 +115,22 @@ export function takeAll(limits: readonly Limit[], d: Demand, now: number): Short
   let worst: Shortage | undefined;
   for (const limit of limits) {
     const requested = amountOf(limit.resource, d);
-    const waitMs = limit.bucket.waitMs(requested, now);
+    // Fail closed: without a valid share of a fleet limit nothing is known to fit.
+    if (limit.fleet && !limit.fleet.usable()) return { limit, requested, remaining: 0, waitMs: FLEET_UNAVAILABLE_WAIT_MS, unavailable: true };
+    let waitMs = limit.bucket.waitMs(requested, now);
+    if (waitMs > 0 && limit.fleet) {
+      limit.fleet.short(requested);
+      // More than this process's share but within the limit: a rebalance may bring it.
+      if (!Number.isFinite(waitMs) && requested <= limit.ceiling) waitMs = FLEET_WAIT_MS;
+    }
     if (waitMs > 0 && (worst === undefined || waitMs > worst.waitMs)) worst = { limit, requested, remaining: limit.bucket.remaining(now), waitMs };
   }
   if (worst) return worst;
-  for (const limit of limits) limit.bucket.take(amountOf(limit.resource, d), now);
+  for (const limit of limits) {
+    const amount = amountOf(limit.resource, d);
+    limit.bucket.take(amount, now);
+    limit.fleet?.used(amount);
+  }
   return undefined;
 }
 
@@ -119,6 +160,8 @@ export class RateLimiter {
   constructor(
     readonly clock: () => number,
     readonly events: RateLimitEvents = {},
+    /** Operator mode: every limit is fleet-wide, and each bucket holds this process's share. */
+    readonly fleet?: Fleet,
   ) {}
 
   /** Whether any limit is configured (the request path skips everything when not). */
@@ -131,20 +174,26 @@ export class RateLimiter {
     return this.every;
   }
 
-  /** Compiles the limits of a config; `undefined` (operator mode so far) clears them. */
+  /** Compiles the limits of a config; `undefined` clears them. */
   apply(config: RuntimeConfig | undefined): void {
     const now = this.clock();
     const live = new Map<string, TokenBucket>();
     const every: Limit[] = [];
+    const fleet = this.fleet;
+    const made = new Map<string, Limit>();
     const make = (kind: LimitKind, name: string, resource: Resource, window: Window, capacity: number): Limit => {
       const key = `${kind}|${name}|${resource}|${window}`;
+      const same = made.get(key);
+      if (same) return same;
       let bucket = live.get(key) ?? this.buckets.get(key);
-      if (bucket) bucket.resize(capacity, now);
-      else bucket = new TokenBucket(capacity, WINDOW_MS[window], now);
-      const first = !live.has(key);
+      // A fleet bucket's capacity is this process's share: the operator's business, not the config's.
+      if (bucket && !fleet) bucket.resize(capacity, now);
+      else if (!bucket) bucket = new TokenBucket(fleet ? 0 : capacity, WINDOW_MS[window], now);
       live.set(key, bucket);
-      const limit = { kind, name, resource, window, bucket };
-      if (first) every.push(limit);
+      const limit: Limit = { kind, name, resource, window, ceiling: capacity, bucket };
+      if (fleet) limit.fleet = fleet.share(limit);
+      made.set(key, limit);
+      every.push(limit);
       return limit;
     };
     this.byTarget = new WeakMap();
@@ -197,6 +246,7 @@ export class RateLimiter {
     // Limits nothing selects are still shown (and keep their state): a RateLimit may cover no route yet.
     this.buckets = live;
     this.every = every;
+    this.fleet?.track(every.map((limit) => ({ limit })));
   }
 
   /** The consumer limits a request to this route for this model name shares (empty: none). */

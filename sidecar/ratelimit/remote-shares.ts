@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RATELIMIT_SYNC_PATH, RateLimitSyncResponseSchema, type RateLimitSyncRequest } from '../../crds/src/protocol.js';
 import type { TokenBucket } from './bucket.js';
-import type { Limit } from './limits.js';
+import type { Fleet, Limit } from './limits.js';
 
 /**
  * Fleet-wide rate limits, sidecar side (docs/architecture.md, section 5a): keeps this process's
@@ -235,4 +235,15 @@ export class RemoteShares {
     this.closed = true;
     await this.sync().catch((err: unknown) => this.o.logger.debug({ error: (err as Error).message }, 'final rate-limit sync failed; shares expire at the operator'));
   }
+}
+
+/** The RateLimiter's view of RemoteShares: each compiled limit's bucket follows this process's share. */
+export function fleetOf(shares: RemoteShares): Fleet {
+  return {
+    track: (limits) => void shares.track(limits.map(({ limit }) => ({ ...shareKey(limit), windowMs: limit.bucket.windowMs, bucket: limit.bucket }))),
+    share: (limit) => {
+      const { key, field } = shareKey(limit);
+      return { usable: () => shares.usable(key, field), used: (n) => shares.used(key, field, n), short: (n) => shares.short(key, field, n) };
+    },
+  };
 }

@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent, fetch } from 'undici';
-import { ACK_PATH, BUDGET_SYNC_PATH, type BudgetStatus } from '../../crds/src/index.js';
+import { ACK_PATH, BUDGET_SYNC_PATH, RATELIMIT_SYNC_PATH, type BudgetStatus, type RateLimitSyncResponse } from '../../crds/src/index.js';
 import { Operator } from '../../operator/operator.js';
 import { parseOptions, type OperatorOptions } from '../../operator/options.js';
 import type { RouteStatus } from '../../operator/route-status.js';
-import { BUDGETS, FakeKube, LEASES, PODS, ROUTES, SECRETS, until } from '../support/fake-kube.js';
+import { BUDGETS, FakeKube, LEASES, PODS, RATE_LIMITS, ROUTES, SECRETS, until } from '../support/fake-kube.js';
 import { budget, openStream, pod, post, route, secret, silent, type TestStream } from '../support/operator-fixtures.js';
 
 let kube: FakeKube;
@@ -67,6 +67,21 @@ describe('Operator against the fake API server', () => {
     const metrics = await (await fetch(`${healthUrl}/metrics`)).text();
     expect(metrics).toContain('paygo_operator_connected_sidecars 1');
     expect(metrics).toContain('paygo_operator_leader 1');
+  });
+
+  it('distributes the RateLimits that select the pod and serves rate-limit syncs, quiet for one expiry after it starts', async () => {
+    kube.put(ROUTES, route('app', 'chat'));
+    kube.put(RATE_LIMITS, { apiVersion: 'paygo.dev/v1alpha1', kind: 'RateLimit', metadata: { name: 'team', namespace: 'app' }, spec: { limits: { requestsPerMinute: 60 } } });
+    const { op, url, agent, ca } = await operator('op-1', false);
+    const s = await openStream(url, 'tok-1', { ca });
+    streams.push(s);
+    await until(() => s.snapshots.length === 1, 'the snapshot');
+    expect(s.snapshots[0]!.rateLimits!.map((l) => l.name)).toEqual(['team']);
+    const r = await post(url, RATELIMIT_SYNC_PATH, 'tok-1', { boot: 'b1', seq: 1, entries: [{ key: 'rl/app/team', field: 'requestsPerMinute', used: 0, demand: 1, keep: 0 }] }, agent);
+    expect(r.status).toBe(200);
+    // A (re)started operator grants nothing until shares a predecessor granted have expired.
+    expect(op.rateLimits.ledger.quiet()).toBe(true);
+    expect((r.json as RateLimitSyncResponse).entries[0]).toMatchObject({ key: 'rl/app/team', field: 'requestsPerMinute', share: 0, target: 60 });
   });
 
   it('leader handover: the standby answers 503 until the leader stops, then restores budgets and serves', async () => {

@@ -5,12 +5,14 @@ import { checkBudget, checkRoute, namespaceRoutes, snapshotForPod, unresolvedRef
 import { budget, route } from '../support/operator-fixtures.js';
 
 /** A cache of the given objects; records which secrets were looked up. */
-function cacheOf(o: { routes?: RawObject[]; budgets?: RawObject[]; secrets?: V1Secret[] }) {
+function cacheOf(o: { routes?: RawObject[]; budgets?: RawObject[]; secrets?: V1Secret[]; providerQuotas?: RawObject[]; rateLimits?: RawObject[] }) {
   const looked: string[] = [];
   const inNs = (list: RawObject[] | undefined, ns?: string) => (list ?? []).filter((x) => ns === undefined || x.metadata?.namespace === ns);
   const cache = {
     routes: { list: (ns?: string) => inNs(o.routes, ns) },
     budgets: { list: (ns?: string) => inNs(o.budgets, ns) },
+    providerQuotas: { list: (ns?: string) => inNs(o.providerQuotas, ns) },
+    rateLimits: { list: (ns?: string) => inNs(o.rateLimits, ns) },
     secret: (namespace: string, name: string) => {
       looked.push(`${namespace}/${name}`);
       return o.secrets?.find((s) => s.metadata?.namespace === namespace && s.metadata?.name === name);
@@ -91,6 +93,25 @@ describe('snapshotForPod', () => {
     expect(gold.routes.map((r) => r.name)).toEqual(['alpha', 'gold', 'zeta']);
     expect(gold.routes[1]!.unresolved).toEqual({ g: 'Secret app/g not found' });
     expect(gold.budgets.map((b) => b.name)).toEqual(['daily', 'gold-only', 'weekly']);
+  });
+
+  it('ProviderQuotas of the namespace, RateLimits whose podSelector and serviceAccounts select the pod; none: the fields are absent', () => {
+    const rl = (ns: string, name: string, scope: Record<string, unknown> = {}) =>
+      ({ apiVersion: 'paygo.dev/v1alpha1', kind: 'RateLimit', metadata: { name, namespace: ns }, spec: { scope, limits: { requestsPerMinute: 10 } } }) as RawObject;
+    const pq = (ns: string, name: string, limits: Record<string, unknown> = { tokensPerMinute: 1000 }) =>
+      ({ apiVersion: 'paygo.dev/v1alpha1', kind: 'ProviderQuota', metadata: { name, namespace: ns }, spec: { credentials: { secretRef: { name: 'openai', key: 'api-key' } }, limits } }) as RawObject;
+    const { cache } = cacheOf({
+      routes: [route('app', 'chat') as RawObject],
+      providerQuotas: [pq('app', 'key-b'), pq('app', 'key-a'), pq('app', 'empty', {}), pq('other', 'key-c')],
+      rateLimits: [rl('app', 'all'), rl('app', 'web', { podSelector: { matchLabels: { tier: 'web' } } }), rl('app', 'sa', { serviceAccounts: ['chat'] }), rl('other', 'all')],
+    });
+    const s = snapshotForPod(cache, 'app', { tier: 'web' }, 'chat');
+    expect(s.providerQuotas!.map((q) => q.name)).toEqual(['key-a', 'key-b']);
+    expect(s.rateLimits!.map((l) => `${l.namespace}/${l.name}`)).toEqual(['app/all', 'app/sa', 'app/web']);
+    expect(snapshotForPod(cache, 'app', { tier: 'batch' }, 'default').rateLimits!.map((l) => l.name)).toEqual(['all']);
+    expect(snapshotForPod(cache, 'app', {}).rateLimits!.map((l) => l.name)).toEqual(['all']);
+    const none = snapshotForPod(cacheOf({ routes: [route('app', 'chat') as RawObject] }).cache, 'app', {});
+    expect('providerQuotas' in none || 'rateLimits' in none).toBe(false);
   });
 
   it('a secret without data resolves nothing; targets without pricing carry catalog prices', () => {

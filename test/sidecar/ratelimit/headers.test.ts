@@ -8,6 +8,7 @@ const limit = (name: string, resource: Limit['resource'], window: Limit['window'
   name,
   resource,
   window,
+  ceiling: capacity,
   bucket: new TokenBucket(capacity, window === 'minute' ? 60_000 : 86_400_000, 0),
 });
 

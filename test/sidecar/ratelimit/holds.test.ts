@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../../sidecar/errors.js';
 import { TokenBucket } from '../../../sidecar/ratelimit/bucket.js';
 import { ProviderQuotaGate, requestDemand, reserveConsumer, usedBy } from '../../../sidecar/ratelimit/holds.js';
-import { DEFAULT_RATE_LIMIT_MAX_TOKENS, RateLimiter, type Limit } from '../../../sidecar/ratelimit/limits.js';
-import type { RuntimeTarget } from '../../../sidecar/router/runtime.js';
+import { DEFAULT_RATE_LIMIT_MAX_TOKENS, RateLimiter, takeAll, type Limit } from '../../../sidecar/ratelimit/limits.js';
+import type { RuntimeRoute, RuntimeTarget } from '../../../sidecar/router/runtime.js';
 import { testRoute, testTarget } from '../../support/runtime.js';
 
 const limit = (kind: Limit['kind'], name: string, resource: Limit['resource'], window: Limit['window'], capacity: number): Limit => ({
@@ -11,6 +11,7 @@ const limit = (kind: Limit['kind'], name: string, resource: Limit['resource'], w
   name,
   resource,
   window,
+  ceiling: capacity,
   bucket: new TokenBucket(capacity, window === 'minute' ? 60_000 : 86_400_000, 0),
 });
 
@@ -57,6 +58,31 @@ describe('reserveConsumer', () => {
     });
     expect(rpm.bucket.available(0)).toBe(60); // nothing taken
     expect(events).toEqual(['limited team-a/chat tokens']);
+  });
+
+  it('a fleet limit without a valid share: 503 ratelimit_unavailable, Retry-After 5, nothing taken', () => {
+    const { l, events } = limiter();
+    const rpm = limit('consumer', 'team-a/chat', 'requests', 'minute', 60);
+    rpm.fleet = { usable: () => false, used: () => {}, short: () => {} };
+    let err: unknown;
+    try {
+      reserveConsumer(l, [rpm], { inputTokens: 1, outputTokens: 1 });
+    } catch (e) {
+      err = e;
+    }
+    const e = err as ApiError;
+    expect(e.status).toBe(503);
+    expect(e.code).toBe('ratelimit_unavailable');
+    expect(e.message).toBe('RateLimit team-a/chat is enforced across the fleet by the paygo operator, which could not be reached; the request was not sent. Retry shortly.');
+    expect(e.headers).toEqual({ 'retry-after': '5' });
+    expect(rpm.bucket.available(0)).toBe(60);
+    expect(events).toEqual(['limited team-a/chat requests']);
+    const quota = limit('provider', 'team-a/chat/primary', 'requests', 'minute', 60);
+    quota.fleet = rpm.fleet;
+    const gate = new ProviderQuotaGate(l, { inputTokens: 1, outputTokens: 1 });
+    const short = takeAll([quota], gate.demand, 0)!;
+    const pe = gate.exhausted({ name: 'chat' } as RuntimeRoute, short);
+    expect([pe.status, pe.code, pe.message]).toEqual([503, 'ratelimit_unavailable', 'the quota of target team-a/chat/primary is enforced across the fleet by the paygo operator, which could not be reached; the request was not sent. Retry shortly.']);
   });
 
   it('says when the request alone exceeds the limit, and that retrying will not help', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { buildSnapshot, parseConfigDocuments } from '../../../crds/src/index.js';
 import { ConfigCompiler, type RuntimeConfig } from '../../../sidecar/router/runtime.js';
 import { TokenBucket } from '../../../sidecar/ratelimit/bucket.js';
-import { amountOf, RateLimiter, settleAll, takeAll, type Limit } from '../../../sidecar/ratelimit/limits.js';
+import { amountOf, FLEET_UNAVAILABLE_WAIT_MS, FLEET_WAIT_MS, RateLimiter, settleAll, takeAll, type Fleet, type Limit } from '../../../sidecar/ratelimit/limits.js';
 import type { Transport } from '../../../sidecar/transport.js';
 
 const CONFIG = `
@@ -133,8 +133,67 @@ describe('RateLimiter.apply', () => {
   });
 });
 
+/** A fleet that records what the limiter tells it; `usable` per limit name + resource. */
+function fakeFleet() {
+  const log: string[] = [];
+  const tracked: string[][] = [];
+  const usable = new Set<string>();
+  const id = (l: Limit) => `${l.name} ${l.resource}`;
+  const fleet: Fleet = {
+    track: (limits) => void tracked.push(limits.map(({ limit }) => id(limit))),
+    share: (l) => ({ usable: () => usable.has(id(l)), used: (n) => log.push(`used ${id(l)} ${n}`), short: (n) => log.push(`short ${id(l)} ${n}`) }),
+  };
+  return { fleet, log, tracked, usable };
+}
+
+describe('RateLimiter in operator mode (fleet shares)', () => {
+  it('every bucket starts with no share and is handed to the fleet; a reload keeps buckets and leaves their capacity to the fleet', () => {
+    const { fleet, tracked } = fakeFleet();
+    const limiter = new RateLimiter(() => 0, {}, fleet);
+    limiter.apply(compile());
+    expect(limiter.all().every((l) => l.bucket.capacity === 0 && l.fleet !== undefined)).toBe(true);
+    expect(limiter.all().find((l) => l.resource === 'requests' && l.window === 'day')!.ceiling).toBe(10_000);
+    expect(tracked[0]).toHaveLength(9);
+    const rpd = limiter.all().find((l) => l.resource === 'requests' && l.window === 'day')!;
+    rpd.bucket.setShare(5_000, 5_000, 0);
+    limiter.apply(compile(CONFIG.replace('requestsPerDay: 10000', 'requestsPerDay: 20000')));
+    const again = limiter.all().find((l) => l.resource === 'requests' && l.window === 'day')!;
+    expect(again.bucket).toBe(rpd.bucket);
+    expect([again.bucket.capacity, again.ceiling]).toEqual([5_000, 20_000]);
+    expect(tracked).toHaveLength(2);
+    // One Limit per bucket: a ProviderQuota shared by two targets is one share.
+    const chat = compile();
+    limiter.apply(chat);
+    const [primary, backup] = chat.byModel.get('gpt')!.targets;
+    expect(limiter.target(backup!)![0]).toBe(limiter.target(primary!)![2]);
+  });
+
+  it('takeAll: no valid share is unavailable (fail closed); more than the share but within the limit waits for a rebalance; use and refusals go to the fleet', () => {
+    const { fleet, log, usable } = fakeFleet();
+    const share = (name: string, resource: Limit['resource'], ceiling: number, cap: number): Limit => {
+      const l: Limit = { kind: 'consumer', name, resource, window: 'minute', ceiling, bucket: new TokenBucket(0, 60_000, 0) };
+      l.bucket.setShare(cap, cap, 0);
+      l.fleet = fleet.share(l);
+      return l;
+    };
+    const rpm = share('ns/a', 'requests', 60, 10);
+    const tpm = share('ns/a', 'tokens', 10_000, 1_000);
+    const d = { inputTokens: 500, outputTokens: 1_000 };
+    expect(takeAll([rpm, tpm], d, 0)).toEqual({ limit: rpm, requested: 1, remaining: 0, waitMs: FLEET_UNAVAILABLE_WAIT_MS, unavailable: true });
+    usable.add('ns/a requests');
+    usable.add('ns/a tokens');
+    expect(takeAll([rpm, tpm], d, 0)).toEqual({ limit: tpm, requested: 1_500, remaining: 1_000, waitMs: FLEET_WAIT_MS });
+    expect(log).toEqual(['short ns/a tokens 1500']);
+    expect(takeAll([rpm, tpm], { inputTokens: 500, outputTokens: 10_000 }, 0)!.waitMs).toBe(Infinity); // above the whole limit
+    log.length = 0;
+    expect(takeAll([rpm, tpm], { inputTokens: 100, outputTokens: 400 }, 0)).toBeUndefined();
+    expect(log).toEqual(['used ns/a requests 1', 'used ns/a tokens 500']);
+    expect(tpm.bucket.available(0)).toBe(500);
+  });
+});
+
 describe('takeAll and settleAll', () => {
-  const mk = (resource: Limit['resource'], capacity: number): Limit => ({ kind: 'provider', name: 'ns/q', resource, window: 'minute', bucket: new TokenBucket(capacity, 60_000, 0) });
+  const mk = (resource: Limit['resource'], capacity: number): Limit => ({ kind: 'provider', name: 'ns/q', resource, window: 'minute', ceiling: capacity, bucket: new TokenBucket(capacity, 60_000, 0) });
   it('counts requests, tokens, input and output tokens', () => {
     const d = { inputTokens: 100, outputTokens: 20 };
     expect([amountOf('requests', d), amountOf('tokens', d), amountOf('input_tokens', d), amountOf('output_tokens', d)]).toEqual([1, 120, 100, 20]);

@@ -15,7 +15,7 @@ function harness(perMinute: Record<string, number>) {
   const sleeps: number[] = [];
   const events: string[] = [];
   const buckets: Record<string, Limit> = {};
-  for (const [name, n] of Object.entries(perMinute)) buckets[name] = { kind: 'provider', name: `default/r/${name}`, resource: 'requests', window: 'minute', bucket: new TokenBucket(n, 60_000, 0) };
+  for (const [name, n] of Object.entries(perMinute)) buckets[name] = { kind: 'provider', name: `default/r/${name}`, resource: 'requests', window: 'minute', ceiling: n, bucket: new TokenBucket(n, 60_000, 0) };
   const limiter = new RateLimiter(() => now, { onLimited: (l, reason) => events.push(`${reason} ${l.name}`) });
   (limiter as unknown as { target: (t: RuntimeTarget) => Limit[] | undefined }).target = (t) => (buckets[t.name] ? [buckets[t.name]!] : undefined);
   const gate = () => new ProviderQuotaGate(limiter, { inputTokens: 10, outputTokens: 10 });
