@@ -61,6 +61,8 @@ export interface RemoteSharesOptions {
 /** Use and refusals are measured over this much time and scaled to the limit's window. */
 export const RATE_SAMPLE_MS = 10_000;
 const MAX_RATE = 1_000_000_000_000;
+/** Least time between two syncs started by refusals. */
+export const SHORT_SYNC_GAP_MS = 250;
 
 interface Share extends SharedLimit {
   id: string;
@@ -142,12 +144,17 @@ export class RemoteShares {
     if (s && amount > 0) s.uses.push([this.now(), amount]);
   }
 
-  /** A request did not fit (reported as demand); the operator hears of it at once. */
+  /**
+   * A request did not fit (reported as demand): the operator hears of it at once, unless a sync
+   * went out less than `SHORT_SYNC_GAP_MS` ago (a flood of refusals costs one sync per gap, the
+   * timer sends the rest).
+   */
   short(key: string, field: string, amount: number): void {
     const s = this.shares.get(`${key}#${field}`);
     if (!s) return;
-    s.refusals.push([this.now(), amount]);
-    void this.sync().catch(() => {});
+    const now = this.now();
+    s.refusals.push([now, amount]);
+    if (now - this.lastSync >= SHORT_SYNC_GAP_MS && !this.inflight) void this.sync().catch(() => {});
   }
 
   /** Timer work: sync while limits are in use or shares are off target, else as a heartbeat. */

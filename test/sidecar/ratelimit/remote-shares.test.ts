@@ -150,6 +150,22 @@ describe('RemoteShares', () => {
     expect(op.bodies.at(-1)!.body.entries[0]!.used).toBe(60); // 10 in 10 s, per minute
   });
 
+  it('refusals sync at once, but at most once per 250 ms (the timer sends the rest)', async () => {
+    const op = operator();
+    const { shares, bucket } = op.client('p1');
+    await shares.track([{ key: KEY, field: F, windowMs: 60_000, bucket }]);
+    op.clock.ms += 250;
+    for (let i = 0; i < 50; i++) shares.short(KEY, F, 1);
+    await shares.sync(); // waits for the one started by the first refusal (then sends one more)
+    const afterFlood = op.bodies.length;
+    expect(afterFlood).toBeLessThanOrEqual(3);
+    expect(op.bodies[1]!.body.entries[0]!.demand).toBe(6); // 1 in 10 s, per minute
+    op.clock.ms += 100;
+    shares.short(KEY, F, 1);
+    await Promise.resolve();
+    expect(op.bodies).toHaveLength(afterFlood);
+  });
+
   it('close gives every share back', async () => {
     const op = operator();
     const { shares, bucket } = op.client('p1');
