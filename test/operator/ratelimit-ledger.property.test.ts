@@ -5,7 +5,8 @@ import { RateLimitLedger, sharesOf, type RateAnswer } from '../../operator/ratel
 /**
  * The fleet's rate-limit rule as a property: random interleavings of syncs (answered, lost on
  * the way there or back, duplicated, or delivered late after newer ones), use of the buckets,
- * time passing with expiries, sidecar restarts and leader changes. On every step:
+ * time passing with expiries, sidecar restarts (clocks up to 4 s off the operator's) and leader
+ * changes. On every step:
  * - the operator's Σ shares ≤ L;
  * - Σ of what the live processes believe they hold (valid by their own clock) ≤ L, across leader
  *   changes too;
@@ -32,7 +33,7 @@ const DEF = { limit: L, windowMs: WINDOW };
 type Delivery = 'answered' | 'requestLost' | 'answerLost' | 'duplicated' | 'delayed';
 
 type Op =
-  | { kind: 'start'; pod: number }
+  | { kind: 'start'; pod: number; skew: number }
   | { kind: 'sync'; p: number; used: number; demand: number; delivery: Delivery }
   | { kind: 'late'; p: number }
   | { kind: 'use'; p: number; amount: number }
@@ -41,12 +42,14 @@ type Op =
 
 const delivery = fc.constantFrom<Delivery>('answered', 'answered', 'answered', 'requestLost', 'answerLost', 'duplicated', 'delayed');
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('start' as const), pod: fc.nat(4) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('start' as const), pod: fc.nat(4), skew: fc.oneof(fc.constantFrom(-4_000, 4_000), fc.integer({ min: -4_000, max: 4_000 })) }) },
   { weight: 8, arbitrary: fc.record({ kind: fc.constant('sync' as const), p: fc.nat(), used: fc.nat(2 * L), demand: fc.nat(L), delivery }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('late' as const), p: fc.nat() }) },
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('use' as const), p: fc.nat(), amount: fc.integer({ min: 1, max: 400 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 4_000 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 4_000, max: 40_000 }) }) },
+  // Just past an expiry, where a skewed clock and the grace matter.
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 14_500, max: 16_500 }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'newLeader' as const }) },
 );
 
@@ -66,6 +69,8 @@ class Proc {
   constructor(
     readonly pod: number,
     readonly boot: string,
+    /** How far this process's wall clock is ahead of the operator's (it reads `expires` with it). */
+    readonly skew: number,
   ) {}
 
   get id() {
@@ -105,7 +110,8 @@ class Proc {
     else this.level = Math.min(this.level, a.share);
     this.view = a.share;
     this.target = a.target;
-    this.validUntil = a.expires;
+    // RemoteShares: its time of sending plus (expires − its wall clock): off by the skew.
+    this.validUntil = a.expires - this.skew;
     this.at = now;
     // The answer's target applies at once: lowering is always safe.
     this.lower(now);
@@ -127,9 +133,9 @@ class Fleet {
     return l;
   }
 
-  start(pod: number): void {
+  start(pod: number, skew = 0): void {
     for (const p of this.procs) if (p.pod === pod) p.alive = false;
-    this.procs.push(new Proc(pod, `b${++this.boots}`));
+    this.procs.push(new Proc(pod, `b${++this.boots}`, skew));
   }
 
   live(): Proc[] {
@@ -212,7 +218,7 @@ describe('RateLimitLedger (property)', () => {
           const pick = (i: number) => live[i % live.length];
           switch (o.kind) {
             case 'start':
-              f.start(o.pod);
+              f.start(o.pod, o.skew);
               break;
             case 'sync': {
               const p = pick(o.p);
