@@ -6,6 +6,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { TokenAuthenticator } from './auth.js';
 import { ClusterCache } from './cache.js';
 import { BudgetService } from './budgets.js';
+import { RateLimitStatusWriter } from './ratelimit-status.js';
 import { RateLimitService } from './ratelimits.js';
 import { TargetTotals } from './target-totals.js';
 import { Distributor } from './distribution.js';
@@ -91,6 +92,15 @@ export class Operator {
       now: () => now().getTime(),
       logger,
     });
+    this.rateLimitStatus = new RateLimitStatusWriter({
+      cache: this.cache,
+      custom,
+      ledger: this.rateLimits.ledger,
+      isLeader: () => this.isLeader(),
+      now: () => now().getTime(),
+      logger,
+      fieldManager: `paygo-operator-${o.identity}`.slice(0, 128),
+    });
     this.queue = new WorkQueue(
       async (key) => {
         if (!this.isLeader()) return;
@@ -114,6 +124,7 @@ export class Operator {
           this.budgetsRestored = false;
           // Rate-limit shares are in memory: a new leader waits out the old one's (ratelimits.ts).
           if (leader) this.rateLimits.lead();
+          this.rateLimitStatus.lead();
           if (leader) this.restoreBudgets();
           if (leader) for (const r of this.cache.routes.list()) this.queue.add(`${r.metadata?.namespace}/${r.metadata?.name}`);
           else this.distributor.closeAll(); // sidecars reconnect to the new leader
@@ -143,6 +154,8 @@ export class Operator {
   private readonly tlsManager: TlsManager;
   readonly budgets: BudgetService;
   readonly rateLimits: RateLimitService;
+  /** ProviderQuota and RateLimit status (leader only). */
+  readonly rateLimitStatus: RateLimitStatusWriter;
   /** Budget syncs are refused until the book is restored from Budget.status. */
   private budgetsRestored = false;
 
@@ -192,6 +205,7 @@ export class Operator {
     await this.cache.start();
     this.budgets.start();
     this.rateLimits.start();
+    this.rateLimitStatus.start();
     if (this.leader) this.leader.start();
     else {
       // Always leader, but a restarted process: shares its predecessor granted may be in use.
@@ -276,6 +290,7 @@ export class Operator {
   /** Graceful stop: release the lease first so another replica takes over at once. */
   async stop(): Promise<void> {
     clearInterval(this.tlsTimer);
+    this.rateLimitStatus.stop();
     for (const t of this.targetStatusTimers.values()) clearTimeout(t);
     await this.reporter?.stop();
     await this.leader?.stop();

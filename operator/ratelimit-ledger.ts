@@ -100,6 +100,12 @@ export function sharesOf(e: RateEntry): number {
   return s;
 }
 
+/** What an entry's pool holds at `now` (read-only: the book is not changed). */
+export function poolLevel(e: RateEntry, now: number): number {
+  const cap = Math.max(0, e.limit - sharesOf(e));
+  return now > e.pool.at ? Math.min(cap, e.pool.level + ((now - e.pool.at) * cap) / e.windowMs) : Math.min(cap, e.pool.level);
+}
+
 export class RateLimitLedger {
   readonly entries = new Map<string, RateEntry>();
   /** No grants before this (operator clock): old leaders' shares may still be in use. */

@@ -624,7 +624,7 @@ const BUDGET_SPEC_RULES: CelRule[] = [
 // ---------------------------------------------------------------------------------------------
 
 const limitStatusDescriptions = (kind: string): Record<string, string> => ({
-  status: `The use of the ${kind}'s limits as observed by the operator (written by the operator; do not edit). Not yet written: in this version only standalone sidecars enforce ${kind}s.`,
+  status: `The use of the ${kind}'s limits across the fleet, as the leader operator observes it (written by the operator, at most every 5 s; do not edit). Standalone sidecars do not write it.`,
   ...conditionDescriptions('status.conditions'),
 });
 

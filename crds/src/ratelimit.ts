@@ -41,15 +41,15 @@ export const LimitUsageSchema = z
     resource: z.enum(['requests', 'tokens', 'input_tokens', 'output_tokens']).describe('What is counted: requests, tokens (input plus output), input_tokens or output_tokens.'),
     window: z.enum(['minute', 'day']).describe('The window of the limit: minute or day.'),
     limit: z.number().int().min(0).describe('The limit per window.'),
-    used: z.number().int().min(0).describe('How much of it the fleet used in the last window.'),
-    remaining: z.number().int().min(0).describe('What is left now (limit minus what the buckets hold as used).'),
+    used: z.number().int().min(0).describe('How much of it the fleet used in the last window, from the use rates sidecars report to the operator (only since the operator became leader).'),
+    remaining: z.number().int().min(0).describe("What the operator can still hand out now: capacity no sidecar holds as a share and that has refilled (what sidecars' shares hold is not included)."),
   })
   .describe('The use of one limit.');
 
 const statusFields = {
   observedGeneration: z.number().int().optional().describe('The .metadata.generation the operator last processed.'),
   conditions: z.array(ConditionSchema).optional(),
-  limits: z.array(LimitUsageSchema).max(8).optional().describe('Current use of each limit set in spec.limits (written by the operator; not yet written in this version).'),
+  limits: z.array(LimitUsageSchema).max(8).optional().describe('Current use of each limit set in spec.limits, in the order of spec.limits (written by the operator).'),
 };
 
 export const ProviderQuotaStatusSchema = z.object({

@@ -265,7 +265,7 @@ describe('charts/paygo', { timeout: 60_000 }, () => {
     const objs = await template();
     expect(findOne<RoleObject>(objs, 'ClusterRole').rules.map(rule)).toEqual([
       'paygo.dev|modelroutes,budgets,providerquotas,ratelimits|get,list,watch|',
-      'paygo.dev|modelroutes/status,budgets/status|update|',
+      'paygo.dev|modelroutes/status,budgets/status,providerquotas/status,ratelimits/status|update|',
       '|secrets|get,list,watch|',
       '|pods|get,list|',
       '|events|create|',
