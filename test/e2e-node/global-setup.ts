@@ -2,7 +2,7 @@
 // --install-paygo: containerd, kubelet, kube-proxy, CoreDNS, paygo from charts/paygo), the test
 // images (images.sh) imported, and down.sh at the end — also when setup or a test failed.
 // PAYGO_NODE_KUBECONFIG=<dir>/kubeconfig reuses a running cluster (and leaves it running).
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { runProgram } from '../support/run-program.js';
@@ -24,6 +24,24 @@ async function down(dataDir: string | undefined): Promise<void> {
   const t = Date.now();
   const r = await runProgram('bash', [join(NODE, 'down.sh'), ...(dataDir ? ['--data-dir', dataDir] : [])], { timeoutMs: 180_000 });
   console.log(`e2e-node: down.sh exit ${r.code} in ${((Date.now() - t) / 1000).toFixed(1)} s${r.code ? `\n${r.stderr}` : ''}`);
+}
+
+/** What down.sh deletes and a failure needs: the paygo objects, events and the operator's logs. */
+async function collect(n: NodeEnv, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const kubectl = (args: string[]) => runProgram(join(n.binDir, 'kubectl'), ['--kubeconfig', n.kubeconfig, '--request-timeout=20s', ...args], { timeoutMs: 30_000 });
+  const dumps: Array<[string, string[]]> = [
+    ['paygo-objects.yaml', ['get', 'modelroutes,budgets', '-A', '-o', 'yaml']],
+    ['pods.txt', ['get', 'pods', '-A', '-o', 'wide']],
+    ['events.txt', ['get', 'events', '-A', '--sort-by=.lastTimestamp']],
+    ['operator.log', ['logs', '-n', 'paygo-system', '-l', 'app.kubernetes.io/name=paygo', '--all-containers', '--prefix', '--tail=-1', '--max-log-requests=10']],
+  ];
+  for (const [file, args] of dumps) {
+    const r = await kubectl(args);
+    writeFileSync(join(dir, file), r.stdout + r.stderr);
+  }
+  // Logs of pods deleted during the run (e.g. the operator pods journey 6 deletes) are in the kubelet's log dir.
+  await runProgram('bash', ['-c', `cp -r "${n.dataDir}/kubelet/pod-logs" "${dir}/pod-logs" 2>/dev/null; cp "${n.dataDir}"/log/*.log "${dir}/" 2>/dev/null; true`], { timeoutMs: 60_000 });
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -62,6 +80,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
   project.provide('paygoNode', nodeEnv);
   return async () => {
-    if (owned) await down(nodeEnv.dataDir);
+    if (owned) {
+      await collect(nodeEnv, join(HERE, 'results', `cluster-${runId}`));
+      await down(nodeEnv.dataDir);
+    }
   };
 }

@@ -223,7 +223,11 @@ ${targets.map((t) => `  - { name: ${t}, provider: openai-compatible, model: ${t}
 export async function routeSynced(ns: string, name: string, synced: number, timeoutMs = 120_000, everyMs = 100): Promise<{ value: any; ms: number }> {
   return until(
     `ModelRoute ${ns}/${name} synced to ${synced} sidecars`,
-    () => kjson(['get', 'modelroute', name, '-n', ns]),
+    // Only what matters, so that a timeout's message shows the status.
+    async () => {
+      const r = await kjson(['get', 'modelroute', name, '-n', ns]);
+      return { metadata: { generation: r.metadata.generation, creationTimestamp: r.metadata.creationTimestamp }, status: r.status ?? null };
+    },
     (r: any) => r.status?.observedGeneration === r.metadata.generation && r.status?.sidecars?.synced === synced && r.status?.sidecars?.desired === synced,
     timeoutMs,
     everyMs,
