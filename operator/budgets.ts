@@ -4,12 +4,12 @@ import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
 import { BUDGET_SYNC_PATH, BudgetSchema, BudgetSyncRequestSchema, GROUP, VERSION, formatIssues, type Budget, type BudgetStatus, type BudgetSyncResponse, type Condition } from '../crds/src/index.js';
 import { formatUsd, parseUsd } from '../crds/src/money.js';
-import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
+import type { TokenAuthenticator } from './auth.js';
 import { BudgetLedger, bookFromStatus, bookToStatus, ledgerTotals, type PeriodLedger } from './budget-ledger.js';
 import type { ClusterCache, RawObject } from './cache.js';
 import { setCondition } from './conditions.js';
 import { answeringErrors } from './internal-error.js';
-import { replyNotLeader } from './leader.js';
+import { identifySidecar } from './sidecar-caller.js';
 import { checkBudget } from './snapshots.js';
 
 /** Silent processes' pods are looked up every this many 1 s ticks. */
@@ -153,20 +153,8 @@ export class BudgetService {
   }
 
   private async sync(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!this.o.isLeader()) {
-      await replyNotLeader(reply);
-      return;
-    }
-    let id: PodIdentity;
-    try {
-      id = await this.o.authenticator.authenticate(req.headers.authorization);
-    } catch (err) {
-      if (err instanceof AuthError) {
-        await reply.code(err.status).send({ error: { message: err.message, code: err.status === 401 ? 'unauthenticated' : 'forbidden' } });
-        return;
-      }
-      throw err;
-    }
+    const id = await identifySidecar(req, reply, this.o);
+    if (!id) return;
     const parsed = BudgetSyncRequestSchema.safeParse(req.body);
     if (!parsed.success) {
       await reply.code(400).send({ error: { message: formatIssues(parsed.error), code: 'invalid_sync' } });

@@ -4,9 +4,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ACK_PATH, AckMessageSchema, STREAM_PATH, TARGET_REPORT_PATH, TargetReportSchema, formatIssues, type Snapshot, type TargetReport } from '../crds/src/index.js';
-import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
+import type { PodIdentity, TokenAuthenticator } from './auth.js';
 import { answeringErrors } from './internal-error.js';
-import { replyNotLeader } from './leader.js';
+import { identifySidecar } from './sidecar-caller.js';
 
 /** One connected sidecar stream. */
 export interface SidecarConnection {
@@ -86,21 +86,8 @@ export class Distributor {
     await reply.code(204).send();
   }
 
-  private async identify(req: FastifyRequest, reply: FastifyReply): Promise<PodIdentity | undefined> {
-    if (!this.o.isLeader()) {
-      await replyNotLeader(reply);
-      return undefined;
-    }
-    try {
-      return await this.o.authenticator.authenticate(req.headers.authorization);
-    } catch (err) {
-      if (err instanceof AuthError) {
-        this.o.logger.warn({ status: err.status, reason: err.message, remote: req.ip }, 'sidecar refused');
-        await reply.code(err.status).send({ error: { message: err.message, code: err.status === 401 ? 'unauthenticated' : 'forbidden' } });
-        return undefined;
-      }
-      throw err;
-    }
+  private identify(req: FastifyRequest, reply: FastifyReply): Promise<PodIdentity | undefined> {
+    return identifySidecar(req, reply, this.o);
   }
 
   private async stream(req: FastifyRequest, reply: FastifyReply): Promise<void> {

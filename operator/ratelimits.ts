@@ -13,10 +13,10 @@ import {
   targetName,
   type RateLimitSyncResponse,
 } from '../crds/src/index.js';
-import { AuthError, type PodIdentity, type TokenAuthenticator } from './auth.js';
+import type { PodIdentity, TokenAuthenticator } from './auth.js';
 import type { ClusterCache } from './cache.js';
 import { answeringErrors } from './internal-error.js';
-import { replyNotLeader } from './leader.js';
+import { identifySidecar } from './sidecar-caller.js';
 import { RateLimitLedger, type RateLimitDef } from './ratelimit-ledger.js';
 
 const MINUTE = 60_000;
@@ -104,20 +104,8 @@ export class RateLimitService {
   }
 
   private async sync(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!this.o.isLeader()) {
-      await replyNotLeader(reply);
-      return;
-    }
-    let id: PodIdentity;
-    try {
-      id = await this.o.authenticator.authenticate(req.headers.authorization);
-    } catch (err) {
-      if (err instanceof AuthError) {
-        await reply.code(err.status).send({ error: { message: err.message, code: err.status === 401 ? 'unauthenticated' : 'forbidden' } });
-        return;
-      }
-      throw err;
-    }
+    const id = await identifySidecar(req, reply, this.o);
+    if (!id) return;
     const parsed = RateLimitSyncRequestSchema.safeParse(req.body);
     if (!parsed.success) {
       await reply.code(400).send({ error: { message: formatIssues(parsed.error), code: 'invalid_sync' } });
