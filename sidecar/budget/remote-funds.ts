@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { Agent } from 'undici';
 import { BUDGET_SYNC_PATH, BudgetSyncResponseSchema, type BudgetSyncRequest } from '../../crds/src/protocol.js';
 import type { BudgetFunds, Reservation } from './funds.js';
+import { SerialRun } from '../serial-run.js';
 
 interface Allowance {
   name: string;
@@ -61,7 +62,6 @@ export class RemoteFunds implements BudgetFunds {
   private readonly agent: Agent;
   private readonly entries = new Map<string, Allowance>();
   private seq: number;
-  private inflight: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly now: () => number;
@@ -184,20 +184,9 @@ export class RemoteFunds implements BudgetFunds {
 
   /** One sync at a time; every caller during a running one shares the single next one. */
   private sync(): Promise<void> {
-    if (this.next) return this.next;
-    const start = (): Promise<void> => {
-      this.next = undefined;
-      const p = this.doSync().finally(() => {
-        if (this.inflight === p) this.inflight = undefined;
-      });
-      this.inflight = p;
-      return p;
-    };
-    if (!this.inflight) return start();
-    this.next = this.inflight.then(start, start);
-    return this.next;
+    return this.syncs.run();
   }
-  private next: Promise<void> | undefined;
+  private readonly syncs = new SerialRun(() => this.doSync());
 
   /**
    * What to keep, ask for and need of one allowance. While the operator has money left, keep

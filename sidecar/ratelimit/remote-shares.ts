@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { SerialRun } from '../serial-run.js';
 import { RATELIMIT_SYNC_PATH, RateLimitSyncResponseSchema, type RateLimitSyncRequest } from '../../crds/src/protocol.js';
 import type { TokenBucket } from './bucket.js';
 import type { Fleet, Limit } from './limits.js';
@@ -82,8 +83,7 @@ export class RemoteShares {
   private seq: number;
   private readonly now: () => number;
   private readonly wallNow: () => number;
-  private inflight: Promise<void> | undefined;
-  private next: Promise<void> | undefined;
+  private readonly syncs = new SerialRun(() => this.doSync());
   private lastSync = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -154,7 +154,7 @@ export class RemoteShares {
     if (!s) return;
     const now = this.now();
     s.refusals.push([now, amount]);
-    if (now - this.lastSync >= SHORT_SYNC_GAP_MS && !this.inflight) void this.sync().catch(() => {});
+    if (now - this.lastSync >= SHORT_SYNC_GAP_MS && !this.syncs.running) void this.sync().catch(() => {});
   }
 
   /** Timer work: sync while limits are in use or shares are off target, else as a heartbeat. */
@@ -182,18 +182,7 @@ export class RemoteShares {
 
   /** One sync at a time; callers during a running one share the single next one. */
   sync(): Promise<void> {
-    if (this.next) return this.next;
-    const start = (): Promise<void> => {
-      this.next = undefined;
-      const p = this.doSync().finally(() => {
-        if (this.inflight === p) this.inflight = undefined;
-      });
-      this.inflight = p;
-      return p;
-    };
-    if (!this.inflight) return start();
-    this.next = this.inflight.then(start, start);
-    return this.next;
+    return this.syncs.run();
   }
 
   private async doSync(): Promise<void> {
