@@ -177,28 +177,27 @@ export class OperatorConfigSource {
     this.o.logger.warn({ version: body.version, error: why }, 'could not send the ACK');
   }
 
-  /** POSTs JSON to the operator with the pod's token; resolves with the HTTP status. */
-  async post(path: string, body: unknown): Promise<number> {
-    const res = await this.agent.request({
+  /** POSTs JSON to the operator with the pod's token. */
+  private postRaw(path: string, body: unknown): ReturnType<Agent['request']> {
+    return this.agent.request({
       origin: new URL(this.o.url).origin,
       path,
       method: 'POST',
       headers: { authorization: `Bearer ${this.token()}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
     });
+  }
+
+  /** POSTs JSON to the operator with the pod's token; resolves with the HTTP status. */
+  async post(path: string, body: unknown): Promise<number> {
+    const res = await this.postRaw(path, body);
     await res.body.dump();
     return res.statusCode;
   }
 
   /** POSTs JSON to the operator with the pod's token; resolves with the HTTP status and the JSON answer (undefined when none). */
   async postJson(path: string, body: unknown): Promise<{ status: number; json: unknown }> {
-    const res = await this.agent.request({
-      origin: new URL(this.o.url).origin,
-      path,
-      method: 'POST',
-      headers: { authorization: `Bearer ${this.token()}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+    const res = await this.postRaw(path, body);
     const text = await res.body.text();
     let json: unknown;
     try {
