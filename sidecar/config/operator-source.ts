@@ -29,6 +29,31 @@ const SNAPSHOT_FILE = 'snapshot.json';
 const ACK_ATTEMPTS = 5;
 
 /**
+ * How long to wait before the next connect. Failures back off exponentially with jitter (up to
+ * `maxBackoffMs`, 30 s). A 503 not_leader is not a failure: the operator is up, the Service just
+ * sent this connection to a standby replica (which closes it), so the next connection is tried
+ * after the standby's Retry-After (jittered, at most 2 s) without growing the backoff — else a
+ * sidecar that was refused a few times while the operator restarted waits up to 30 s per try,
+ * half of which land on the standby again.
+ */
+export function reconnectDelayMs(o: { attempt: number; retryAfterMs: number; notLeader: boolean; random: () => number; maxBackoffMs?: number | undefined }): number {
+  if (o.notLeader) {
+    const base = Math.min(2_000, Math.max(200, o.retryAfterMs || 1_000));
+    return Math.floor(base / 2 + o.random() * (base / 2));
+  }
+  const cap = Math.min(o.maxBackoffMs ?? 30_000, 500 * 2 ** Math.min(o.attempt, 10));
+  return Math.max(o.retryAfterMs, Math.floor(cap / 2 + o.random() * (cap / 2)));
+}
+
+function errorCode(body: string): unknown {
+  try {
+    return (JSON.parse(body) as { error?: { code?: unknown } }).error?.code;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Operator mode: one long-lived authenticated SSE stream to the operator. Each snapshot is
  * validated, applied atomically and ACKed (or NACKed with the reason, keeping the previous
  * one); the last good snapshot is persisted and served at start when the operator is away.
@@ -87,12 +112,10 @@ export class OperatorConfigSource {
     return readFileSync(this.o.tokenFile, 'utf8').trim();
   }
 
-  private scheduleReconnect(minMs = 0): void {
+  private scheduleReconnect(retryAfterMs: number, notLeader: boolean): void {
     if (this.stopped) return;
-    const random = this.o.random ?? Math.random;
-    const cap = Math.min(this.o.maxBackoffMs ?? 30_000, 500 * 2 ** Math.min(this.attempt, 10));
-    const delay = Math.max(minMs, Math.floor(cap / 2 + random() * (cap / 2)));
-    this.attempt++;
+    const delay = reconnectDelayMs({ attempt: this.attempt, retryAfterMs, notLeader, random: this.o.random ?? Math.random, maxBackoffMs: this.o.maxBackoffMs });
+    if (!notLeader) this.attempt++;
     this.timer = setTimeout(() => void this.connect(), delay);
   }
 
@@ -100,6 +123,7 @@ export class OperatorConfigSource {
     if (this.stopped) return;
     this.abort = new AbortController();
     let retryAfterMs = 0;
+    let notLeader = false;
     try {
       const res = await this.agent.request({
         origin: new URL(this.o.url).origin,
@@ -110,7 +134,8 @@ export class OperatorConfigSource {
       });
       if (res.statusCode !== 200) {
         const body = await res.body.text().catch(() => '');
-        retryAfterMs = Number(res.headers['retry-after'] ?? 0) * 1000;
+        retryAfterMs = Number(res.headers['retry-after'] ?? 0) * 1000 || 0;
+        notLeader = res.statusCode === 503 && errorCode(body) === 'not_leader';
         throw new Error(`operator answered ${res.statusCode}: ${body.slice(0, 300)}`);
       }
       this.connected = true;
@@ -126,7 +151,7 @@ export class OperatorConfigSource {
       this.connected = false;
       if (this.stopped) return;
       this.o.logger.warn({ operator: this.o.url, error: (err as Error).message }, 'operator stream lost; reconnecting with backoff');
-      this.scheduleReconnect(retryAfterMs);
+      this.scheduleReconnect(retryAfterMs, notLeader);
     }
   }
 
