@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 // Test tiers (DESIGN.md "Testing tiers"): unit tests are in-process and fast; integration
 // tests spawn the built sidecar against fake upstreams; e2e tests run a real kube-apiserver;
-// e2e-node tests run real pods on a real single-node cluster (make e2e-node only).
+// e2e-node tests run real pods on a real single-node cluster (make test's last tier, as root; make e2e-node).
 export default defineConfig({
   test: {
     projects: [
@@ -32,7 +32,7 @@ export default defineConfig({
       },
       {
         // A real single-node cluster (test/support/node: kubelet, containerd, CoreDNS) with paygo
-        // installed from the chart; only `make e2e-node` runs it (root, Linux).
+        // installed from the chart; `make test` (its last tier) and `make e2e-node` run it (root, Linux).
         test: {
           name: 'e2e-node',
           include: ['test/e2e-node/**/*.test.ts'],
