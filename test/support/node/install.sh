@@ -19,13 +19,10 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cache="${PAYGO_CACHE_DIR:-$HOME/.cache/paygo}"
-bindir="$cache/bin"
+GO_BUILD_WHO=node/install
+# shellcheck source=../go-build.sh
+. "$here/../go-build.sh"
 current="$bindir/current"
-jobs="${PAYGO_BUILD_JOBS:-2}"
-
-log() { echo "node/install: $*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # --- 1. Debian packages ------------------------------------------------------------------------
 apt_pkgs=(runc containernetworking-plugins iptables nftables conntrack buildah)
@@ -51,19 +48,11 @@ done
 "$here/../controlplane/install.sh" >/dev/null
 
 # --- 3. node binaries from Go modules ---------------------------------------------------------------
-modver() { awk -v m="$2" '($1==m || ($1=="require" && $2==m)) && $0 !~ /=>/ { v = ($1=="require") ? $3 : $2 } END { if (v=="") exit 1; print v }' "$1"; }
-
 kube_version="$(modver "$here/kube/go.mod" k8s.io/kubernetes)" || die "no k8s.io/kubernetes in kube/go.mod"
 ctrd_version="$(modver "$here/containerd/go.mod" github.com/containerd/containerd/v2)" || die "no containerd in containerd/go.mod"
 coredns_version="$(modver "$here/coredns/go.mod" github.com/coredns/coredns)" || die "no coredns in coredns/go.mod"
 
-kube_major="$(echo "$kube_version" | sed -E 's/^v([0-9]+)\..*/\1/')"
-kube_minor="$(echo "$kube_version" | sed -E 's/^v[0-9]+\.([0-9]+)\..*/\1/')"
-kube_ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  kube_ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=$kube_major"
-  kube_ldflags+=" -X $pkg.gitMinor=$kube_minor -X $pkg.gitTreeState=clean"
-done
+kube_flags="$(kube_ldflags "$kube_version")"
 ctrd_pkg=github.com/containerd/containerd/v2
 ctrd_ldflags="-s -w -X $ctrd_pkg/version.Version=$ctrd_version -X $ctrd_pkg/version.Package=$ctrd_pkg"
 ctrd_tags="no_btrfs no_zfs no_devmapper urfave_cli_no_docs"
@@ -74,53 +63,20 @@ specs=(
   "containerd|$ctrd_version|containerd|$ctrd_pkg/cmd/containerd|$ctrd_ldflags|$ctrd_tags"
   "containerd-shim-runc-v2|$ctrd_version|containerd|$ctrd_pkg/cmd/containerd-shim-runc-v2|$ctrd_ldflags|$ctrd_tags"
   "ctr|$ctrd_version|containerd|$ctrd_pkg/cmd/ctr|$ctrd_ldflags|$ctrd_tags"
-  "kubelet|$kube_version|kube|k8s.io/kubernetes/cmd/kubelet|$kube_ldflags|"
-  "kube-proxy|$kube_version|kube|k8s.io/kubernetes/cmd/kube-proxy|$kube_ldflags|"
-  "kube-scheduler|$kube_version|kube|k8s.io/kubernetes/cmd/kube-scheduler|$kube_ldflags|"
-  "kube-controller-manager|$kube_version|kube|k8s.io/kubernetes/cmd/kube-controller-manager|$kube_ldflags|"
+  "kubelet|$kube_version|kube|k8s.io/kubernetes/cmd/kubelet|$kube_flags|"
+  "kube-proxy|$kube_version|kube|k8s.io/kubernetes/cmd/kube-proxy|$kube_flags|"
+  "kube-scheduler|$kube_version|kube|k8s.io/kubernetes/cmd/kube-scheduler|$kube_flags|"
+  "kube-controller-manager|$kube_version|kube|k8s.io/kubernetes/cmd/kube-controller-manager|$kube_flags|"
   "coredns|$coredns_version|coredns|github.com/coredns/coredns|$coredns_ldflags|"
 )
 
-find_go() {
-  if command -v go >/dev/null 2>&1; then return 0; fi
-  if [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; return 0; fi
-  die "Go is needed to build the node binaries; install it"
-}
-
-build() { # name version moddir pkg ldflags tags
-  local name="$1" version="$2" moddir="$3" pkg="$4" ldflags="$5" tags="$6"
-  local out="$bindir/$name-$version" tmp start
-  find_go
-  tmp="$(mktemp "$bindir/.$name-$version.XXXXXX")"
-  start=$(date +%s)
-  log "building $name $version from $pkg (go build -p $jobs) ..."
-  # Static binaries, as upstream ships them; -mod=readonly: go.sum is the pinned truth.
-  if ! (cd "$here/$moddir" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly" \
-        go build -p "$jobs" -trimpath -tags "$tags" -ldflags="$ldflags" -o "$tmp" "$pkg"); then
-    rm -f "$tmp"; die "building $name failed"
-  fi
-  chmod 0755 "$tmp"
-  mv -f "$tmp" "$out"
-  log "built $name in $(( $(date +%s) - start ))s -> $out"
-}
-
-mkdir -p "$bindir" "$current"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$bindir/.install.lock"
-  if ! flock -n 9; then
-    log "another install is running; waiting for it (up to 60 min) ..."
-    flock -w 3600 9 || die "timed out waiting for $bindir/.install.lock"
-  fi
-fi
+install_lock .install.lock 3600
 
 for spec in "${specs[@]}"; do
   IFS='|' read -r name version moddir pkg ldflags tags <<<"$spec"
   src="$bindir/$name-$version"
-  if [ -x "$src" ]; then log "$name: cached $src"; else build "$name" "$version" "$moddir" "$pkg" "$ldflags" "$tags"; fi
-  if [ "$(readlink "$current/$name" 2>/dev/null || true)" != "$src" ]; then
-    ln -sfn "$src" "$current/.$name.$$"
-    mv -fT "$current/.$name.$$" "$current/$name"
-  fi
+  if [ -x "$src" ]; then log "$name: cached $src"; else go_build "$name" "$version" "$here/$moddir" "$pkg" "$ldflags" "$tags"; fi
+  link_current "$current" "$name" "$src"
 done
 
 echo "$current"

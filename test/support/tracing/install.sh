@@ -14,12 +14,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cache="${PAYGO_CACHE_DIR:-$HOME/.cache/paygo}"
-bindir="$cache/bin"
-jobs="${PAYGO_BUILD_JOBS:-2}"
-
-log() { echo "tracing/install: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+GO_BUILD_WHO=tracing/install
+# shellcheck source=../go-build.sh
+. "$here/../go-build.sh"
 
 if [ -n "${PAYGO_JAEGER:-}" ]; then
   [ -x "$PAYGO_JAEGER" ] || die "PAYGO_JAEGER=$PAYGO_JAEGER is not an executable"
@@ -27,37 +24,9 @@ if [ -n "${PAYGO_JAEGER:-}" ]; then
 fi
 
 module=github.com/jaegertracing/jaeger
-version="$(awk -v m="$module" '$1==m && $0 !~ /=>/ { print $2 }' "$here/jaeger/go.mod")"
-[ -n "$version" ] || die "no $module in jaeger/go.mod"
+version="$(modver "$here/jaeger/go.mod" "$module")" || die "no $module in jaeger/go.mod"
 out="$bindir/jaeger-$version"
-
-mkdir -p "$bindir"
 if [ -x "$out" ]; then echo "$out"; exit 0; fi
-
-# Serialise concurrent installs (two test runs must not build the same thing twice at once).
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$bindir/.install-jaeger.lock"
-  if ! flock -n 9; then
-    log "another install is running; waiting for it (up to 30 min) ..."
-    flock -w 1800 9 || die "timed out waiting for $bindir/.install-jaeger.lock"
-  fi
-  if [ -x "$out" ]; then echo "$out"; exit 0; fi
-fi
-
-if ! command -v go >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"
-  else die "Go is needed to build Jaeger (jaeger/go.mod asks for go $(awk '$1=="go"{print $2}' "$here/jaeger/go.mod")); install it or set PAYGO_JAEGER"; fi
-fi
-
-tmp="$(mktemp "$bindir/.jaeger-$version.XXXXXX")"
-start=$(date +%s)
-log "building jaeger $version from $module/cmd/jaeger (go build -p $jobs) ..."
-# A static binary, as upstream ships it; -mod=readonly: go.sum is the pinned truth.
-if ! (cd "$here/jaeger" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly" \
-      go build -p "$jobs" -trimpath -ldflags="-s -w" -o "$tmp" "$module/cmd/jaeger"); then
-  rm -f "$tmp"; die "building jaeger failed"
-fi
-chmod 0755 "$tmp"
-mv -f "$tmp" "$out"
-log "built jaeger in $(( $(date +%s) - start ))s -> $out"
+install_lock .install-jaeger.lock 1800
+if [ ! -x "$out" ]; then go_build jaeger "$version" "$here/jaeger" "$module/cmd/jaeger" "-s -w"; fi
 echo "$out"
