@@ -3,8 +3,9 @@
  * failure), /proc readings (RSS, CPU time), bounded waits.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { runProgram, type RunResult } from '../support/run-program.js';
 
 /** Repository root: these files run as dist/test/bench/*.js. */
@@ -162,3 +163,10 @@ export function percentile(xs: number[], p: number): number {
 }
 
 export const mb = (kb: number) => Math.round((kb / 1024) * 10) / 10;
+
+/** Whether the control-plane binaries the cluster benches need are built (`make controlplane`) or given (KUBEBUILDER_ASSETS). */
+export function controlPlaneBinariesAvailable(): boolean {
+  if (process.env.KUBEBUILDER_ASSETS && existsSync(join(process.env.KUBEBUILDER_ASSETS, 'kube-apiserver'))) return true;
+  const cache = process.env.PAYGO_CACHE_DIR ?? join(homedir(), '.cache/paygo');
+  return ['kube-apiserver', 'etcd', 'kubectl'].every((b) => existsSync(join(cache, 'bin/current', b)));
+}

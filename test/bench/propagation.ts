@@ -16,15 +16,13 @@
  * BENCH_PROPAGATION=auto (default) skips when the control-plane binaries are not built yet
  * (`make controlplane`, ~15 min once on 2 cores) instead of building them.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Agent } from 'undici';
 import { SseParser } from '../../sidecar/sse.js';
 import { startClusterEnv, type ClusterEnv } from '../support/cluster-env.js';
-import { cpuUs, mb, memSampler, percentile, procMem, sleep } from './lib.js';
+import { controlPlaneBinariesAvailable, cpuUs, mb, memSampler, percentile, procMem, sleep } from './lib.js';
 
 const CLIENTS = Number(process.env.BENCH_PROP_CLIENTS ?? 200);
 const CHANGES = Number(process.env.BENCH_PROP_CHANGES ?? 5);
@@ -49,12 +47,6 @@ async function pool<T, R>(items: T[], n: number, fn: (item: T, i: number) => Pro
     }),
   );
   return out;
-}
-
-function binariesAvailable(): boolean {
-  if (process.env.KUBEBUILDER_ASSETS && existsSync(join(process.env.KUBEBUILDER_ASSETS, 'kube-apiserver'))) return true;
-  const cache = process.env.PAYGO_CACHE_DIR ?? join(homedir(), '.cache/paygo');
-  return ['kube-apiserver', 'etcd', 'kubectl'].every((b) => existsSync(join(cache, 'bin/current', b)));
 }
 
 function routeYaml(name: string, namespace: string, maxOutputTokens: number): string {
@@ -172,7 +164,7 @@ function stats(xs: number[]) {
 
 async function main(): Promise<Record<string, unknown>> {
   const mode = process.env.BENCH_PROPAGATION ?? 'auto';
-  if (mode === 'auto' && !binariesAvailable()) {
+  if (mode === 'auto' && !controlPlaneBinariesAvailable()) {
     return { measured: false, reason: 'the control-plane binaries are not built (run `make controlplane` once, ~15 min on 2 cores, or set KUBEBUILDER_ASSETS; BENCH_PROPAGATION=1 builds them)' };
   }
   const t = performance.now();

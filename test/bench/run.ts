@@ -6,7 +6,8 @@
  * (c=1) each in their own process. Targets are measured interleaved (A B C D …, A B C D …) and
  * medians over rounds are reported, so drift and noise from other load show up as spread
  * between rounds instead of as a bias against one target. Then the config-propagation bench
- * (propagation.ts) runs against a real kube-apiserver when its binaries are available.
+ * (propagation.ts) and the rate-limit bench (ratelimit.ts) run against a real kube-apiserver
+ * when its binaries are available.
  *
  * Writes test/bench/results/latest.json and latest.md. Bounded: every loop has a count and a
  * time limit, the whole run a hard limit; every process started is stopped, also on failure.
@@ -20,7 +21,8 @@
  * runs beside this one as target "paygo-baseline", for before/after in the same run) and
  * BENCH_BASELINE_REF (what to call it in the results), BENCH_PACED_GAPS (1,5,20,100: the stream
  * TTFB rows at a model's pace, ms between events; empty: none), BENCH_PACED_N (30 streams per
- * target, gap and round), BENCH_PACED_ONLY (1: only those rows, after the warm-up).
+ * target, gap and round), BENCH_PACED_ONLY (1: only those rows, after the warm-up),
+ * BENCH_RATELIMIT (auto | 0 | 1), BENCH_RATELIMIT_ONLY (1: only the rate-limit bench).
  */
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -43,12 +45,17 @@ const BASELINE_REF = process.env.BENCH_BASELINE_REF ?? BASELINE;
 const PACED_GAPS_MS = (process.env.BENCH_PACED_GAPS ?? '1,5,20,100').split(',').filter(Boolean).map(Number);
 const PACED_N = Number(process.env.BENCH_PACED_N ?? 30);
 const PACED_ONLY = process.env.BENCH_PACED_ONLY === '1';
+const RATELIMIT = process.env.BENCH_RATELIMIT ?? 'auto';
+const RATELIMIT_ONLY = process.env.BENCH_RATELIMIT_ONLY === '1';
 /** Per gap and round, all paced targets together: at most 4 × 15 s per round. */
 const PACED_TIME_MS_PER_GAP = 15_000;
 /** c=1 phases: count-bounded, and at most this long each (Portkey's streams take >25 ms each). */
 const C1_TIME_MS = 6_000;
 const HARD_LIMIT_MS = 9.5 * 60_000;
 const PROPAGATION_LIMIT_MS = 4.5 * 60_000;
+/** The rate-limit bench takes ≈ 45 s; its own limit is what is left before the hard limit (at most this), and it is skipped below RATELIMIT_MIN_MS. */
+const RATELIMIT_LIMIT_MS = 90_000;
+const RATELIMIT_MIN_MS = 50_000;
 
 const HERE = join(ROOT, 'test/bench');
 const DIST = join(ROOT, 'dist/test/bench');
@@ -523,6 +530,7 @@ function markdown(results: Record<string, any>): string {
       ? `Config propagation (${p.clients} sidecar streams, ${p.changes} ModelRoute changes by \`kubectl apply\`): ACK latency p50 ${fmt(p.ackMs.p50)} ms, p99 ${fmt(p.ackMs.p99)} ms, all ACKed after ${fmt(p.allAckedMs.p50)} ms (median change; worst ${fmt(p.allAckedMs.max)} ms). Operator RSS: ${fmt(mb(p.operatorRss.idle.rss), 1)} MB idle with the streams, ${fmt(mb(p.operatorRss.with1000Routes.rss), 1)} MB with 1,000 ModelRoutes (peak ${fmt(mb(p.operatorRss.with1000Routes.hwm), 1)} MB).`
       : `Config propagation: not measured (${p?.reason ?? 'skipped'}).`,
     '',
+    ...rateLimitMarkdown(results.ratelimit),
     '| target (issue) | measured | |',
     '|---|---|---|',
     ...(results.checks as Check[]).map((c) => `| ${c.target} | ${c.value} | ${c.met === null ? 'not measured' : c.met ? 'met' : 'not met'} |`),
@@ -538,8 +546,75 @@ function markdown(results: Record<string, any>): string {
   return lines.join('\n');
 }
 
+// ------------------------------------------------------------------ rate limits (own process)
+/** ratelimit.ts under vite-node, bounded by what is left before the hard limit. */
+async function rateLimitBench(started: number): Promise<Record<string, unknown>> {
+  if (RATELIMIT === '0') return { measured: false, reason: 'BENCH_RATELIMIT=0' };
+  // Its own hard limit stops the cluster it started (≤ 10 s more); this one stops the process.
+  const limitMs = Math.min(RATELIMIT_LIMIT_MS, HARD_LIMIT_MS - (Date.now() - started) - 20_000);
+  if (limitMs < RATELIMIT_MIN_MS) return { measured: false, reason: `not enough time left before the ${HARD_LIMIT_MS / 60_000} min hard limit (${Math.round(limitMs / 1000)} s for ≈ 45 s)` };
+  const r = await run(NODE, [VITE_NODE, join(HERE, 'ratelimit.ts')], limitMs + 12_000, { cwd: ROOT, env: { ...process.env, BENCH_RATELIMIT: RATELIMIT, BENCH_RL_LIMIT_MS: String(limitMs) } });
+  process.stderr.write(r.stderr.split('\n').filter((l) => l.startsWith('[ratelimit')).map((l) => l + '\n').join(''));
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as Record<string, unknown>;
+  } catch {
+    return { measured: false, reason: `rate-limit bench failed (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.slice(-600)}` };
+  }
+}
+
+interface RateLimitRun {
+  ms: number;
+  ok: number;
+  upstream: { served: number; refused429: number; refused429Steady: number };
+  paygoRefused: Record<string, number>;
+  goodput: { allowed: number; percentOfAllowed: number; steadyPerS: number; refillPerS: number; steadyPercentOfRefill: number };
+  latencyMs: { steady: { n: number; p50: number; p99: number } };
+}
+
+function rateLimitMarkdown(r: Record<string, any> | undefined): string[] {
+  if (!r?.measured) return [`Rate limits: not measured (${r?.reason ?? 'skipped'}).`, ''];
+  const row = (name: string, x: RateLimitRun) => {
+    const refused = Object.entries(x.paygoRefused)
+      .map(([k, v]) => `${fmt(v)} × ${k}`)
+      .join(', ');
+    return `| ${name} | ${fmt(x.upstream.refused429)} (${fmt(x.upstream.refused429Steady)}) | ${fmt(x.ok)} of ${fmt(x.goodput.allowed)} = ${fmt(x.goodput.percentOfAllowed)}% | ${fmt(x.goodput.steadyPerS, 1)}/s = ${fmt(x.goodput.steadyPercentOfRefill)}% | ${fmt(x.latencyMs.steady.p50)} / ${fmt(x.latencyMs.steady.p99)} (n=${x.latencyMs.steady.n}) | ${refused || 'none'} |`;
+  };
+  const { noQuota, withQuota } = r.runs as { noQuota: RateLimitRun; withQuota: RateLimitRun };
+  return [
+    `Rate limits (${r.sidecars} sidecars in operator mode × ${r.clientsPerSidecar} clients, ${fmt(r.runMs / 1000)} s per run; a fake provider enforcing ${r.limits.requestsPerMinute} RPM / ${r.limits.tokensPerMinute} TPM per model, ${r.tokensPerRequest} tokens a request, answers after ${r.providerDelayMs} ms; steady state = the last ${fmt(r.steadyMs / 1000)} s, refill ${fmt(withQuota.goodput.refillPerS, 1)}/s). The quota run started with the fleet's buckets at ${fmt(r.quotaFleetBucketAtStart.requests)} of ${fmt(r.quotaFleetBucketAtStart.of)} requests (shares come empty after an operator start), the provider's full:`,
+    '',
+    '| run | upstream 429s (steady state) | served, of the provider’s full bucket + refill over the run | steady-state goodput, of the refill | latency p50 / p99 of successes, steady state (ms) | answered by paygo instead |',
+    '|---|---|---|---|---|---|',
+    row('no quota', noQuota),
+    row('ProviderQuota = provider limits', withQuota),
+    '',
+    `Added latency with the quota (steady state): p50 ${sign(r.addedLatencySteadyMs.p50)} ms, p99 ${sign(r.addedLatencySteadyMs.p99)} ms.`,
+    '',
+  ];
+}
+
+async function rateLimitOnly(): Promise<void> {
+  const started = Date.now();
+  const loadBefore = loadavg().map((x) => +x.toFixed(2));
+  const ratelimit = await rateLimitBench(started);
+  const git = await run('git', ['-C', ROOT, 'describe', '--always', '--dirty'], 5000).catch(() => undefined);
+  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', memGb: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, loadBefore, loadAfter: loadavg().map((x) => +x.toFixed(2)) };
+  const results = { at: new Date().toISOString(), commit: git?.code === 0 ? git.stdout.trim() : 'unknown', machine, ratelimit, elapsedS: Math.round((Date.now() - started) / 1000) };
+  const md = [
+    `Machine: ${machine.cpus} cores (${machine.cpuModel}), ${machine.memGb} GB, Linux, Node ${machine.node}; everything on 127.0.0.1. Load average ${machine.loadBefore.join(' ')} before, ${machine.loadAfter.join(' ')} after. Commit ${results.commit}.`,
+    '',
+    ...rateLimitMarkdown(ratelimit),
+  ].join('\n');
+  mkdirSync(join(HERE, 'results'), { recursive: true });
+  writeFileSync(join(HERE, 'results', `${OUT}.json`), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(HERE, 'results', `${OUT}.md`), md);
+  console.log(md);
+  log(`done in ${results.elapsedS} s; wrote test/bench/results/${OUT}.json and ${OUT}.md`);
+}
+
 // ------------------------------------------------------------------ main
 async function main(): Promise<void> {
+  if (RATELIMIT_ONLY) return rateLimitOnly();
   const started = Date.now();
   const loadBefore = loadavg().map((x) => +x.toFixed(2));
   const notMeasured: Record<string, string> = {};
@@ -658,6 +733,9 @@ async function main(): Promise<void> {
     }
   }
 
+  // ---------------------------------------------------------------- rate limits (own process)
+  const ratelimit = await rateLimitBench(started);
+
   // ---------------------------------------------------------------- targets of the issue
   const p = summary.paygo;
   const ng = summary.nginx;
@@ -681,6 +759,10 @@ async function main(): Promise<void> {
   check('sidecar CPU ≤ 150 µs per request (c=32)', p ? `${fmt(p.cpuUsPerReq)} µs` : 'n/a', p ? p.cpuUsPerReq <= 150 : null);
   const pp = propagation as { measured?: boolean; ackMs?: { p99: number }; reason?: string };
   check('propagation p99 ≤ 1 s', pp.measured && pp.ackMs ? `${fmt(pp.ackMs.p99)} ms` : `not measured: ${pp.reason ?? '?'}`, pp.measured && pp.ackMs ? pp.ackMs.p99 <= 1000 : null);
+  const rl = ratelimit as { measured?: boolean; reason?: string; sidecars?: number; runs?: { withQuota: RateLimitRun } };
+  const rq = rl.measured ? rl.runs!.withQuota : undefined;
+  check('rate limits: upstream 429s with a ProviderQuota ≤ 1 per sidecar', rq ? `${rq.upstream.refused429} (${rl.sidecars} sidecars)` : `not measured: ${rl.reason ?? '?'}`, rq ? rq.upstream.refused429 <= rl.sidecars! : null);
+  check('rate limits: steady goodput with a ProviderQuota ≥ 90% of the provider’s refill', rq ? `${fmt(rq.goodput.steadyPercentOfRefill)}%` : `not measured: ${rl.reason ?? '?'}`, rq ? rq.goodput.steadyPercentOfRefill >= 90 : null);
 
   const git = await run('git', ['-C', ROOT, 'describe', '--always', '--dirty'], 5000).catch(() => undefined);
   const results = {
@@ -714,6 +796,7 @@ async function main(): Promise<void> {
     probes,
     upstreamTotals,
     propagation,
+    ratelimit,
     notMeasured,
     rounds,
     pacedRounds,
