@@ -17,6 +17,8 @@ export interface FleetRun {
   refused: Record<string, number>;
   /** Every 200: when it was answered (Date.now()) and how long it took (ms). */
   successes: Array<{ at: number; ms: number }>;
+  /** When the first 429 was answered (Date.now()). */
+  first429At?: number;
   /** The first 429 answer (headers and body), for the wire format. */
   sample429?: { headers: Record<string, string>; body: { error: { code: string; message: string; type: string } } };
 }
@@ -47,7 +49,10 @@ export async function driveFleet(sidecars: ReadonlyArray<{ url: string }>, o: { 
       }
       const key = `${res.status} ${body.error?.code}`;
       run.refused[key] = (run.refused[key] ?? 0) + 1;
-      if (res.status === 429 && !run.sample429) run.sample429 = { headers: Object.fromEntries(res.headers), body: body as NonNullable<FleetRun['sample429']>['body'] };
+      if (res.status === 429 && !run.sample429) {
+        run.first429At = Date.now();
+        run.sample429 = { headers: Object.fromEntries(res.headers), body: body as NonNullable<FleetRun['sample429']>['body'] };
+      }
       const wait = Number(res.headers.get('retry-after-ms') ?? 1000);
       await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(20, wait)) * (0.5 + Math.random() / 2)));
     }
