@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sseFrame, type RecordedRequest, type Reply, type Responder } from './fake-upstream.js';
+import { sseFrame, type Fault, type RecordedRequest, type Reply, type Responder } from './fake-upstream.js';
 
 /**
  * A fake Anthropic Messages API (POST /v1/messages) for the fake upstream server, answering with
@@ -188,12 +188,37 @@ function invalid(req: RecordedRequest, body: MessagesRequest | undefined): Reply
   return undefined;
 }
 
+/**
+ * Where an Anthropic rate limit stands, for its headers (docs.anthropic.com, "Rate limits",
+ * response headers): per resource the limit, what is left, and when it is whole again.
+ */
+export type AnthropicRateLimit = Partial<Record<'requests' | 'tokens' | 'input-tokens' | 'output-tokens', { limit: number; remaining: number; reset: Date }>>;
+
+/** Anthropic's anthropic-ratelimit-* headers (resets in RFC 3339), on every answer. */
+export function anthropicRateLimitHeaders(r: AnthropicRateLimit): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [resource, v] of Object.entries(r)) {
+    out[`anthropic-ratelimit-${resource}-limit`] = String(v.limit);
+    out[`anthropic-ratelimit-${resource}-remaining`] = String(v.remaining);
+    out[`anthropic-ratelimit-${resource}-reset`] = v.reset.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+  return out;
+}
+
+/** Anthropic's 429 rate_limit_error: its body, `retry-after` (whole seconds) and the exhausted limit's headers. */
+export function anthropicRateLimited(resource: 'requests' | 'tokens' | 'input-tokens' | 'output-tokens', limit: number, retryAfterS: number, now = Date.now()): Fault {
+  const headers = { 'retry-after': String(retryAfterS), ...anthropicRateLimitHeaders({ [resource]: { limit, remaining: 0, reset: new Date(now + retryAfterS * 1000) } }) };
+  return { kind: 'status', status: 429, body: anthropicError('rate_limit_error', `This request would exceed your organization's rate limit of ${limit} ${resource.replace('-', ' ')} per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.`), headers };
+}
+
 export interface AnthropicResponderOptions {
   /** Use the first tool unasked (see autoTool); without it only a forced tool_choice calls one. */
   autoToolUse?: boolean;
   /** Prompt tokens reported as read from / written to the prompt cache, besides input_tokens. */
   cacheReadTokens?: number;
   cacheWriteTokens?: number;
+  /** Rate-limit headers on every answer (anthropicRateLimitHeaders). */
+  rateLimit?: () => AnthropicRateLimit;
 }
 
 /** The fake with options; `anthropicResponder` is it with none. */
@@ -205,7 +230,7 @@ export function anthropicResponderWith(opts: AnthropicResponderOptions): Respond
     if (bad || !body) return bad ?? errorReply(400, 'invalid_request_error', 'Request body must be a JSON object');
     const p = plan(req, body, body.max_tokens as number, opts);
     const reply = body.stream === true ? sseReply(p) : jsonReply(p);
-    return { ...reply, headers: { 'request-id': `req_01${hash(req).slice(44, 66)}` } };
+    return { ...reply, headers: { 'request-id': `req_01${hash(req).slice(44, 66)}`, ...(opts.rateLimit ? anthropicRateLimitHeaders(opts.rateLimit()) : {}) } };
   };
 }
 

@@ -1,4 +1,4 @@
-import type { RecordedRequest, Reply, Responder } from './fake-upstream.js';
+import type { Fault, RecordedRequest, Reply, Responder } from './fake-upstream.js';
 import { sseFrame } from './fake-upstream.js';
 
 /**
@@ -29,6 +29,54 @@ export function fakePromptTokens(body: ChatBody): number {
   return body.messages.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.split(/\s+/).length : 1) + 3, 3);
 }
 
+/**
+ * Where an OpenAI rate limit stands, for its headers (platform.openai.com/docs/guides/rate-limits,
+ * "Rate limits in headers"): per resource the limit, what is left, and the time until it is
+ * whole again.
+ */
+export interface OpenAIRateLimit {
+  requests: { limit: number; remaining: number; resetMs: number };
+  tokens: { limit: number; remaining: number; resetMs: number };
+}
+
+/** A duration as OpenAI writes x-ratelimit-reset-*: Go's time.Duration ("20ms", "1s", "1.5s", "6m0s"). */
+export function goDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const m = Math.floor(ms / 60_000);
+  const s = (ms % 60_000) / 1000;
+  return m > 0 ? `${m}m${s}s` : `${s}s`;
+}
+
+/** OpenAI's x-ratelimit-* headers, on every answer (successes, 429s, streams). */
+export function openaiRateLimitHeaders(r: OpenAIRateLimit): Record<string, string> {
+  return {
+    'x-ratelimit-limit-requests': String(r.requests.limit),
+    'x-ratelimit-limit-tokens': String(r.tokens.limit),
+    'x-ratelimit-remaining-requests': String(r.requests.remaining),
+    'x-ratelimit-remaining-tokens': String(r.tokens.remaining),
+    'x-ratelimit-reset-requests': goDuration(r.requests.resetMs),
+    'x-ratelimit-reset-tokens': goDuration(r.tokens.resetMs),
+  };
+}
+
+/**
+ * OpenAI's 429 when a key's requests per minute (`rpm`) are used up: its error body and headers.
+ * The bucket is empty: whole again in a minute (x-ratelimit-reset-requests), one request back
+ * in 60 s / rpm ("Please try again in …").
+ */
+export function openaiRateLimited(model: string, rpm: number): Fault {
+  const body = {
+    error: {
+      message: `Rate limit reached for ${model} in organization org-fake on requests per min (RPM): Limit ${rpm}, Used ${rpm}, Requested 1. Please try again in ${goDuration(60_000 / rpm)}. Visit https://platform.openai.com/account/rate-limits to learn more.`,
+      type: 'requests',
+      param: null,
+      code: 'rate_limit_exceeded',
+    },
+  };
+  const headers = openaiRateLimitHeaders({ requests: { limit: rpm, remaining: 0, resetMs: 60_000 }, tokens: { limit: 200_000, remaining: 199_990, resetMs: 3 } });
+  return { kind: 'status', status: 429, body: JSON.stringify(body), headers };
+}
+
 export interface OpenAIResponderOptions {
   usageInStream?: 'when-asked' | 'always' | 'never';
   cachedTokens?: number;
@@ -40,9 +88,21 @@ export interface OpenAIResponderOptions {
    * id call_auto<n>); once the tool results are in (last message role "tool") it answers in text.
    */
   autoToolCalls?: boolean;
+  /** Rate-limit headers on every answer (openaiRateLimitHeaders). */
+  rateLimit?: () => OpenAIRateLimit;
 }
 
 export function openaiResponder(opts: OpenAIResponderOptions = {}): Responder {
+  const answer = openaiAnswer(opts);
+  const rateLimit = opts.rateLimit;
+  if (!rateLimit) return answer;
+  return (req) => {
+    const reply = answer(req);
+    return { ...reply, headers: { ...reply.headers, ...openaiRateLimitHeaders(rateLimit()) } };
+  };
+}
+
+function openaiAnswer(opts: OpenAIResponderOptions): Responder {
   let n = 0;
   return (req: RecordedRequest): Reply => {
     const body = req.body as ChatBody;
