@@ -9,6 +9,9 @@ import {
   RateLimitSchema,
   RateLimitSyncRequestSchema,
   formatIssues,
+  providerBackoffKey,
+  providerBackoffNamespace,
+  readableBackoffs,
   selectorMatches,
   targetName,
   type RateLimitSyncResponse,
@@ -18,6 +21,8 @@ import type { ClusterCache } from './cache.js';
 import { answeringErrors } from './internal-error.js';
 import { identifySidecar } from './sidecar-caller.js';
 import { RateLimitLedger, type RateLimitDef } from './ratelimit-ledger.js';
+import { ProviderBackoffBook } from './provider-backoffs.js';
+import { namespaceRoutes } from './snapshots.js';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -60,12 +65,27 @@ export function limitFor(cache: ClusterCache, id: PodIdentity, key: string, fiel
 }
 
 /**
+ * The provider backoff keys a pod may report: those of the targets of its namespace's valid
+ * ModelRoutes that select it (the credentials it calls with), as the sidecar computes them.
+ */
+export function backoffKeysFor(cache: ClusterCache, id: PodIdentity): Set<string> {
+  const keys = new Set<string>();
+  for (const { route } of namespaceRoutes(cache, id.namespace)) {
+    if (!route || !selectorMatches(route.spec.podSelector, id.labels)) continue;
+    route.spec.targets.forEach((t, i) => keys.add(providerBackoffKey(id.namespace, route.metadata.name, t, i)));
+  }
+  return keys;
+}
+
+/**
  * Fleet-wide rate limits on the operator: answers sidecars' share syncs from the ledger
  * (docs/architecture.md, section 5a). Only the leader serves; its book is in memory, and a new
- * leader is quiet for one expiry plus the grace (`lead`).
+ * leader is quiet for one expiry plus the grace (`lead`). The same syncs share providers'
+ * backoffs within a namespace (provider-backoffs.ts).
  */
 export class RateLimitService {
   readonly ledger: RateLimitLedger;
+  readonly backoffs: ProviderBackoffBook;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -80,6 +100,7 @@ export class RateLimitService {
     },
   ) {
     this.ledger = new RateLimitLedger({ now: o.now, ttlMs: o.ttlMs, graceMs: o.graceMs });
+    this.backoffs = new ProviderBackoffBook(o.now);
   }
 
   register(app: FastifyInstance): void {
@@ -91,10 +112,12 @@ export class RateLimitService {
     this.ledger.lead();
   }
 
-  /** Reclaims silent holders' shares every second. */
+  /** Reclaims silent holders' shares and drops ended backoffs every second. */
   start(tickMs = 1_000): void {
     this.timer = setInterval(() => {
-      if (this.o.isLeader()) this.ledger.expire();
+      if (!this.o.isLeader()) return;
+      this.ledger.expire();
+      this.backoffs.expire();
     }, tickMs);
     this.timer.unref();
   }
@@ -120,6 +143,14 @@ export class RateLimitService {
       const a = this.ledger.answer(def, holder, e.key, e.field, { seq, used: e.used, demand: e.demand, keep: e.keep, final });
       out.entries.push({ key: e.key, field: e.field, share: a.share, target: a.target, credit: a.credit, expires: new Date(a.expires).toISOString() });
     }
+    // Provider backoffs: kept only for credentials the pod calls with, handed only to its namespace.
+    const reported = readableBackoffs(parsed.data.backoffs).filter((b) => providerBackoffNamespace(b.key) === id.namespace);
+    if (reported.length > 0) {
+      const keys = backoffKeysFor(this.o.cache, id);
+      for (const b of reported) if (keys.has(b.key)) this.backoffs.report(id.namespace, b);
+    }
+    const backoffs = this.backoffs.forNamespace(id.namespace);
+    if (backoffs.length > 0) out.backoffs = backoffs;
     await reply.send(out);
   }
 }

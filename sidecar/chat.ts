@@ -9,6 +9,7 @@ import type { StreamDecoder, StreamTranslator, TargetContext, UpstreamRequest } 
 import { UpstreamHttpError, UpstreamProtocolError, UpstreamStreamError } from './providers/errors.js';
 import { safeCode } from './providers/redact.js';
 import { dispatch, type DispatchOptions, type QuotaGate } from './router/dispatch.js';
+import type { ProviderBackoffs } from './ratelimit/provider-backoffs.js';
 import type { RuntimeRoute, RuntimeTarget } from './router/runtime.js';
 import { upstreamRetryAfter } from './router/strategy.js';
 import { SseParser, type SseEvent } from './sse.js';
@@ -57,6 +58,18 @@ function meter(ctx: ChatContext, deps: ChatDeps, rec: RequestRecord, end?: Param
 
 export interface ChatDeps extends Omit<DispatchOptions, 'signal'> {
   meter: Meter;
+  /** Where providers' rate-limit signals go (every upstream answer's headers); absent: not read. */
+  backoffs?: ProviderBackoffs;
+}
+
+/**
+ * Sends one attempt to its target. What the provider says of its rate limits (headers of any
+ * answer, streams included: they come before the body) is noted before anything else.
+ */
+export async function sendUpstream(target: RuntimeTarget, upstream: UpstreamRequest, signal: CancelSignal, deps: Pick<ChatDeps, 'backoffs'>): Promise<UpstreamResponse> {
+  const res = await target.transport.send(upstream, { signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+  deps.backoffs?.observe(target.backoffKey, res.status, res.headers);
+  return res;
 }
 
 /**
@@ -157,7 +170,7 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
     if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, dc.signal);
     tried.target = target;
     if (ctx.trace) upstream = traced(upstream, ctx.trace);
-    const res = await target.transport.send(upstream, { signal: dc.signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+    const res = await sendUpstream(target, upstream, dc.signal, deps);
     await failIfNotOk(res, target, tctx, deps.now());
     return { res, tctx, dc, native: native !== undefined };
   } catch (err) {

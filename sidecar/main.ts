@@ -20,6 +20,7 @@ import { seededRandom } from './random.js';
 import { ConfigCompiler, type RuntimeConfig } from './router/runtime.js';
 import { collectRateLimitGauges, countLimited } from './ratelimit/gauges.js';
 import { RateLimiter } from './ratelimit/limits.js';
+import { ProviderBackoffs } from './ratelimit/provider-backoffs.js';
 import { RemoteShares, fleetOf } from './ratelimit/remote-shares.js';
 import { buildApp, RESPONSE_STORE_DEFAULTS } from './server.js';
 import { ResponseStore } from './apis/response-store.js';
@@ -67,14 +68,18 @@ async function main(): Promise<void> {
   collectBudgetGauges(metrics, enforcer, funds);
   // Operator mode: every rate limit is fleet-wide; this process's buckets hold the shares the
   // operator grants it (ratelimit/remote-shares.ts), over the config stream's connection.
+  // Providers' own rate-limit signals (headers, 429 Retry-After) hold back their credential here;
+  // in operator mode the same syncs share them with the namespace's other sidecars.
   let operatorSource: OperatorConfigSource | undefined;
+  const backoffs = new ProviderBackoffs(Date.now);
   const shares = options.operator
     ? new RemoteShares({
         post: (path, body) => (operatorSource ? operatorSource.postJson(path, body) : Promise.reject(new Error('operator connection not started'))),
         logger,
+        backoffs,
       })
     : undefined;
-  const rateLimits = new RateLimiter(Date.now, { onLimited: countLimited(metrics) }, shares ? fleetOf(shares) : undefined);
+  const rateLimits = new RateLimiter(Date.now, { onLimited: countLimited(metrics) }, shares ? fleetOf(shares) : undefined, backoffs);
   collectRateLimitGauges(metrics, rateLimits);
   // The OpenTelemetry SDK is loaded only when tracing is on.
   const traceConfig = tracingConfig(options.otlpEndpoint, process.env);

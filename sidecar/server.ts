@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { formatIssues } from '../crds/src/meta.js';
 import { Cancel, sleep, type CancelSignal } from './cancel.js';
-import { completeChat, recordError, routingHeaders, serveCached, streamChat, applyLimits, targetContext, traced, Tried, upstreamHttpError, type ChatDeps } from './chat.js';
+import { completeChat, recordError, routingHeaders, sendUpstream, serveCached, streamChat, applyLimits, targetContext, traced, Tried, upstreamHttpError, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
@@ -99,6 +99,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     sleep,
     unitPrice: o.unitPrice ?? (() => undefined),
     hooks: o.hooks,
+    backoffs: o.rateLimits?.backoffs,
   };
   const app: FastifyInstance = Fastify({
     loggerInstance: o.logger as FastifyBaseLogger,
@@ -254,7 +255,12 @@ export function buildApp(o: AppOptions): FastifyInstance {
       // Also on an error answer (the error handler keeps the reply's headers).
       reply.headers(limitHeaders);
     }
-    const quota = limiter?.routeHasQuota(route) ? new ProviderQuotaGate(limiter, demand ?? (await requestDemand(route, req))) : undefined;
+    // Provider quotas of the route's targets, and providers' own backoffs of their credentials.
+    const quota = limiter?.routeHasQuota(route)
+      ? new ProviderQuotaGate(limiter, demand ?? (await requestDemand(route, req)))
+      : o.rateLimits?.backoffs
+        ? new ProviderQuotaGate(o.rateLimits, undefined)
+        : undefined;
     const settleBudget = hold ? (m: MeterResult) => o.budgets!.enforcer.settle(hold, m.costNano) : undefined;
     trace?.routed(route, req);
     const ctx = {
@@ -385,7 +391,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
           if (target.adapter.authorize) upstream = await target.adapter.authorize(upstream, tctx, sig);
           tried.target = target;
           if (trace) upstream = traced(upstream, trace);
-          const res = await target.transport.send(upstream, { signal: sig, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+          const res = await sendUpstream(target, upstream, sig, deps);
           const text = await readAll(res.body);
           if (res.status < 200 || res.status >= 300) {
             throw upstreamHttpError(res, text, target, tctx, now());
@@ -396,7 +402,8 @@ export function buildApp(o: AppOptions): FastifyInstance {
             throw new UpstreamProtocolError(`${target.name} (${target.provider}) sent a response that is not JSON`);
           }
         },
-        { ...deps, signal, attempts: trace },
+        // Embeddings count against no rate limit, but skip a target whose provider asked to back off.
+        { ...deps, signal, attempts: trace, quota: o.rateLimits?.backoffs ? new ProviderQuotaGate(o.rateLimits, undefined) : undefined },
       );
       rec.target = result.target.name;
       rec.provider = result.target.provider;

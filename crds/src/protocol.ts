@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { nanoUsd } from './meta.js';
 import { SnapshotSchema } from './snapshot.js';
+import { targetName, type Target } from './modelroute.js';
 
 /**
  * The config distribution protocol between a sidecar and the operator (HTTPS):
@@ -129,10 +130,58 @@ export type TargetReport = z.infer<typeof TargetReportSchema>;
  * increase comes already filled (the rest fills at the share's refill rate), so a share moved
  * from one process to another never brings a burst the fleet has already used
  * (docs/architecture.md, section 5a).
+ *
+ * Provider backoffs ride on the same syncs (optional `backoffs`, both ways; peers without them
+ * ignore the field): a sidecar reports the credentials whose provider told it to hold back
+ * (rate-limit headers with nothing remaining, a 429's Retry-After) and for how much longer;
+ * every answer carries all live ones of the caller's namespace, and nothing of another.
  */
 export const RATELIMIT_SYNC_PATH = '/v1/ratelimit/sync';
 
 export const RATELIMIT_KEY_PATTERN = /^(pq|rl)\/[a-z0-9][-a-z0-9.]{0,252}\/[a-z0-9][-a-z0-9.]{0,252}$|^tq\/[a-z0-9][-a-z0-9.]{0,252}\/[a-z0-9][-a-z0-9.]{0,252}\/[^/\s]{1,253}$/;
+
+/**
+ * What a provider's own rate-limit signals apply to (its `x-ratelimit-*` /
+ * `anthropic-ratelimit-*` headers, a 429's Retry-After): the key the target calls with and the
+ * model it calls (providers limit a key per model), `<ns>/secret/<secret>/<key>/<provider>/<model>`
+ * with the Secret *reference* of `credentials.secretRef` (never its value), so every target of
+ * the namespace using that key for that model backs off together; a target without credentials
+ * (workload identity, simulate) is its own: `<ns>/target/<route>/<target>`. Namespace first, like
+ * the `limit` label of the other rate-limit metrics.
+ */
+export function providerBackoffKey(namespace: string, route: string, t: Pick<Target, 'name' | 'provider' | 'model' | 'credentials'>, index: number): string {
+  const ref = t.credentials?.secretRef;
+  return ref ? `${namespace}/secret/${ref.name}/${ref.key}/${t.provider}/${t.model}` : `${namespace}/target/${route}/${targetName(t, index)}`;
+}
+
+/** The namespace a provider backoff key belongs to (its first segment). */
+export function providerBackoffNamespace(key: string): string {
+  return key.split('/', 1)[0]!;
+}
+
+/** What a provider said ran out; `any`: a 429 whose Retry-After names nothing. */
+export const PROVIDER_BACKOFF_RESOURCES = ['requests', 'tokens', 'input_tokens', 'output_tokens', 'any'] as const;
+export type ProviderBackoffResource = (typeof PROVIDER_BACKOFF_RESOURCES)[number];
+
+/**
+ * One provider backoff on the wire: the credential it applies to, and for how many more ms
+ * (relative, so sidecar and operator clocks need not agree). Receivers clamp `ms` to their
+ * own bound; an entry they cannot read is dropped, never the sync.
+ */
+export const ProviderBackoffSchema = z.object({
+  key: z.string().max(1024).regex(/^[a-z0-9][-a-z0-9]{0,62}\/(secret|target)\/[^\x00-\x1f\x7f]+$/),
+  ms: z.number().int().min(0).max(86_400_000),
+  resource: z.enum(PROVIDER_BACKOFF_RESOURCES).optional(),
+});
+export type ProviderBackoff = z.infer<typeof ProviderBackoffSchema>;
+
+/** An optional list of backoffs that never fails the message it is in (older and newer peers stay compatible). */
+const providerBackoffs = z.array(ProviderBackoffSchema.nullable().catch(null)).max(256).optional().catch(undefined);
+
+/** The readable entries of a `backoffs` field. */
+export function readableBackoffs(list: ReadonlyArray<ProviderBackoff | null> | undefined): ProviderBackoff[] {
+  return (list ?? []).filter((b): b is ProviderBackoff => b !== null);
+}
 
 const rateAmount = z.number().int().min(0).max(1_000_000_000_000);
 
@@ -154,6 +203,8 @@ export const RateLimitSyncRequestSchema = z.object({
       }),
     )
     .max(512),
+  /** Provider backoffs this process saw itself (version 2; older operators ignore the field). */
+  backoffs: providerBackoffs,
 });
 export type RateLimitSyncRequest = z.infer<typeof RateLimitSyncRequestSchema>;
 
@@ -172,5 +223,7 @@ export const RateLimitSyncResponseSchema = z.object({
       expires: z.iso.datetime(),
     }),
   ),
+  /** Every live provider backoff of the caller's namespace (version 2; older sidecars ignore the field). */
+  backoffs: providerBackoffs,
 });
 export type RateLimitSyncResponse = z.infer<typeof RateLimitSyncResponseSchema>;

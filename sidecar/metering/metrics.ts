@@ -115,8 +115,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     rateLimited: new Counter({
       name: 'paygo_ratelimit_limited_requests_total',
-      help: 'Requests a rate limit refused (limited), held until a provider quota had room (waited), or sent past a target whose provider quota had none (failed_over).',
+      help: 'Requests a rate limit refused (limited), held until a provider quota had room (waited), or sent past a target whose provider quota had none (failed_over); kind provider_backoff: because the provider asked to back off.',
       labelNames: ['kind', 'limit', 'resource', 'reason'],
+      registers: [registry],
+    }),
+    rateLimitBackoff: new Gauge({
+      name: 'paygo_ratelimit_provider_backoff_seconds',
+      help: 'Seconds until a credential may be sent to again, as its provider asked (rate-limit headers or a 429 Retry-After, seen by this sidecar or, in operator mode, by another of the namespace); limit is the credential reference, never a key.',
+      labelNames: ['limit'],
       registers: [registry],
     }),
     configInfo: new Gauge({

@@ -1,6 +1,9 @@
 import { ApiError } from '../errors.js';
 import { rateLimitHeaders } from './headers.js';
 import type { Limit, Resource, Shortage } from './limits.js';
+import type { ProviderBackoffResource } from '../../crds/src/protocol.js';
+import type { RuntimeTarget } from '../router/runtime.js';
+import type { Backoff } from './provider-backoffs.js';
 
 const RESOURCE_TEXT: Record<Resource, string> = {
   requests: 'requests',
@@ -22,9 +25,9 @@ export function retryAfterSeconds(waitMs: number): number {
 }
 
 /** Retry-After (seconds) and retry-after-ms, or, when waiting cannot help, x-should-retry: false (read by OpenAI's SDKs). */
-function retryHeaders(s: Shortage): Record<string, string> {
-  if (!Number.isFinite(s.waitMs)) return { 'x-should-retry': 'false' };
-  return { 'retry-after': String(retryAfterSeconds(s.waitMs)), 'retry-after-ms': String(Math.ceil(s.waitMs)) };
+function retryHeaders(waitMs: number): Record<string, string> {
+  if (!Number.isFinite(waitMs)) return { 'x-should-retry': 'false' };
+  return { 'retry-after': String(retryAfterSeconds(waitMs)), 'retry-after-ms': String(Math.ceil(waitMs)) };
 }
 
 /** OpenAI's error type for a rate limit: "requests" or "tokens". */
@@ -40,7 +43,7 @@ export function consumerLimitExceeded(s: Shortage, limits: readonly Limit[], now
     'rate_limit_exceeded',
     `Rate limit reached: RateLimit ${s.limit.name}, ${shortageText(s)}.`,
     null,
-    { ...rateLimitHeaders(limits, now), ...retryHeaders(s) },
+    { ...rateLimitHeaders(limits, now), ...retryHeaders(s.waitMs) },
   );
 }
 
@@ -53,7 +56,31 @@ export function providerQuotaExceeded(route: string, s: Shortage): ApiError {
     'rate_limit_exceeded',
     `Provider rate limit reached: no target of route "${route}" has room; the soonest is ${owner}, ${shortageText(s)}.`,
     null,
-    retryHeaders(s),
+    retryHeaders(s.waitMs),
+  );
+}
+
+const BACKOFF_TEXT: Record<ProviderBackoffResource, string> = {
+  requests: 'its requests limit is used up',
+  tokens: 'its tokens limit is used up',
+  input_tokens: 'its input tokens limit is used up',
+  output_tokens: 'its output tokens limit is used up',
+  any: 'it answered 429 with Retry-After',
+};
+
+/**
+ * No target of the route had room, the soonest one because its provider asked to back off
+ * (its rate-limit headers or a 429, seen by this sidecar or another of the namespace): 429
+ * with the time the provider named. Names the target, never the credential.
+ */
+export function providerBackoffExceeded(route: string, target: RuntimeTarget, b: Backoff): ApiError {
+  return new ApiError(
+    429,
+    b.resource === 'requests' || b.resource === 'any' ? 'requests' : 'tokens',
+    'rate_limit_exceeded',
+    `Provider rate limit reached: no target of route "${route}" has room; the soonest is target "${target.name}" (${target.provider}), whose provider asked to back off (${BACKOFF_TEXT[b.resource]}); retry in ${retryAfterSeconds(b.waitMs)} s.`,
+    null,
+    retryHeaders(b.waitMs),
   );
 }
 

@@ -3,6 +3,7 @@ import { RATE_LIMIT_FIELDS, type RateLimitField } from '../../crds/src/ratelimit
 import type { SnapshotProviderQuota, SnapshotRateLimit, SnapshotRoute } from '../../crds/src/snapshot.js';
 import type { RuntimeConfig, RuntimeRoute, RuntimeTarget } from '../router/runtime.js';
 import { TokenBucket } from './bucket.js';
+import type { ProviderBackoffs } from './provider-backoffs.js';
 
 /**
  * The rate limits of one config, compiled to token buckets: provider quotas per target
@@ -112,6 +113,18 @@ export function amountOf(resource: Resource, d: Demand): number {
  * waiting longest when one of them has no room.
  */
 export function takeAll(limits: readonly Limit[], d: Demand, now: number): Shortage | undefined {
+  const worst = shortageOf(limits, d, now);
+  if (worst) return worst;
+  for (const limit of limits) {
+    const amount = amountOf(limit.resource, d);
+    limit.bucket.take(amount, now);
+    limit.fleet?.used(amount);
+  }
+  return undefined;
+}
+
+/** The shortage that keeps the demand waiting longest, if any limit has no room (a fleet limit hears of it); takes nothing. */
+export function shortageOf(limits: readonly Limit[], d: Demand, now: number): Shortage | undefined {
   let worst: Shortage | undefined;
   for (const limit of limits) {
     const requested = amountOf(limit.resource, d);
@@ -125,13 +138,7 @@ export function takeAll(limits: readonly Limit[], d: Demand, now: number): Short
     }
     if (waitMs > 0 && (worst === undefined || waitMs > worst.waitMs)) worst = { limit, requested, remaining: limit.bucket.remaining(now), waitMs };
   }
-  if (worst) return worst;
-  for (const limit of limits) {
-    const amount = amountOf(limit.resource, d);
-    limit.bucket.take(amount, now);
-    limit.fleet?.used(amount);
-  }
-  return undefined;
+  return worst;
 }
 
 /** Gives back `reserved` and takes `used` instead (what a settled request really used). */
@@ -143,9 +150,18 @@ export function settleAll(limits: readonly Limit[], reserved: Demand, used: Dema
   }
 }
 
+export type LimitedReason = 'limited' | 'waited' | 'failed_over';
+
+/** What held a request back, as the metrics name it: a limit, or a provider's backoff of a credential (`provider_backoff`, its key). */
+export interface LimitedBy {
+  kind: LimitKind | 'provider_backoff';
+  name: string;
+  resource: string;
+}
+
 export interface RateLimitEvents {
-  /** A request was refused (limited), waited for a provider quota (waited), or skipped a target for one (failed_over). */
-  onLimited?(limit: Limit, reason: 'limited' | 'waited' | 'failed_over'): void;
+  /** A request was refused (limited), waited for a provider quota or backoff (waited), or skipped a target for one (failed_over). */
+  onLimited?(by: LimitedBy, reason: LimitedReason): void;
 }
 
 const NONE: readonly Limit[] = [];
@@ -162,6 +178,8 @@ export class RateLimiter {
     readonly events: RateLimitEvents = {},
     /** Operator mode: every limit is fleet-wide, and each bucket holds this process's share. */
     readonly fleet?: Fleet,
+    /** Providers' own backoffs per credential (provider-backoffs.ts); absent: providers' rate-limit headers are not read. */
+    readonly backoffs?: ProviderBackoffs,
   ) {}
 
   /** Whether any limit is configured (the request path skips everything when not). */
@@ -247,6 +265,7 @@ export class RateLimiter {
     this.buckets = live;
     this.every = every;
     this.fleet?.track(every.map((limit) => ({ limit })));
+    if (this.backoffs) this.backoffs.watching = seen.size > 0;
   }
 
   /** The consumer limits a request to this route for this model name shares (empty: none). */

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SerialRun } from '../serial-run.js';
-import { RATELIMIT_SYNC_PATH, RateLimitSyncResponseSchema, type RateLimitSyncRequest } from '../../crds/src/protocol.js';
+import { RATELIMIT_SYNC_PATH, RateLimitSyncResponseSchema, readableBackoffs, type RateLimitSyncRequest } from '../../crds/src/protocol.js';
 import type { TokenBucket } from './bucket.js';
 import type { Fleet, Limit } from './limits.js';
+import type { ProviderBackoffs } from './provider-backoffs.js';
 
 /**
  * Fleet-wide rate limits, sidecar side (docs/architecture.md, section 5a): keeps this process's
@@ -13,6 +14,11 @@ import type { Fleet, Limit } from './limits.js';
  * it raises it only from an answer. A share is used only until its expiry minus a margin (by
  * this process's clock); after that, or before the first answer, the limit is unusable and
  * requests under it are refused (fail closed), never let through unlimited.
+ *
+ * The same syncs carry provider backoffs (provider-backoffs.ts): the ones this process saw
+ * itself go to the operator (a new one starts a sync at once, as a refusal does), and the
+ * namespace's come back and are applied like its own. With backoffs to watch the process syncs
+ * even when it holds no share.
  */
 
 export interface SharedLimit {
@@ -57,6 +63,8 @@ export interface RemoteSharesOptions {
   maxTtlMs?: number;
   /** Run the sync timer (tests drive `tick` themselves). */
   timers?: boolean;
+  /** Provider backoffs to report and receive (operator mode). */
+  backoffs?: ProviderBackoffs;
 }
 
 /** Use and refusals are measured over this much time and scaled to the limit's window. */
@@ -93,6 +101,7 @@ export class RemoteShares {
     this.wallNow = o.wallNow ?? Date.now;
     this.boot = o.boot ?? randomUUID();
     this.seq = 0;
+    o.backoffs?.onOwn(() => this.soon());
     if (o.timers !== false) {
       this.timer = setInterval(() => void this.tick().catch(() => {}), o.syncMs ?? 1_000);
       this.timer.unref();
@@ -152,16 +161,35 @@ export class RemoteShares {
   short(key: string, field: string, amount: number): void {
     const s = this.shares.get(`${key}#${field}`);
     if (!s) return;
-    const now = this.now();
-    s.refusals.push([now, amount]);
-    if (now - this.lastSync >= SHORT_SYNC_GAP_MS && !this.syncs.running) void this.sync().catch(() => {});
+    s.refusals.push([this.now(), amount]);
+    this.soon();
   }
 
-  /** Timer work: sync while limits are in use or shares are off target, else as a heartbeat. */
+  /**
+   * The operator should hear of something now (a refusal, a provider backoff): a sync, unless one
+   * went out less than `SHORT_SYNC_GAP_MS` ago or is under way (a flood costs one sync per gap,
+   * the timer sends the rest).
+   */
+  private soon(): void {
+    if (this.closed) return;
+    if (this.now() - this.lastSync >= SHORT_SYNC_GAP_MS && !this.syncs.running) void this.sync().catch(() => {});
+  }
+
+  /** Whether there is anything to sync: shares, or provider backoffs to watch. */
+  private get syncing(): boolean {
+    return this.shares.size > 0 || (this.o.backoffs?.watching ?? false);
+  }
+
+  /**
+   * Timer work: sync while limits are in use, shares are off target, or a provider backoff is
+   * unreported or live; else as a heartbeat.
+   */
   async tick(): Promise<void> {
-    if (this.closed || this.shares.size === 0) return;
+    if (this.closed || !this.syncing) return;
     const now = this.now();
-    const busy = [...this.shares.values()].some((s) => this.rate(s.uses, s, now) > 0 || this.rate(s.refusals, s, now) > 0 || s.view !== s.target || !this.valid(s, now));
+    const busy =
+      [...this.shares.values()].some((s) => this.rate(s.uses, s, now) > 0 || this.rate(s.refusals, s, now) > 0 || s.view !== s.target || !this.valid(s, now)) ||
+      (this.o.backoffs?.busy(now) ?? false);
     if (busy || now - this.lastSync >= (this.o.heartbeatMs ?? 5_000)) await this.sync();
   }
 
@@ -186,7 +214,7 @@ export class RemoteShares {
   }
 
   private async doSync(): Promise<void> {
-    if (this.shares.size === 0) return;
+    if (!this.syncing) return;
     const sentAt = this.now();
     const sent = [...this.shares.values()];
     const entries: RateLimitSyncRequest['entries'] = sent.map((s) => {
@@ -196,12 +224,21 @@ export class RemoteShares {
       } else this.lower(s, sentAt);
       return { key: s.key, field: s.field, used: this.rate(s.uses, s, sentAt), demand: this.closed ? 0 : this.rate(s.refusals, s, sentAt), keep: s.view };
     });
+    const report = this.o.backoffs?.report(sentAt);
     this.seq += 1;
     this.lastSync = sentAt;
-    const res = await this.o.post(RATELIMIT_SYNC_PATH, { boot: this.boot, seq: this.seq, ...(this.closed ? { final: true } : {}), entries } satisfies RateLimitSyncRequest);
+    const res = await this.o.post(RATELIMIT_SYNC_PATH, {
+      boot: this.boot,
+      seq: this.seq,
+      ...(this.closed ? { final: true } : {}),
+      entries,
+      ...(report && report.backoffs.length > 0 ? { backoffs: report.backoffs } : {}),
+    } satisfies RateLimitSyncRequest);
     if (res.status !== 200) throw new Error(`operator answered ${res.status} to a rate-limit sync`);
     const answer = RateLimitSyncResponseSchema.parse(res.json);
+    if (report) this.o.backoffs!.reported(report.mark);
     if (this.closed) return;
+    this.o.backoffs?.receive(readableBackoffs(answer.backoffs));
     const now = this.now();
     const wall = this.wallNow();
     for (const a of answer.entries) {

@@ -30,12 +30,15 @@ export interface AttemptObserver {
   attemptEnded(outcome: AttemptOutcome, error?: Error): void;
 }
 
-/** A target's provider quota has no room now: how long until it would (Infinity: never, for this request). */
+/**
+ * A target's provider quota has no room now, or its provider asked to back off: how long until it
+ * would have room (Infinity: never, for this request).
+ */
 export interface QuotaShortage {
   waitMs: number;
 }
 
-/** One request's provider quotas (ratelimit/holds.ts ProviderQuotaGate), as dispatch sees them. */
+/** One request's provider quotas and provider backoffs (ratelimit/holds.ts ProviderQuotaGate), as dispatch sees them. */
 export interface QuotaGate {
   /** Takes room for one attempt at the target; the shortage when there is none. */
   take(target: RuntimeTarget, now: number): QuotaShortage | undefined;
@@ -60,7 +63,7 @@ export interface DispatchOptions {
   hooks?: DispatchHooks;
   /** This request's attempts (the request's trace). */
   attempts?: AttemptObserver;
-  /** This request's provider quotas; absent when no target of the route has one. */
+  /** This request's provider quotas and backoffs; absent when there are none to check. */
   quota?: QuotaGate;
 }
 

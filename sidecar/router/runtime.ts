@@ -1,4 +1,5 @@
 import { CircuitBreakerSchema, RetrySchema, routeModelNames, targetName, type Pricing, type ProviderName, type Retry } from '../../crds/src/modelroute.js';
+import { providerBackoffKey } from '../../crds/src/protocol.js';
 import type { Snapshot, SnapshotRoute } from '../../crds/src/snapshot.js';
 import { ADAPTERS } from '../providers/index.js';
 import type { TargetSettings } from '../providers/types.js';
@@ -24,6 +25,8 @@ export interface RuntimeTarget {
   weight: number;
   pricing: Pricing | undefined;
   health: TargetHealth;
+  /** What the provider's own rate-limit signals apply to: its credential, or this target (crds/src/protocol.ts providerBackoffKey). */
+  backoffKey: string;
 }
 
 /** Health survives config reloads for a target that keeps its identity. */
@@ -99,6 +102,7 @@ export class ConfigCompiler {
           weight: t.weight ?? 1,
           pricing: t.pricing,
           health,
+          backoffKey: providerBackoffKey(route.namespace, route.name, t, i),
         };
       });
       const runtime: RuntimeRoute = {

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VariableModel } from '@grafana/grafana-foundation-sdk/dashboard';
 import { buildDashboards, PERIOD_END_SECONDS, type BudgetPeriod } from '../../charts/paygo/dashboards/generate.js';
 import { periodBounds } from '../../crds/src/period.js';
+import { openaiResponder } from '../support/fake-openai.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
 import { freePort, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 import { queriesOf, substitute, variablesIn, variablesOf } from './promql.js';
 
@@ -17,8 +19,23 @@ import { queriesOf, substitute, variablesIn, variablesOf } from './promql.js';
  */
 const PROMETHEUS_BIN = '/usr/bin/prometheus';
 
-// Two namespaces, six routes, three budgets (one per period), a rate limit and a provider quota. Prices are USD per 1M tokens.
-const CONFIG = `
+// Two namespaces, seven routes, three budgets (one per period), a rate limit and a provider quota. Prices are USD per 1M tokens.
+// throttled-chat calls a fake OpenAI whose rate-limit headers say its one request a minute is used (a provider backoff).
+const CONFIG = (openaiUrl: string) => `
+apiVersion: v1
+kind: Secret
+metadata: { name: openai, namespace: team-a }
+stringData: { api-key: sk-dashboards }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: throttled-chat, namespace: team-a }
+spec:
+  model: throttled-chat
+  retry: { attempts: 1 }
+  targets:
+    - { name: openai, provider: openai, model: gpt-4o-mini, baseURL: ${openaiUrl}/v1, credentials: { secretRef: { name: openai, key: api-key } }, pricing: { input: "0.15", output: "0.60" } }
+---
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
 metadata: { name: ab-chat, namespace: team-a }
@@ -185,6 +202,7 @@ interface PromResponse {
 }
 
 let sidecars: SidecarProcess[] = [];
+let openai: FakeUpstream | undefined;
 let prom: Prometheus | undefined;
 /** The evaluation time of every query (seconds), once Prometheus has scraped the whole load. */
 let evalTime = 0;
@@ -324,7 +342,9 @@ beforeAll(async () => {
   if (!existsSync(PROMETHEUS_BIN)) {
     throw new Error(`${PROMETHEUS_BIN} is missing: install Debian's prometheus package with \`make tools\` (or apt-get install prometheus)`);
   }
-  sidecars = await Promise.all([startSidecar(CONFIG, { args: ['--seed', '1'] }), startSidecar(CONFIG, { args: ['--seed', '2'] })]);
+  openai = await startFakeUpstream(openaiResponder({ rateLimit: () => ({ requests: { limit: 1, remaining: 0, resetMs: 60_000 }, tokens: { limit: 200_000, remaining: 199_000, resetMs: 300 } }) }));
+  const config = CONFIG(openai.url);
+  sidecars = await Promise.all([startSidecar(config, { args: ['--seed', '1'] }), startSidecar(config, { args: ['--seed', '2'] })]);
   await startPrometheus(sidecars.map((s) => s.metricsUrl));
   await waitFor('prometheus to scrape both sidecars', 30_000, async () => ((await scalarNow('sum(up{job="paygo-sidecar"})')) === 2 ? true : undefined));
 
@@ -333,6 +353,9 @@ beforeAll(async () => {
     if (w > 0) await sleep(WAVE_GAP_MS);
     await Promise.all(sidecars.flatMap((s) => WAVE.flatMap(([model, n, streamed]) => Array.from({ length: n }, (_, i) => chat(s, model, i < streamed)))));
   }
+  // Last, so the minute the provider asks for outlasts the queries: the answer's headers hold the
+  // key back (paygo_ratelimit_provider_backoff_seconds), and the next request is refused here.
+  for (const s of sidecars) for (const stream of [true, false]) await chat(s, 'throttled-chat', stream);
 
   // Wait until Prometheus holds the sidecars' final request totals, then fix the query time.
   // (Requests a budget or a rate limit refuses are not in paygo_requests_total, so this is less than 324.)
@@ -355,6 +378,7 @@ afterAll(async () => {
     rmSync(dir, { recursive: true, force: true });
   }
   await Promise.all(sidecars.map((s) => s.stop()));
+  await openai?.close();
 }, 30_000);
 
 describe('the scripted load', () => {

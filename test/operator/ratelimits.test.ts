@@ -158,3 +158,62 @@ async function until(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   expect(cond()).toBe(true);
 }
+
+describe('RateLimitService: provider backoffs', () => {
+  const KEY_A = 'a/secret/openai/api-key/openai/gpt-4o-mini';
+  type B = { key: string; ms: number; resource?: string };
+  async function syncBackoffs(token: string, seq: number, backoffs?: unknown, boot = 'boot-1') {
+    const r = await post(base, RATELIMIT_SYNC_PATH, token, { boot, seq, entries: [], ...(backoffs === undefined ? {} : { backoffs }) });
+    return { status: r.status, json: r.json as RateLimitSyncResponse & { backoffs?: B[] } };
+  }
+
+  it('a backoff one sidecar reports reaches every sidecar of its namespace in its next sync, and none of another namespace', async () => {
+    const first = await syncBackoffs('tok-a1', 1, [{ key: KEY_A, ms: 20_000, resource: 'requests' }]);
+    expect(first.status).toBe(200);
+    expect(first.json.backoffs).toEqual([{ key: KEY_A, ms: 20_000, resource: 'requests' }]);
+    clock.advance(2_000);
+    // An older sidecar sends no backoffs: it is answered as before, the field beside (it ignores it).
+    const other = await syncBackoffs('tok-a2', 1);
+    expect(other.status).toBe(200);
+    expect(other.json).toEqual({ entries: [], backoffs: [{ key: KEY_A, ms: 18_000, resource: 'requests' }] });
+    expect((await syncBackoffs('tok-b1', 1)).json).toEqual({ entries: [] });
+  });
+
+  it('merges: the latest until wins, a shorter report does not shorten it, 60 s at most; ended ones are not handed back', async () => {
+    await syncBackoffs('tok-a1', 1, [{ key: KEY_A, ms: 10_000 }]);
+    await syncBackoffs('tok-a1', 2, [{ key: KEY_A, ms: 2_000, resource: 'tokens' }]);
+    expect((await syncBackoffs('tok-a2', 1)).json.backoffs).toEqual([{ key: KEY_A, ms: 10_000, resource: 'any' }]);
+    await syncBackoffs('tok-a1', 3, [{ key: KEY_A, ms: 3_600_000 }]);
+    expect((await syncBackoffs('tok-a2', 2)).json.backoffs).toEqual([{ key: KEY_A, ms: 60_000, resource: 'any' }]);
+    clock.advance(60_000);
+    expect((await syncBackoffs('tok-a2', 3)).json.backoffs).toBeUndefined();
+  });
+
+  it('keeps only backoffs of credentials the pod calls with (its namespace, routes that select it); another namespace’s key never leaks', async () => {
+    kube.put(ROUTES, route('b', 'chat', { spec: { targets: [{ name: 'primary', provider: 'openai', model: 'gpt-4o-mini', credentials: { secretRef: { name: 'openai', key: 'api-key' } } }] } }));
+    await until(() => cache.routes.list('b').length === 1);
+    const r = await syncBackoffs('tok-a1', 1, [
+      { key: 'b/secret/openai/api-key/openai/gpt-4o-mini', ms: 20_000 }, // another namespace
+      { key: 'a/secret/stolen/api-key/openai/gpt-4o-mini', ms: 20_000 }, // no route uses it
+      { key: 'a/secret/openai/api-key/openai/gpt-4o', ms: 20_000 }, // another model
+      { key: 'a/target/chat/primary', ms: 20_000 }, // that target has credentials
+    ]);
+    expect(r.json.backoffs).toBeUndefined();
+    // a-2's labels are not selected by route a/chat: it cannot report its key.
+    expect((await syncBackoffs('tok-a2', 1, [{ key: KEY_A, ms: 20_000 }])).json.backoffs).toBeUndefined();
+    // b-1 reports its own namespace's key: namespace a does not hear of it.
+    expect((await syncBackoffs('tok-b1', 1, [{ key: 'b/secret/openai/api-key/openai/gpt-4o-mini', ms: 20_000 }])).json.backoffs).toEqual([
+      { key: 'b/secret/openai/api-key/openai/gpt-4o-mini', ms: 20_000, resource: 'any' },
+    ]);
+    expect((await syncBackoffs('tok-a1', 2)).json.backoffs).toBeUndefined();
+    expect(svc.backoffs.size).toBe(1);
+  });
+
+  it('a backoffs field it cannot read never fails the share sync', async () => {
+    const r = await post(base, RATELIMIT_SYNC_PATH, 'tok-a1', { boot: 'boot-1', seq: 1, entries: [{ key: 'rl/a/team', field: 'requestsPerMinute', used: 0, demand: 0, keep: 0 }], backoffs: { v: 3 } });
+    expect(r.status).toBe(200);
+    expect((r.json as RateLimitSyncResponse).entries[0]).toMatchObject({ share: 600 });
+    const some = await syncBackoffs('tok-a1', 2, [{ key: KEY_A, ms: 5_000, resource: 'centuries' }, { key: KEY_A, ms: 4_000 }]);
+    expect(some.json.backoffs).toEqual([{ key: KEY_A, ms: 4_000, resource: 'any' }]);
+  });
+});

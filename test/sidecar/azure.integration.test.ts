@@ -51,6 +51,18 @@ spec:
 ---
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
+metadata: { name: azure-batch }
+spec:
+  model: azure-batch
+  retry: { attempts: 1 }
+  targets:
+    - provider: azure
+      model: gpt-4o-batch
+      baseURL: ${url}
+      credentials: { secretRef: { name: azure-openai, key: api-key } }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
 metadata: { name: azure-entra }
 spec:
   model: azure-entra
@@ -212,6 +224,7 @@ describe('azure through the sidecar process', () => {
     expect(tokenCalls(since)).toHaveLength(1);
   });
 
+  // Its own deployment: after a 429 the deployment backs off for the Retry-After (README "Rate limits").
   it('throttled: Azure 429 with retry-after → 429 upstream_rate_limited with Retry-After', async () => {
     upstream.fault({
       kind: 'status',
@@ -219,7 +232,7 @@ describe('azure through the sidecar process', () => {
       headers: { 'retry-after': '6', 'retry-after-ms': '5400' },
       body: JSON.stringify({ error: { code: '429', message: 'Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after 6 seconds.' } }),
     });
-    const res = await postChat(sidecar, { model: 'azure-key', messages });
+    const res = await postChat(sidecar, { model: 'azure-batch', messages });
     expect(res.status).toBe(429);
     expect(res.headers.get('retry-after')).toBe('6');
     const err = await errorOf(res);

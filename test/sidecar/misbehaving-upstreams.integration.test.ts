@@ -42,6 +42,15 @@ spec:
   retry: { attempts: 2, initialBackoffMs: 1 }
   targets:
     - { name: a, provider: openai-compatible, model: e, baseURL: ${aUrl}/v1, pricing: { input: "0.10", output: "0" } }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
+metadata: { name: embed-throttled }
+spec:
+  model: embed-throttled
+  retry: { attempts: 2, initialBackoffMs: 1 }
+  targets:
+    - { name: a, provider: openai-compatible, model: e, baseURL: ${aUrl}/v1, pricing: { input: "0.10", output: "0" } }
 `;
 
 beforeAll(async () => {
@@ -197,12 +206,29 @@ describe('a client that reads slowly', () => {
 });
 
 describe('embeddings that fail', () => {
-  const embed = () =>
-    fetch(`${sidecar.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'embed', input: ['a', 'b'] }) });
+  const embed = (model = 'embed') =>
+    fetch(`${sidecar.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, input: ['a', 'b'] }) });
+
+  it('upstream 429 with Retry-After → 429 upstream_rate_limited, metered under the target; the target then backs off until then', async () => {
+    // A Retry-After beyond the route's maxBackoffMs is not waited for: no retry, no other target.
+    a.fault({ kind: 'status', status: 429, headers: { 'retry-after': '7' } });
+    const requests = a.requests.length;
+    const before = sidecar.usage().length;
+    const res = await embed('embed-throttled');
+    expect([res.status, res.headers.get('retry-after'), ((await res.json()) as { error: { code: string } }).error.code]).toEqual([429, '7', 'upstream_rate_limited']);
+    const rec = await usageAfter(before, (r) => r.operation === 'embeddings' && r.route === 'embed-throttled');
+    expect(rec).toMatchObject({ target: 'a', status: 429, outcome: 'upstream_error', attempts: 1 });
+    // The provider asked for 7 s: the next request is refused here, not sent.
+    const next = await embed('embed-throttled');
+    expect(next.status).toBe(429);
+    expect(Number(next.headers.get('retry-after'))).toBeLessThanOrEqual(7);
+    expect(((await next.json()) as { error: { code: string } }).error.code).toBe('rate_limit_exceeded');
+    expect(a.requests.length - requests).toBe(1);
+    // Metered as sent nowhere (and logged before the next test counts usage lines).
+    expect(await usageAfter(before, (r) => r.route === 'embed-throttled' && r.errorType === 'rate_limit_exceeded')).toMatchObject({ status: 429, attempts: 0 });
+  });
 
   it.each([
-    // A Retry-After beyond the route's maxBackoffMs is not waited for: no retry, no other target.
-    { fault: { kind: 'status' as const, status: 429, headers: { 'retry-after': '7' } }, times: 1, status: 429, code: 'upstream_rate_limited', retryAfter: '7', outcome: 'upstream_error' },
     { fault: { kind: 'status' as const, status: 500 }, times: 2, status: 502, code: 'upstream_failed', retryAfter: null, outcome: 'upstream_error' },
     { fault: { kind: 'status' as const, status: 401 }, times: 1, status: 502, code: 'upstream_auth_failed', retryAfter: null, outcome: 'upstream_error' },
     {

@@ -25,6 +25,15 @@ spec:
 ---
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
+metadata: { name: compat-throttled }
+spec:
+  model: compat-throttled
+  targets:
+    - { name: only, provider: openai-compatible, model: fake, baseURL: ${openai.url}/v1, timeoutMs: 300 }
+  retry: { attempts: 1 }
+---
+apiVersion: paygo.dev/v1alpha1
+kind: ModelRoute
 metadata: { name: claude }
 spec:
   model: claude
@@ -57,8 +66,12 @@ async function failWith(upstream: FakeUpstream, model: string, fault: Fault, str
 }
 
 describe('status mapping when every target failed', () => {
+  // A 429 with Retry-After makes its target back off for that long (README "Rate limits"): a route of its own.
+  it('openai-compatible: 429 with Retry-After → 429 upstream_rate_limited', async () => {
+    expect(await failWith(openai, 'compat-throttled', { kind: 'status', status: 429, headers: { 'retry-after': '7' } })).toMatchObject({ status: 429, code: 'upstream_rate_limited', retryAfter: '7' });
+  });
+
   it.each([
-    ['429 with Retry-After', 429, 'upstream_rate_limited', '7', { kind: 'status', status: 429, headers: { 'retry-after': '7' } }],
     ['503 with Retry-After', 503, 'upstream_overloaded', '30', { kind: 'status', status: 503, headers: { 'retry-after': '30' } }],
     ['503 without Retry-After', 503, 'upstream_overloaded', null, { kind: 'status', status: 503 }],
     ['500', 502, 'upstream_failed', null, { kind: 'status', status: 500 }],

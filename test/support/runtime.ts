@@ -18,6 +18,7 @@ export function testTarget(name: string, over: Partial<RuntimeTarget> = {}): Run
     weight: 1,
     pricing: undefined,
     health: { breaker: new CircuitBreaker(3, 10_000), latencyMs: undefined },
+    backoffKey: `default/target/r/${name}`,
     ...over,
   };
 }

@@ -29,7 +29,10 @@ ${targets.map((t) => `    - ${t}`).join('\n')}
 ${(o.spec ?? []).map((line) => `  ${line}\n`).join('')}`;
 }
 
-/** A ModelRoute whose model name is its name, with one target (a YAML flow mapping) and one attempt. */
+/**
+ * A ModelRoute whose model name is its name, with one target (a YAML flow mapping; several,
+ * comma-separated, are its failover order) and one attempt.
+ */
 export function singleTargetRoute(name: string, target: string): string {
   return `
 apiVersion: paygo.dev/v1alpha1

@@ -565,12 +565,23 @@ function trafficDashboard(): dashboard.Dashboard {
       timeSeries({
         title: 'Requests held back by rate limits (req/s)',
         description:
-          'reason limited: refused with HTTP 429 rate_limit_exceeded; waited: held until a provider quota had room; failed_over: a target was skipped because its provider quota had none.',
+          'reason limited: refused with HTTP 429 rate_limit_exceeded; waited: held until a provider quota (or backoff) had room; failed_over: a target was skipped because its provider quota had none. kind provider_backoff: because the provider asked to back off (its rate-limit headers or a 429), limit is the credential reference.',
         unit: 'reqps',
         stacked: true,
         queries: [
           { expr: `sum by (kind, limit, resource, reason) (rate(paygo_ratelimit_limited_requests_total{${RATE_LIMIT_FILTER}}${RATE}))`, legend: '{{reason}} {{kind}} {{limit}} {{resource}}' },
         ],
+      }),
+    )
+    .withPanel(
+      timeSeries({
+        title: 'Provider backoffs (seconds left)',
+        description:
+          'paygo_ratelimit_provider_backoff_seconds: how long each credential (namespace/secret/<secret>/<key>/<provider>/<model>, a Secret reference) is held back because its provider said nothing is left or answered 429 with Retry-After. In operator mode every sidecar of the namespace holds it: the longest is shown.',
+        unit: 's',
+        min: 0,
+        span: 24,
+        queries: [{ expr: `max by (limit) (paygo_ratelimit_provider_backoff_seconds{${RATE_LIMIT_FILTER}})`, legend: '{{limit}}' }],
       }),
     )
     .withRow(row('Sidecars'))

@@ -204,6 +204,7 @@ describe('a refused parameter makes the router try the next target, without pena
       weight: 1,
       pricing: undefined,
       health: { breaker: new CircuitBreaker(1, 10_000), latencyMs: undefined },
+      backoffKey: `default/target/r/${name}`,
     };
   }
   const route = (targets: RuntimeTarget[]): RuntimeRoute => ({

@@ -80,7 +80,7 @@ describe('reserveConsumer', () => {
     const quota = limit('provider', 'team-a/chat/primary', 'requests', 'minute', 60);
     quota.fleet = rpm.fleet;
     const gate = new ProviderQuotaGate(l, { inputTokens: 1, outputTokens: 1 });
-    const short = takeAll([quota], gate.demand, 0)!;
+    const short = takeAll([quota], gate.demand!, 0)!;
     const pe = gate.exhausted({ name: 'chat' } as RuntimeRoute, short);
     expect([pe.status, pe.code, pe.message]).toEqual([503, 'ratelimit_unavailable', 'the quota of target team-a/chat/primary is enforced across the fleet by the paygo operator, which could not be reached; the request was not sent. Retry shortly.']);
   });

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { RATELIMIT_SYNC_PATH, RateLimitSyncRequestSchema, type RateLimitSyncRequest } from '../../../crds/src/protocol.js';
 import { RateLimitLedger } from '../../../operator/ratelimit-ledger.js';
 import { TokenBucket } from '../../../sidecar/ratelimit/bucket.js';
+import { ProviderBackoffs } from '../../../sidecar/ratelimit/provider-backoffs.js';
 import { RemoteShares, shareKey, type OperatorPost } from '../../../sidecar/ratelimit/remote-shares.js';
 
 const silent = pino({ level: 'silent' });
@@ -175,5 +176,90 @@ describe('RemoteShares', () => {
     expect(op.ledger.get(KEY, F)!.holders.size).toBe(0);
     expect(bucket.capacity).toBe(0);
     expect(shares.usable(KEY, F)).toBe(false);
+  });
+});
+
+describe('RemoteShares: provider backoffs', () => {
+  const CRED = 'a/secret/openai/api-key/openai/gpt-4o';
+
+  /** A sidecar process's shares and backoffs against a scripted operator answer. */
+  function harness(answer: (body: RateLimitSyncRequest) => { status: number; json: unknown } = () => ({ status: 200, json: { entries: [] } })) {
+    const clock = { ms: T0 };
+    const bodies: RateLimitSyncRequest[] = [];
+    const backoffs = new ProviderBackoffs(() => clock.ms);
+    const post: OperatorPost = async (_path, raw) => {
+      const body = RateLimitSyncRequestSchema.parse(raw);
+      bodies.push(body);
+      return answer(body);
+    };
+    const shares = new RemoteShares({ post, logger: silent, now: () => clock.ms, wallNow: () => clock.ms, boot: 'boot-p1', timers: false, backoffs });
+    return { clock, bodies, backoffs, shares };
+  }
+  const settle = () => new Promise((r) => setTimeout(r, 0));
+
+  it('a backoff the provider asked for goes to the operator at once, in a sync of its own even without shares', async () => {
+    const h = harness();
+    h.backoffs.watching = true;
+    h.clock.ms += 1_000;
+    h.backoffs.observe(CRED, 429, { 'retry-after': '20' });
+    await settle();
+    expect(h.bodies).toEqual([{ boot: 'boot-p1', seq: 1, entries: [], backoffs: [{ key: CRED, ms: 20_000, resource: 'any' }] }]);
+    // Reported while it lasts (a new leader hears of it again), as the time left.
+    h.clock.ms += 1_000;
+    await h.shares.tick();
+    expect(h.bodies.at(-1)!.backoffs).toEqual([{ key: CRED, ms: 19_000, resource: 'any' }]);
+  });
+
+  it('the namespace’s backoffs in the answer are applied like its own; an answer without them (an older operator) changes nothing', async () => {
+    let fleet: unknown = [{ key: CRED, ms: 8_000, resource: 'tokens' }];
+    const h = harness(() => ({ status: 200, json: { entries: [], ...(fleet === undefined ? {} : { backoffs: fleet }) } }));
+    h.backoffs.watching = true;
+    await h.shares.sync();
+    expect(h.bodies[0]).toEqual({ boot: 'boot-p1', seq: 1, entries: [] }); // nothing of its own: no field
+    expect(h.backoffs.check(CRED, h.clock.ms)).toEqual({ key: CRED, resource: 'tokens', waitMs: 8_000 });
+    expect(h.backoffs.report(h.clock.ms).backoffs).toEqual([]); // not echoed back
+    fleet = undefined;
+    await h.shares.sync();
+    expect(h.backoffs.check(CRED, h.clock.ms)!.waitMs).toBe(8_000);
+    fleet = 'not a list';
+    await h.shares.sync();
+    expect(h.backoffs.check(CRED, h.clock.ms)!.waitMs).toBe(8_000);
+  });
+
+  it('heartbeat: without shares it syncs every 5 s only when the config has routes; every tick while a backoff is live or unreported', async () => {
+    let down = false;
+    const h = harness(() => (down ? { status: 503, json: { error: { code: 'not_leader' } } } : { status: 200, json: { entries: [] } }));
+    await h.shares.tick();
+    expect(h.bodies).toHaveLength(0);
+    h.backoffs.watching = true;
+    await h.shares.tick();
+    expect(h.bodies).toHaveLength(1);
+    h.clock.ms += 1_000;
+    await h.shares.tick();
+    expect(h.bodies).toHaveLength(1);
+    h.clock.ms += 4_000;
+    await h.shares.tick();
+    expect(h.bodies).toHaveLength(2);
+    // A backoff while the operator cannot take it: every tick tries again.
+    down = true;
+    h.clock.ms += 250;
+    h.backoffs.observe(CRED, 429, { 'retry-after': '3' });
+    await settle();
+    expect(h.bodies).toHaveLength(3);
+    h.clock.ms += 1_000;
+    await expect(h.shares.tick()).rejects.toThrow('503');
+    expect(h.bodies).toHaveLength(4);
+    expect(h.bodies.at(-1)!.backoffs).toEqual([{ key: CRED, ms: 2_000, resource: 'any' }]);
+  });
+
+  it('a flood of 429s costs one sync per 250 ms', async () => {
+    const h = harness();
+    h.backoffs.watching = true;
+    for (let i = 0; i < 50; i++) {
+      h.clock.ms += 10;
+      h.backoffs.observe(CRED, 429, { 'retry-after': '20' });
+      await settle();
+    }
+    expect(h.bodies.length).toBeLessThanOrEqual(2);
   });
 });

@@ -5,18 +5,23 @@ import { UpstreamHttpError } from '../../../sidecar/providers/errors.js';
 import { TokenBucket } from '../../../sidecar/ratelimit/bucket.js';
 import { ProviderQuotaGate } from '../../../sidecar/ratelimit/holds.js';
 import { RateLimiter, type Limit } from '../../../sidecar/ratelimit/limits.js';
+import { ProviderBackoffs } from '../../../sidecar/ratelimit/provider-backoffs.js';
 import { dispatch, MAX_QUOTA_WAIT_MS, type DispatchOptions } from '../../../sidecar/router/dispatch.js';
 import type { RuntimeTarget } from '../../../sidecar/router/runtime.js';
 import { testRoute, testTarget } from '../../support/runtime.js';
 
-/** Provider quotas in dispatch: skipped like an open circuit, a bounded wait when none has room, then 429. */
+/**
+ * Provider quotas (and provider backoffs) in dispatch: skipped like an open circuit, a bounded
+ * wait when none has room, then 429.
+ */
 function harness(perMinute: Record<string, number>) {
   let now = 0;
   const sleeps: number[] = [];
   const events: string[] = [];
   const buckets: Record<string, Limit> = {};
   for (const [name, n] of Object.entries(perMinute)) buckets[name] = { kind: 'provider', name: `default/r/${name}`, resource: 'requests', window: 'minute', ceiling: n, bucket: new TokenBucket(n, 60_000, 0) };
-  const limiter = new RateLimiter(() => now, { onLimited: (l, reason) => events.push(`${reason} ${l.name}`) });
+  const backoffs = new ProviderBackoffs(() => now);
+  const limiter = new RateLimiter(() => now, { onLimited: (l, reason) => events.push(`${reason} ${l.name}`) }, undefined, backoffs);
   (limiter as unknown as { target: (t: RuntimeTarget) => Limit[] | undefined }).target = (t) => (buckets[t.name] ? [buckets[t.name]!] : undefined);
   const gate = () => new ProviderQuotaGate(limiter, { inputTokens: 10, outputTokens: 10 });
   const o = (): DispatchOptions => ({
@@ -31,7 +36,7 @@ function harness(perMinute: Record<string, number>) {
     quota: gate(),
     hooks: { onFailover: (_r, t, k) => events.push(`failover ${t.name} ${k}`) },
   });
-  return { o, sleeps, events, buckets, advance: (ms: number) => (now += ms) };
+  return { o, sleeps, events, buckets, backoffs, advance: (ms: number) => (now += ms) };
 }
 
 const left = (l: Limit) => l.bucket.available(0);
@@ -137,5 +142,103 @@ describe('dispatch with provider quotas', () => {
       throw new UpstreamHttpError(500, 'down', undefined);
     }, h.o()).catch((e: unknown) => e);
     expect((err as ApiError).code).toBe('upstream_failed');
+  });
+});
+
+/** Provider backoffs take the same path, keyed by credential. */
+const KEY = 'default/secret/openai/api-key/openai/gpt-4o';
+
+describe('dispatch with provider backoffs', () => {
+  it('skips a target whose credential backs off (and every other target with that key): the next one serves, nothing is sent to it', async () => {
+    const h = harness({});
+    h.backoffs.observe(KEY, 429, { 'retry-after': '20' });
+    const calls: string[] = [];
+    const out = await dispatch(
+      testRoute([testTarget('a', { backoffKey: KEY }), testTarget('a2', { backoffKey: KEY }), testTarget('b')]),
+      async (t) => {
+        calls.push(t.name);
+        return t.name;
+      },
+      h.o(),
+    );
+    expect(out).toMatchObject({ value: 'b', attempts: 1 });
+    expect(calls).toEqual(['b']);
+    expect(h.events).toEqual([`failed_over ${KEY}`, `failed_over ${KEY}`]);
+    expect(h.sleeps).toEqual([]);
+  });
+
+  it('when no target has room: waits once for the soonest if within MAX_QUOTA_WAIT_MS and the deadline, then sends', async () => {
+    const h = harness({});
+    h.backoffs.observe(KEY, 200, { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1.5s' });
+    h.backoffs.observe('default/target/r/b', 429, { 'retry-after': '30' });
+    const out = await dispatch(testRoute([testTarget('a', { backoffKey: KEY }), testTarget('b')]), async (t) => t.name, h.o());
+    expect(out.value).toBe('a');
+    expect(h.sleeps).toEqual([1_500]);
+    expect(h.events).toEqual([`failed_over ${KEY}`, `waited ${KEY}`]);
+  });
+
+  it('otherwise 429 rate_limit_exceeded with the time the provider named, and nothing is sent', async () => {
+    const h = harness({});
+    h.backoffs.observe(KEY, 429, { 'retry-after': '20' });
+    let sent = 0;
+    const err = await dispatch(testRoute([testTarget('a', { backoffKey: KEY })]), async (t) => {
+      sent++;
+      return t.name;
+    }, h.o()).catch((e: unknown) => e);
+    expect(sent).toBe(0);
+    expect(err).toBeInstanceOf(ApiError);
+    expect([(err as ApiError).status, (err as ApiError).code, (err as ApiError).headers]).toEqual([429, 'rate_limit_exceeded', { 'retry-after': '20', 'retry-after-ms': '20000' }]);
+    expect(h.events).toEqual([`limited ${KEY}`]);
+  });
+
+  it('a wait that would pass the route deadline is a 429 at once', async () => {
+    const h = harness({});
+    h.backoffs.observe(KEY, 429, { 'retry-after': '1' });
+    const err = await dispatch(testRoute([testTarget('a', { backoffKey: KEY })], { totalTimeoutMs: 500 }), async (t) => t.name, h.o()).catch((e: unknown) => e);
+    expect((err as ApiError).status).toBe(429);
+    expect(h.sleeps).toEqual([]);
+  });
+
+  it('a 429 with a long Retry-After during the request: its target is failed over, and so is the next target with the same key', async () => {
+    const h = harness({});
+    const calls: string[] = [];
+    const out = await dispatch(
+      testRoute([testTarget('a', { backoffKey: KEY }), testTarget('a2', { backoffKey: KEY }), testTarget('b')], { attempts: 2 }),
+      async (t) => {
+        calls.push(t.name);
+        if (t.name === 'a') {
+          h.backoffs.observe(KEY, 429, { 'retry-after': '30' }); // what sendUpstream does with the answer's headers
+          throw new UpstreamHttpError(429, 'slow down', 30_000);
+        }
+        return t.name;
+      },
+      h.o(),
+    );
+    expect(out.value).toBe('b');
+    expect(calls).toEqual(['a', 'b']);
+  });
+
+  it('a target both backing off and out of quota: nothing is taken, and the longer of the two is the one waited for or named', async () => {
+    const h = harness({ a: 60 });
+    h.buckets.a!.bucket.take(60, 0); // one request back per second
+    h.backoffs.observe(KEY, 429, { 'retry-after-ms': '300' });
+    const a = testTarget('a', { backoffKey: KEY });
+    const out = await dispatch(testRoute([a]), async (t) => t.name, h.o());
+    expect(out.value).toBe('a');
+    expect(h.sleeps).toEqual([1_000]); // the quota's wait, not the backoff's
+    expect(h.events).toEqual(['waited default/r/a']);
+    h.backoffs.observe(KEY, 429, { 'retry-after': '20' });
+    const err = await dispatch(testRoute([a]), async (t) => t.name, h.o()).catch((e: unknown) => e);
+    expect((err as ApiError).message).toContain('whose provider asked to back off');
+    expect(h.buckets.a!.bucket.remaining(1_000)).toBe(0);
+  });
+
+  it('a backoff that ended is no obstacle', async () => {
+    const h = harness({});
+    h.backoffs.observe(KEY, 429, { 'retry-after': '2' });
+    h.advance(2_000);
+    const out = await dispatch(testRoute([testTarget('a', { backoffKey: KEY })]), async (t) => t.name, h.o());
+    expect(out.value).toBe('a');
+    expect(h.events).toEqual([]);
   });
 });
