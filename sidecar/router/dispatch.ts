@@ -134,6 +134,22 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
     latencyMs: t.health.latencyMs,
   }));
   const order = orderTargets(route.strategy, candidates, o.random).map((c) => route.targets[c.index]!);
+  /**
+   * A failed attempt on the target's breaker; true when it opened the circuit. A 429 that says
+   * when to come back is the provider's rate limit, not its health: the provider backoff holds
+   * the key until then (ratelimit/provider-backoffs.ts), while an open circuit would keep the
+   * target out for the whole cooldown (30 s by default) — a fleet stopped by its own breakers
+   * when the provider has room again in a fraction of a second.
+   */
+  const judge = (target: RuntimeTarget, kind: FailureKind, retryAfterMs: number | undefined, probe: boolean): boolean => {
+    if (kind === '429' && retryAfterMs !== undefined) {
+      if (probe) target.health.breaker.release();
+      return false;
+    }
+    if (!target.health.breaker.onFailure(o.now())) return false;
+    o.hooks?.onCircuitOpen?.(route, target);
+    return true;
+  };
   let attempts = 0;
   let lastError: Error | undefined;
   let lastKind: FailureKind | undefined;
@@ -212,13 +228,10 @@ export async function dispatch<T>(route: RuntimeRoute, attempt: Attempt<T>, o: D
           lastKind = kind;
           failedWith = kind;
           if (kind === 'auth' || !retryable(route, kind)) {
-            if (target.health.breaker.onFailure(o.now())) o.hooks?.onCircuitOpen?.(route, target);
+            judge(target, kind, retryAfterMs, probe);
             break;
           }
-          if (target.health.breaker.onFailure(o.now())) {
-            o.hooks?.onCircuitOpen?.(route, target);
-            break;
-          }
+          if (judge(target, kind, retryAfterMs, probe)) break;
           if (retry + 1 >= route.retry.attempts) break;
           const wait = Math.max(
             retryAfterMs ?? 0,

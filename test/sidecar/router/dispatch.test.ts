@@ -538,6 +538,34 @@ describe('dispatch: circuit breakers', () => {
     expect(h2.log).toContain('open c');
   });
 
+  it('a 429 that says when to come back is a rate limit, not a failure: it never opens the circuit (the provider backoff holds the key); one without opens it like any failure', async () => {
+    const h = recorder(0);
+    const a = target('a', breaker(2, 30_000));
+    const r = route([a, target('b')], { attempts: 1 });
+    for (let i = 0; i < 5; i++) await dispatch(r, scripted({ a: [http(429, 50)] }).attempt, h.o);
+    expect(h.log).not.toContain('open a');
+    expect(a.health.breaker.state).toBe('closed');
+    const { attempt, calls } = scripted({});
+    await dispatch(r, attempt, h.o);
+    expect(calls).toEqual(['a']); // still tried first
+
+    for (let i = 0; i < 2; i++) await dispatch(r, scripted({ a: [http(429)] }).attempt, h.o);
+    expect(h.log).toContain('open a');
+    expect(a.health.breaker.state).toBe('open');
+  });
+
+  it('a half-open probe answered 429 with a reset gives the probe back without judging the target', async () => {
+    const h = recorder(0);
+    const a = target('a', breaker(1, 100));
+    const r = route([a], { attempts: 1 });
+    await dispatch(r, scripted({ a: [http(500)] }).attempt, h.o).catch(() => {});
+    expect(a.health.breaker.state).toBe('open');
+    h.advance(100);
+    await dispatch(r, scripted({ a: [http(429, 50)] }).attempt, h.o).catch(() => {});
+    expect(a.health.breaker.state).toBe('half-open');
+    expect(a.health.breaker.available(h.o.now())).toBe(true); // the next request may probe
+  });
+
   it('a success closes a half-open circuit and resets the failure count', async () => {
     const h = recorder(0);
     const a = target('a', breaker(2, 100));
