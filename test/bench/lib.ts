@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runProgram, type RunResult } from '../support/run-program.js';
+import type { ClusterEnv } from '../support/cluster-env.js';
 
 /** Repository root: these files run as dist/test/bench/*.js. */
 export const ROOT = resolve(import.meta.dirname, '../../..');
@@ -170,3 +171,43 @@ export function controlPlaneBinariesAvailable(): boolean {
   const cache = process.env.PAYGO_CACHE_DIR ?? join(homedir(), '.cache/paygo');
   return ['kube-apiserver', 'etcd', 'kubectl'].every((b) => existsSync(join(cache, 'bin/current', b)));
 }
+
+/**
+ * Runs a bench part that is its own process (propagation.ts, ratelimit.ts): `main`'s result goes
+ * to stdout as one JSON line, exit 0. A failure, SIGINT/SIGTERM or `limitMs` passing prints
+ * `{"measured":false,"reason":…}` instead, SIGKILLs the operator of the cluster it started and
+ * stops that cluster (waiting at most `stopGraceMs`), and exits non-zero — so run.ts always gets a line.
+ */
+export function runBenchPart<R>(o: {
+  name: string;
+  limitMs: number;
+  stopGraceMs: number;
+  main(): Promise<R>;
+  /** The cluster once it is up (undefined before). */
+  cluster(): ClusterEnv | undefined;
+  stop(env: ClusterEnv): Promise<unknown>;
+  log(...a: unknown[]): void;
+}): void {
+  async function abandon(reason: string, code: number): Promise<never> {
+    process.stdout.write(JSON.stringify({ measured: false, reason }) + '\n');
+    const env = o.cluster();
+    env?.operator.child.kill('SIGKILL');
+    await Promise.race([env ? o.stop(env) : undefined, sleep(o.stopGraceMs)]).catch(() => undefined);
+    process.exit(code);
+  }
+  const hard = setTimeout(() => void abandon(`${o.name} bench exceeded ${o.limitMs / 1000} s`, 2), o.limitMs);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void abandon(`stopped by ${sig}`, 130));
+  hard.unref();
+  o.main().then(
+    (r) => {
+      process.stdout.write(JSON.stringify(r) + '\n');
+      process.exit(0);
+    },
+    (e: Error) => {
+      o.log('failed:', e.stack ?? e);
+      process.stdout.write(JSON.stringify({ measured: false, reason: `failed: ${e.message}` }) + '\n');
+      process.exit(1);
+    },
+  );
+}
+

@@ -22,7 +22,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node
 import { Agent } from 'undici';
 import { SseParser } from '../../sidecar/sse.js';
 import { startClusterEnv, type ClusterEnv } from '../support/cluster-env.js';
-import { controlPlaneBinariesAvailable, cpuUs, mb, memSampler, percentile, procMem, sleep } from './lib.js';
+import { controlPlaneBinariesAvailable, cpuUs, mb, memSampler, percentile, procMem, runBenchPart, sleep } from './lib.js';
 
 const CLIENTS = Number(process.env.BENCH_PROP_CLIENTS ?? 200);
 const CHANGES = Number(process.env.BENCH_PROP_CHANGES ?? 5);
@@ -306,23 +306,5 @@ async function main(): Promise<Record<string, unknown>> {
 
 /** Set once the cluster is up, so a hard stop can still stop it. */
 let current: ClusterEnv | undefined;
-async function abandon(reason: string, code: number): Promise<never> {
-  process.stdout.write(JSON.stringify({ measured: false, reason }) + '\n');
-  current?.operator.child.kill('SIGKILL');
-  await Promise.race([current?.cp.stop(), sleep(20_000)]).catch(() => undefined);
-  process.exit(code);
-}
-const hard = setTimeout(() => void abandon(`propagation bench exceeded ${LIMIT_MS / 1000} s`, 2), LIMIT_MS);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void abandon(`stopped by ${sig}`, 130));
-hard.unref();
-main().then(
-  (r) => {
-    process.stdout.write(JSON.stringify(r) + '\n');
-    process.exit(0);
-  },
-  (e: Error) => {
-    plog('failed:', e.stack ?? e);
-    process.stdout.write(JSON.stringify({ measured: false, reason: `failed: ${e.message}` }) + '\n');
-    process.exit(1);
-  },
-);
+runBenchPart({ name: 'propagation', limitMs: LIMIT_MS, stopGraceMs: 20_000, main, cluster: () => current, stop: (env) => env.cp.stop(), log: plog });
+

@@ -28,7 +28,7 @@ import { startClusterEnv, until, type ClusterEnv } from '../support/cluster-env.
 import { openaiRequestTokens, startRateLimitedProvider, type ModelStats } from '../support/fake-rate-limited-provider.js';
 import { allowedRequests, driveFleet, fleetRemaining, percentileOf, shareProbe, type FleetRun } from '../support/fleet-load.js';
 import type { SidecarProcess } from '../support/sidecar-process.js';
-import { controlPlaneBinariesAvailable, sleep } from './lib.js';
+import { controlPlaneBinariesAvailable, runBenchPart } from './lib.js';
 
 const SIDECARS = Number(process.env.BENCH_RL_SIDECARS ?? 4);
 const CLIENTS = Number(process.env.BENCH_RL_CLIENTS ?? 16);
@@ -158,23 +158,5 @@ spec: { model: quota, targets: ${target('quota')} }
 
 /** Set once the cluster is up, so a hard stop can still stop it. */
 let current: ClusterEnv | undefined;
-async function abandon(reason: string, code: number): Promise<never> {
-  process.stdout.write(JSON.stringify({ measured: false, reason }) + '\n');
-  current?.operator.child.kill('SIGKILL');
-  await Promise.race([current?.stop(), sleep(10_000)]).catch(() => undefined);
-  process.exit(code);
-}
-const hard = setTimeout(() => void abandon(`rate-limit bench exceeded ${LIMIT_MS / 1000} s`, 2), LIMIT_MS);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void abandon(`stopped by ${sig}`, 130));
-hard.unref();
-main().then(
-  (r) => {
-    process.stdout.write(JSON.stringify(r) + '\n');
-    process.exit(0);
-  },
-  (e: Error) => {
-    rlog('failed:', e.stack ?? e);
-    process.stdout.write(JSON.stringify({ measured: false, reason: `failed: ${e.message}` }) + '\n');
-    process.exit(1);
-  },
-);
+runBenchPart({ name: 'rate-limit', limitMs: LIMIT_MS, stopGraceMs: 10_000, main, cluster: () => current, stop: (env) => env.stop(), log: rlog });
+
