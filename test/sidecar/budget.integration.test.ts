@@ -1,11 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSnapshot, parseConfigDocuments } from '../../crds/src/index.js';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-upstream.js';
-import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { postChat, startSidecar, startSidecarOperatorAway, type SidecarProcess } from '../support/sidecar-process.js';
 
 /** Standalone budgets on the real process: block, downgrade, alert, caps, persistence. */
 let upstream: FakeUpstream;
@@ -164,11 +160,7 @@ describe('standalone budgets', () => {
 
 describe('operator mode, operator out of reach', () => {
   it('a hard budget fails closed with 503 budget_unavailable and a short Retry-After, not "exhausted until next month"', async () => {
-    const state = mkdtempSync(join(tmpdir(), 'paygo-state-'));
-    const token = join(state, 'token');
-    writeFileSync(token, 'not-a-real-token');
-    // The last good snapshot on disk (what a restarted sidecar serves from while the operator is away).
-    const docs = parseConfigDocuments(`
+    const sc = await startSidecarOperatorAway(`
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
 metadata: { name: sim, namespace: team }
@@ -181,8 +173,6 @@ kind: Budget
 metadata: { name: monthly, namespace: team }
 spec: { limit: "100.00", period: monthly, action: block }
 `);
-    writeFileSync(join(state, 'snapshot.json'), JSON.stringify(buildSnapshot({ ...docs })));
-    const sc = await startSidecar(null, { args: ['--operator', 'https://127.0.0.1:1', '--token-file', token, '--state-dir', state] });
     try {
       const res = await postChat(sc, { model: 'sim', messages: [{ role: 'user', content: 'hi' }] });
       expect(res.status).toBe(503);

@@ -2,12 +2,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildSnapshot, parseConfigDocuments } from '../../crds/src/index.js';
 import { Operator } from '../../operator/operator.js';
 import { parseOptions, type OperatorOptions } from '../../operator/options.js';
 import { FakeKube, PODS, RATE_LIMITS, ROUTES } from '../support/fake-kube.js';
 import { pod, silent } from '../support/operator-fixtures.js';
-import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { postChat, startSidecar, startSidecarOperatorAway, type SidecarProcess } from '../support/sidecar-process.js';
 
 /**
  * Operator mode, end to end on this machine: the real operator (in process, over the fake API
@@ -69,10 +68,7 @@ describe('fleet-wide rate limits (operator mode)', () => {
   }, 60_000);
 
   it('with the operator out of reach a RateLimit fails closed: 503 ratelimit_unavailable, Retry-After 5', async () => {
-    const state = mkdtempSync(join(tmpdir(), 'paygo-state-'));
-    const token = join(state, 'token');
-    writeFileSync(token, 'not-a-real-token');
-    const docs = parseConfigDocuments(`
+    const sc = await startSidecarOperatorAway(`
 apiVersion: paygo.dev/v1alpha1
 kind: ModelRoute
 metadata: { name: sim, namespace: team }
@@ -85,8 +81,6 @@ kind: RateLimit
 metadata: { name: team, namespace: team }
 spec: { limits: { requestsPerMinute: 600 } }
 `);
-    writeFileSync(join(state, 'snapshot.json'), JSON.stringify(buildSnapshot({ ...docs })));
-    const sc = await startSidecar(null, { args: ['--operator', 'https://127.0.0.1:1', '--token-file', token, '--state-dir', state] });
     cleanup.push(() => sc.stop());
     const res = await postChat(sc, ask);
     expect(res.status).toBe(503);

@@ -2,7 +2,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openaiResponder } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream, type RecordedRequest } from '../support/fake-upstream.js';
-import { postChat, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
+import { postChat, singleTargetRoute, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 
 /** Standalone rate limits on the real process: consumer RateLimits, provider quotas, and the openai SDK's retry. */
 let upstream: FakeUpstream;
@@ -10,15 +10,7 @@ let sidecar: SidecarProcess;
 
 const target = (url: string, name: string, extra = '') =>
   `{ name: ${name}, provider: openai, model: model-${name}, baseURL: ${url}/v1, credentials: { secretRef: { name: openai, key: api-key } }${extra} }`;
-const route = (name: string, targets: string[], extra = '') => `
-apiVersion: paygo.dev/v1alpha1
-kind: ModelRoute
-metadata: { name: ${name} }
-spec:
-  model: ${name}
-  retry: { attempts: 1 }
-  targets: [${targets.join(', ')}]
-${extra}---`;
+const route = (name: string, targets: string[]) => `${singleTargetRoute(name, targets.join(', '))}---`;
 
 const config = (url: string) => `
 apiVersion: v1

@@ -1,4 +1,6 @@
 import { RetrySchema, type Retry } from '../../crds/src/index.js';
+import { TokenBucket } from '../../sidecar/ratelimit/bucket.js';
+import type { Limit } from '../../sidecar/ratelimit/limits.js';
 import { CircuitBreaker } from '../../sidecar/router/breaker.js';
 import type { RuntimeRoute, RuntimeTarget } from '../../sidecar/router/runtime.js';
 
@@ -37,4 +39,9 @@ export function testRoute(targets: RuntimeTarget[], retry: Partial<Retry> = {}):
     requirePricing: false,
     recordContent: false,
   };
+}
+
+/** A rate limit whose bucket starts full at time 0 (capacity = the limit, refilled over its window). */
+export function testLimit(kind: Limit['kind'], name: string, resource: Limit['resource'], window: Limit['window'], capacity: number): Limit {
+  return { kind, name, resource, window, ceiling: capacity, bucket: new TokenBucket(capacity, window === 'minute' ? 60_000 : 86_400_000, 0) };
 }

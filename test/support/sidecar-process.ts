@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { buildSnapshot, parseConfigDocuments } from '../../crds/src/index.js';
 
 /** Repository root (this file is test/support/sidecar-process.ts). */
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -43,6 +44,19 @@ spec:
   retry: { attempts: 1 }
   targets: [${target}]
 `;
+}
+
+/**
+ * A sidecar in operator mode whose operator is out of reach (https://127.0.0.1:1, a token it
+ * would refuse), serving `configYaml` as the last good snapshot on disk — what a restarted
+ * sidecar serves from while the operator is away.
+ */
+export function startSidecarOperatorAway(configYaml: string): Promise<SidecarProcess> {
+  const state = mkdtempSync(join(tmpdir(), 'paygo-state-'));
+  const token = join(state, 'token');
+  writeFileSync(token, 'not-a-real-token');
+  writeFileSync(join(state, 'snapshot.json'), JSON.stringify(buildSnapshot({ ...parseConfigDocuments(configYaml) })));
+  return startSidecar(null, { args: ['--operator', 'https://127.0.0.1:1', '--token-file', token, '--state-dir', state] });
 }
 
 /** POST /v1/chat/completions on a sidecar with a JSON body (as an app does). */

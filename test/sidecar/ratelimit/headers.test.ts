@@ -1,16 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { TokenBucket } from '../../../sidecar/ratelimit/bucket.js';
 import { formatResetDuration, rateLimitHeaders, tightest } from '../../../sidecar/ratelimit/headers.js';
 import type { Limit } from '../../../sidecar/ratelimit/limits.js';
+import { testLimit } from '../../support/runtime.js';
 
-const limit = (name: string, resource: Limit['resource'], window: Limit['window'], capacity: number): Limit => ({
-  kind: 'consumer',
-  name,
-  resource,
-  window,
-  ceiling: capacity,
-  bucket: new TokenBucket(capacity, window === 'minute' ? 60_000 : 86_400_000, 0),
-});
+const limit = (name: string, resource: Limit['resource'], window: Limit['window'], capacity: number): Limit => testLimit('consumer', name, resource, window, capacity);
 
 describe('formatResetDuration (as OpenAI writes x-ratelimit-reset-*)', () => {
   it.each([

@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../../sidecar/errors.js';
-import { TokenBucket } from '../../../sidecar/ratelimit/bucket.js';
 import { ProviderQuotaGate, requestDemand, reserveConsumer, usedBy } from '../../../sidecar/ratelimit/holds.js';
 import { DEFAULT_RATE_LIMIT_MAX_TOKENS, RateLimiter, takeAll, type Limit } from '../../../sidecar/ratelimit/limits.js';
 import type { RuntimeRoute, RuntimeTarget } from '../../../sidecar/router/runtime.js';
-import { testRoute, testTarget } from '../../support/runtime.js';
+import { testLimit, testRoute, testTarget } from '../../support/runtime.js';
 
-const limit = (kind: Limit['kind'], name: string, resource: Limit['resource'], window: Limit['window'], capacity: number): Limit => ({
-  kind,
-  name,
-  resource,
-  window,
-  ceiling: capacity,
-  bucket: new TokenBucket(capacity, window === 'minute' ? 60_000 : 86_400_000, 0),
-});
+const limit = testLimit;
 
 function limiter() {
   let now = 0;
