@@ -101,6 +101,8 @@ export function buildApp(o: AppOptions): FastifyInstance {
     hooks: o.hooks,
     backoffs: o.rateLimits?.backoffs,
   };
+  /** A request no provider quota covers still skips a target whose provider asked to back off. */
+  const backoffGate = (): ProviderQuotaGate | undefined => (o.rateLimits?.backoffs ? new ProviderQuotaGate(o.rateLimits, undefined) : undefined);
   const app: FastifyInstance = Fastify({
     loggerInstance: o.logger as FastifyBaseLogger,
     // No child logger per request (pino child() on every request is measurable at this rate);
@@ -258,9 +260,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     // Provider quotas of the route's targets, and providers' own backoffs of their credentials.
     const quota = limiter?.routeHasQuota(route)
       ? new ProviderQuotaGate(limiter, demand ?? (await requestDemand(route, req)))
-      : o.rateLimits?.backoffs
-        ? new ProviderQuotaGate(o.rateLimits, undefined)
-        : undefined;
+      : backoffGate();
     const settleBudget = hold ? (m: MeterResult) => o.budgets!.enforcer.settle(hold, m.costNano) : undefined;
     trace?.routed(route, req);
     const ctx = {
@@ -403,7 +403,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
           }
         },
         // Embeddings count against no rate limit, but skip a target whose provider asked to back off.
-        { ...deps, signal, attempts: trace, quota: o.rateLimits?.backoffs ? new ProviderQuotaGate(o.rateLimits, undefined) : undefined },
+        { ...deps, signal, attempts: trace, quota: backoffGate() },
       );
       rec.target = result.target.name;
       rec.provider = result.target.provider;
