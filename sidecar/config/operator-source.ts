@@ -23,10 +23,13 @@ export interface OperatorSourceOptions {
   apply(snapshot: Snapshot, source: 'operator' | 'disk'): void | Promise<void>;
   random?: () => number;
   maxBackoffMs?: number;
+  /** The longest wait between ACK retries (2 s); they start at 200 ms (or this, if less) and double. */
+  ackMaxDelayMs?: number;
 }
 
 const SNAPSHOT_FILE = 'snapshot.json';
-const ACK_ATTEMPTS = 5;
+/** An ACK is retried while its snapshot is the stream's latest, at most this often (≈ 2 min). */
+const ACK_ATTEMPTS = 60;
 
 /**
  * How long to wait before the next connect. Failures back off exponentially with jitter (up to
@@ -65,6 +68,9 @@ export class OperatorConfigSource {
   private stopped = false;
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Counts streams and snapshots: an ACK stops retrying once either moved on. */
+  private streamSeq = 0;
+  private snapshotSeq = 0;
   connected = false;
 
   constructor(private readonly o: OperatorSourceOptions) {
@@ -139,6 +145,7 @@ export class OperatorConfigSource {
         throw new Error(`operator answered ${res.statusCode}: ${body.slice(0, 300)}`);
       }
       this.connected = true;
+      this.streamSeq++;
       this.o.logger.info({ operator: this.o.url }, 'connected to the operator');
       const parser = new SseParser();
       for await (const chunk of res.body) {
@@ -149,6 +156,7 @@ export class OperatorConfigSource {
       throw new Error('operator closed the stream');
     } catch (err) {
       this.connected = false;
+      this.streamSeq++;
       if (this.stopped) return;
       this.o.logger.warn({ operator: this.o.url, error: (err as Error).message }, 'operator stream lost; reconnecting with backoff');
       this.scheduleReconnect(retryAfterMs, notLeader);
@@ -156,6 +164,7 @@ export class OperatorConfigSource {
   }
 
   private async onSnapshot(data: string): Promise<void> {
+    this.snapshotSeq++;
     let version = 'unknown';
     let snapshot: Snapshot;
     try {
@@ -168,7 +177,7 @@ export class OperatorConfigSource {
     } catch (err) {
       const reason = (err as Error).message;
       this.o.logger.error({ version, reason }, 'snapshot rejected; still serving the previous config');
-      await this.ack({ version, accepted: false, reason });
+      this.ack({ version, accepted: false, reason });
       return;
     }
     this.attempt = 0;
@@ -178,18 +187,29 @@ export class OperatorConfigSource {
       this.o.logger.warn({ error: (err as Error).message }, 'could not persist the snapshot');
     }
     this.o.logger.info({ version: snapshot.version, routes: snapshot.routes.map((r) => r.name) }, 'snapshot applied');
-    await this.ack({ version: snapshot.version, accepted: true });
+    this.ack({ version: snapshot.version, accepted: true });
   }
 
   /**
-   * ACKs until one is taken (bounded): an ACK lost to a restarting operator, or answered 503 by a
-   * replica that is not the leader (it closes the connection, so the retry may reach the
-   * leader), would leave the route's status at Syncing.
+   * ACKs in the background (the stream goes on to the next snapshot) until one is taken, while
+   * this snapshot is still the stream's latest and the stream is up. Each ACK is a new request
+   * that the Service sends to either replica; the standby answers 503 and closes the
+   * connection, so every retry has an even chance to reach the leader — a fixed few attempts
+   * would leave a route at Syncing now and then (1 in 32 with 5). Bounded by ACK_ATTEMPTS.
    */
-  private async ack(body: { version: string; accepted: boolean; reason?: string }): Promise<void> {
+  private ack(body: { version: string; accepted: boolean; reason?: string }): void {
+    void this.ackUntilTaken(body, this.streamSeq, this.snapshotSeq);
+  }
+
+  private async ackUntilTaken(body: { version: string; accepted: boolean; reason?: string }, stream: number, snapshot: number): Promise<void> {
+    const current = () => !this.stopped && this.streamSeq === stream && this.snapshotSeq === snapshot;
+    const maxDelay = this.o.ackMaxDelayMs ?? 2_000;
     let why = '';
     for (let attempt = 0; attempt < ACK_ATTEMPTS; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
+      if (attempt > 0) {
+        await new Promise((r) => setTimeout(r, Math.min(maxDelay, 200 * 2 ** (attempt - 1))).unref());
+        if (!current()) return; // superseded: the newer snapshot's ACK, or the next stream's, says it
+      }
       try {
         const status = await this.post(ACK_PATH, body);
         if (status < 300) return;

@@ -71,3 +71,68 @@ describe('OperatorConfigSource reconnects', () => {
     expect(gaps[2]).toBeGreaterThanOrEqual(1950); // a standby's answers would be retried after 1 s
   }, 15_000);
 });
+
+describe('OperatorConfigSource ACKs', () => {
+  let server: Server | undefined;
+  let source: OperatorConfigSource | undefined;
+  afterEach(async () => {
+    source?.stop();
+    server?.closeAllConnections();
+    await new Promise((r) => server?.close(r));
+  });
+
+  const standby = (res: import('node:http').ServerResponse) =>
+    res.writeHead(503, { 'retry-after': '1', connection: 'close', 'content-type': 'application/json' }).end('{"error":{"message":"not the leader; retry","code":"not_leader"}}');
+
+  /** A fake operator: the stream sends `versions` (one every `everyMs`); ACKs are answered by `answerAck(n)` (n counts from 1). */
+  async function operator(versions: string[], everyMs: number, answerAck: (n: number, version: string, res: import('node:http').ServerResponse) => void): Promise<void> {
+    let acks = 0;
+    server = createServer((req, res) => {
+      if (req.method === 'GET') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        versions.forEach((version, i) => setTimeout(() => res.write(`event: snapshot\ndata: ${JSON.stringify({ snapshot: { version, routes: [] } })}\n\n`), i * everyMs));
+        return;
+      }
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => answerAck(++acks, (JSON.parse(body) as { version: string }).version, res));
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    const dir = mkdtempSync(join(tmpdir(), 'paygo-opsrc-'));
+    writeFileSync(join(dir, 'token'), 'tok');
+    const { port } = server.address() as { port: number };
+    source = new OperatorConfigSource({ url: `http://127.0.0.1:${port}`, tokenFile: join(dir, 'token'), caFile: undefined, stateDir: dir, logger: pino({ level: 'silent' }), apply: () => {}, random: () => 1, ackMaxDelayMs: 50 });
+    source.start();
+  }
+
+  it('an ACK the standby refuses is retried until the leader takes it, beyond a few attempts', async () => {
+    let taken!: (v: { n: number; version: string }) => void;
+    const leaderGot = new Promise<{ n: number; version: string }>((r) => (taken = r));
+    // The Service sent the first 7 to the standby (1 in 128 with even odds: it happens in a fleet).
+    await operator(['v1'], 0, (n, version, res) => {
+      if (n <= 7) return standby(res);
+      res.writeHead(204).end();
+      taken({ n, version });
+    });
+    expect(await leaderGot).toEqual({ n: 8, version: 'v1' });
+  });
+
+  it("a newer snapshot ends the retries of the older one's ACK", async () => {
+    const seen: Array<{ version: string; at: number }> = [];
+    let done!: () => void;
+    const v2Taken = new Promise<void>((r) => (done = r));
+    await operator(['v1', 'v2'], 400, (_n, version, res) => {
+      seen.push({ version, at: Date.now() });
+      if (version === 'v1') return standby(res);
+      res.writeHead(204).end();
+      done();
+    });
+    await v2Taken;
+    const v2At = Date.now();
+    await new Promise((r) => setTimeout(r, 500)); // v1's retries came every 50 ms
+    const v1 = seen.filter((s) => s.version === 'v1');
+    expect(v1.length).toBeGreaterThanOrEqual(2);
+    // One retry may have been on the wire when v2 came; none is sent after.
+    expect(v1.every((s) => s.at < v2At + 100)).toBe(true);
+  });
+});
