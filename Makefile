@@ -52,12 +52,14 @@ typecheck: deps
 
 REPORTS := .paygo/test-reports
 VITEST_JSON = --reporter=default --reporter=json --outputFile.json=$(REPORTS)/$(1).json
+# A failed tier ends with its failures in brief (the last lines are what a CI log shows).
+FAILED_TESTS = node test/support/failed-tests.mjs $(REPORTS)/$(1).json
 
 test: build tools controlplane jaeger ## every test tier: unit, integration (real sidecar processes), e2e (real kube-apiserver), e2e-node (real pods; root on Linux)
 	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
-	npx vitest run --project unit $(call VITEST_JSON,unit)
-	npx vitest run --project integration $(call VITEST_JSON,integration)
-	npx vitest run --project e2e $(call VITEST_JSON,e2e)
+	npx vitest run --project unit $(call VITEST_JSON,unit) || { $(call FAILED_TESTS,unit); exit 1; }
+	npx vitest run --project integration $(call VITEST_JSON,integration) || { $(call FAILED_TESTS,integration); exit 1; }
+	npx vitest run --project e2e $(call VITEST_JSON,e2e) || { $(call FAILED_TESTS,e2e); exit 1; }
 	@$(E2E_NODE_TIER)
 	@node -e 'const fs=require("fs");let p=0,f=0,s=0,tiers=[];for(const t of ["unit","integration","e2e","e2e-node"]){const file="$(REPORTS)/"+t+".json";if(!fs.existsSync(file))continue;const r=JSON.parse(fs.readFileSync(file,"utf8"));tiers.push(t+" "+r.numPassedTests);p+=r.numPassedTests;f+=r.numFailedTests;s+=r.numPendingTests+r.numTodoTests}console.log("tests: "+p+" passed, "+f+" failed, "+s+" skipped ("+tiers.join(", ")+")")'
 
@@ -66,7 +68,8 @@ test: build tools controlplane jaeger ## every test tier: unit, integration (rea
 define E2E_NODE_TIER
 if [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ]; then \
   rc=0; npx vitest run --project e2e-node $(call VITEST_JSON,e2e-node) || rc=$$?; \
-  if [ -z "$${PAYGO_NODE_KUBECONFIG:-}" ]; then test/support/node/down.sh >/dev/null || rc=1; fi; exit $$rc; \
+  if [ -z "$${PAYGO_NODE_KUBECONFIG:-}" ]; then test/support/node/down.sh >/dev/null || rc=1; fi; \
+  if [ $$rc != 0 ]; then $(call FAILED_TESTS,e2e-node); fi; exit $$rc; \
 elif [ -n "$${CI:-}" ]; then \
   echo "paygo: the e2e-node tier needs root on Linux (containerd, kubelet, iptables); CI must run it" >&2; exit 1; \
 else \
