@@ -212,7 +212,7 @@ export class OperatorConfigSource {
       }
       try {
         const status = await this.post(ACK_PATH, body);
-        if (status < 300) return;
+        if (status < 300 || !current()) return; // taken, or a 409 for a version no longer sent
         why = `operator answered ${status}`;
         if (status < 500) break; // refused for good (e.g. 401): retrying cannot help
       } catch (err) {
