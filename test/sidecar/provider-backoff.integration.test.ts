@@ -1,14 +1,13 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Operator } from '../../operator/operator.js';
-import { parseOptions, type OperatorOptions } from '../../operator/options.js';
 import { anthropicRateLimitHeaders, anthropicResponderWith, type AnthropicRateLimit } from '../support/fake-anthropic.js';
 import { openaiRateLimited, openaiResponder, type OpenAIRateLimit } from '../support/fake-openai.js';
 import { startFakeUpstream, type FakeUpstream, type Responder } from '../support/fake-upstream.js';
-import { FakeKube, PODS, ROUTES, SECRETS } from '../support/fake-kube.js';
-import { pod, secret, silent } from '../support/operator-fixtures.js';
+import { FakeKube, ROUTES, SECRETS } from '../support/fake-kube.js';
+import { fleetPod, startFleetSidecar, startInProcessOperator } from '../support/fleet.js';
+import { secret } from '../support/operator-fixtures.js';
 import { postChat, singleTargetRoute, startSidecar, type SidecarProcess } from '../support/sidecar-process.js';
 
 /**
@@ -143,15 +142,9 @@ describe('provider backoffs across the fleet (operator mode)', () => {
     const kube = await new FakeKube().start();
     cleanup.push(() => kube.stop());
     const dir = mkdtempSync(join(tmpdir(), 'paygo-backoff-fleet-'));
-    for (const i of [1, 2]) {
-      kube.put(PODS, pod('team', `app-${i}`, `uid-${i}`));
-      kube.registerToken(`tok-${i}`, { namespace: 'team', podName: `app-${i}`, podUid: `uid-${i}` });
-      writeFileSync(join(dir, `token-${i}`), `tok-${i}`);
-    }
+    for (const i of [1, 2]) fleetPod(kube, dir, 'team', i);
     // Another namespace with the same Secret name: it must never hear of team's backoff.
-    kube.put(PODS, pod('other', 'app-3', 'uid-3'));
-    kube.registerToken('tok-3', { namespace: 'other', podName: 'app-3', podUid: 'uid-3' });
-    writeFileSync(join(dir, 'token-3'), 'tok-3');
+    fleetPod(kube, dir, 'other', 3);
     for (const ns of ['team', 'other']) {
       kube.put(SECRETS, secret(ns, 'openai', `sk-${ns}`));
       for (const name of ['gpt', 'gpt-ha']) {
@@ -170,14 +163,11 @@ describe('provider backoffs across the fleet (operator mode)', () => {
         });
       }
     }
-    const o = parseOptions(['--listen', '127.0.0.1:0', '--health', '127.0.0.1:0', '--namespace', 'paygo-system', '--identity', 'op-1', '--leader-elect', 'false'], {}) as OperatorOptions;
-    const op = new Operator(o, kube.kubeConfig('op-1'), silent);
+    const { op, url } = await startInProcessOperator(kube, dir);
     cleanup.push(() => op.stop());
-    const { url } = await op.start();
-    writeFileSync(join(dir, 'ca.pem'), op.tls!.caPem);
     const sidecars: SidecarProcess[] = [];
     for (const i of [1, 2, 3]) {
-      const sc = await startSidecar(null, { args: ['--operator', url, '--token-file', join(dir, `token-${i}`), '--operator-ca', join(dir, 'ca.pem'), '--state-dir', join(dir, `state-${i}`)] });
+      const sc = await startFleetSidecar(url, dir, i);
       cleanup.push(() => sc.stop());
       sidecars.push(sc);
     }

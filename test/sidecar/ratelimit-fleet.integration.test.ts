@@ -1,12 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Operator } from '../../operator/operator.js';
-import { parseOptions, type OperatorOptions } from '../../operator/options.js';
-import { FakeKube, PODS, RATE_LIMITS, ROUTES } from '../support/fake-kube.js';
-import { pod, silent } from '../support/operator-fixtures.js';
-import { postChat, startSidecar, startSidecarOperatorAway, type SidecarProcess } from '../support/sidecar-process.js';
+import { FakeKube, RATE_LIMITS, ROUTES } from '../support/fake-kube.js';
+import { fleetPod, startFleetSidecar, startInProcessOperator } from '../support/fleet.js';
+import { postChat, startSidecarOperatorAway, type SidecarProcess } from '../support/sidecar-process.js';
 
 /**
  * Operator mode, end to end on this machine: the real operator (in process, over the fake API
@@ -25,23 +23,16 @@ describe('fleet-wide rate limits (operator mode)', () => {
     const kube = await new FakeKube().start();
     cleanup.push(() => kube.stop());
     const dir = mkdtempSync(join(tmpdir(), 'paygo-fleet-'));
-    for (const i of [1, 2]) {
-      kube.put(PODS, pod('team', `app-${i}`, `uid-${i}`));
-      kube.registerToken(`tok-${i}`, { namespace: 'team', podName: `app-${i}`, podUid: `uid-${i}` });
-      writeFileSync(join(dir, `token-${i}`), `tok-${i}`);
-    }
+    for (const i of [1, 2]) fleetPod(kube, dir, 'team', i);
     kube.put(ROUTES, { apiVersion: 'paygo.dev/v1alpha1', kind: 'ModelRoute', metadata: { name: 'sim', namespace: 'team' }, spec: { model: 'sim', targets: [{ provider: 'simulate', model: 'sim' }] } });
     kube.put(RATE_LIMITS, { apiVersion: 'paygo.dev/v1alpha1', kind: 'RateLimit', metadata: { name: 'team', namespace: 'team' }, spec: { limits: { requestsPerMinute: 6 } } });
-    const o = parseOptions(['--listen', '127.0.0.1:0', '--health', '127.0.0.1:0', '--namespace', 'paygo-system', '--identity', 'op-1', '--leader-elect', 'false'], {}) as OperatorOptions;
-    const op = new Operator(o, kube.kubeConfig('op-1'), silent);
+    const { op, url } = await startInProcessOperator(kube, dir);
     cleanup.push(() => op.stop());
-    const { url } = await op.start();
     // A started operator waits one share expiry before granting (ratelimits.ts); nothing was granted before this one.
     op.rateLimits.ledger.quietUntil = 0;
-    writeFileSync(join(dir, 'ca.pem'), op.tls!.caPem);
     const sidecars: SidecarProcess[] = [];
     for (const i of [1, 2]) {
-      const sc = await startSidecar(null, { args: ['--operator', url, '--token-file', join(dir, `token-${i}`), '--operator-ca', join(dir, 'ca.pem'), '--state-dir', join(dir, `state-${i}`)] });
+      const sc = await startFleetSidecar(url, dir, i);
       cleanup.push(() => sc.stop());
       sidecars.push(sc);
     }
