@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -18,6 +19,7 @@ import { ResponseStore } from './apis/response-store.js';
 import { deleteStoredResponse, getStoredResponse, parseResponsesRequest, responsesDoor, responsesPassthroughDoor } from './apis/responses.js';
 import { countableResponsesRequest } from './apis/responses-passthrough.js';
 import type { FrontDoor } from './apis/types.js';
+import { CHAT_ROUTE_PATHS, createFastFront, serverWithFastFront, type Answer, type ChatExchange, type ChatRoutePath } from './fast-front.js';
 import { UpstreamHttpError, UpstreamProtocolError } from './providers/errors.js';
 import { ResponseCache } from './response-cache.js';
 import { ProviderQuotaGate, requestDemand, reserveConsumer, usedBy, type ConsumerHold } from './ratelimit/holds.js';
@@ -103,7 +105,11 @@ export function buildApp(o: AppOptions): FastifyInstance {
   };
   /** A request no provider quota covers still skips a target whose provider asked to back off. */
   const backoffGate = (): ProviderQuotaGate | undefined => (o.rateLimits?.backoffs ? new ProviderQuotaGate(o.rateLimits, undefined) : undefined);
+  // The chat routes' plain requests skip fastify (fast-front.ts); set once the routes exist.
+  let front: ReturnType<typeof createFastFront> | undefined;
+  let closing = false;
   const app: FastifyInstance = Fastify({
+    serverFactory: (handler, options) => serverWithFastFront(handler, options as Parameters<typeof serverWithFastFront>[1], () => front),
     loggerInstance: o.logger as FastifyBaseLogger,
     // No child logger per request (pino child() on every request is measurable at this rate);
     // the one place that logs for a request names its id itself.
@@ -118,6 +124,11 @@ export function buildApp(o: AppOptions): FastifyInstance {
   });
   app.decorateRequest('bodyBytes', 0);
   app.decorateRequest('trace', undefined);
+  // From the start of the drain on, fastify answers every request (with Connection: close).
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
   const tracing = o.tracing;
   if (tracing) {
     // Started before the body is read, so a body refused unread (413, 415, invalid JSON) is traced too.
@@ -140,7 +151,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     }
   });
 
-  const answerError = (err: FastifyError | ApiError, request: FastifyRequest): ApiError => {
+  const answerError = (err: FastifyError | ApiError, requestId: string): ApiError => {
     if (err instanceof ApiError) return err;
     const fe = err as FastifyError;
     if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return bodyTooLarge(o.bodyLimit);
@@ -150,7 +161,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
       return new ApiError(fe.statusCode, 'invalid_request_error', 'invalid_request', fe.message);
     }
-    request.log.error({ err, requestId: request.id }, 'unhandled error');
+    o.logger.error({ err, requestId }, 'unhandled error');
     return new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
   };
   // Errors before or outside a route's handler (invalid JSON, 413, 415, unknown URLs) in the
@@ -161,7 +172,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     return reply.code(status).headers({ ...err.headers, 'request-id': String(request.id) }).send(body);
   };
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
-    const apiError = answerError(err, request);
+    const apiError = answerError(err, String(request.id));
     request.trace?.fail(apiError);
     return sendShaped(request, reply, apiError);
   });
@@ -190,7 +201,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     return { object: 'list', data };
   });
 
-  const resolve = (model: string, request: FastifyRequest): RuntimeRoute => {
+  const resolve = (model: string, request: { bodyBytes: number }): RuntimeRoute => {
     const cfg = o.getConfig();
     if (!cfg) throw new ApiError(503, 'server_error', 'not_ready', 'The sidecar has no configuration yet.');
     const route = cfg.byModel.get(model);
@@ -200,11 +211,11 @@ export function buildApp(o: AppOptions): FastifyInstance {
     return route;
   };
 
-  const clientSignal = (reply: FastifyReply): CancelSignal => {
+  const clientSignal = (res: ServerResponse): CancelSignal => {
     const cancel = new Cancel();
     // 'close' on the response before it finished means the client went away.
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) cancel.abort(new TransportError('aborted', 'client went away'));
+    res.once('close', () => {
+      if (!res.writableFinished) cancel.abort(new TransportError('aborted', 'client went away'));
     });
     return cancel;
   };
@@ -212,22 +223,23 @@ export function buildApp(o: AppOptions): FastifyInstance {
   /**
    * One chat request, whichever API it came in on: the route's limits, the response cache, budget
    * admission, then the chat pipeline; the door turns the pipeline's answer into its API's shape.
+   * A stream is written to the exchange's response (answered undefined); anything else is the
+   * answer to send. Errors are thrown as ApiError, with the consumer limit's headers on them.
    */
-  const serveChat = async (request: FastifyRequest, reply: FastifyReply, door: FrontDoor, asked: ChatRequest): Promise<FastifyReply> => {
-    const trace = request.trace;
+  const serveChat = async (ex: ChatExchange, door: FrontDoor, asked: ChatRequest): Promise<Answer | undefined> => {
+    const trace = ex.trace;
     trace?.requested(asked);
-    const requested = resolve(asked.model, request);
-    await applyLimits(requested, asked);
+    const requested = resolve(asked.model, ex);
+    if (requested.limits) await applyLimits(requested, asked);
     // A cached answer costs nothing: it is served before any budget is asked.
     const cacheKey = door.passthroughOnly ? undefined : responseCache.keyOf(requested, asked);
     const hit = cacheKey === undefined ? undefined : responseCache.get(requested, cacheKey);
     if (hit) {
       trace?.routed(requested, asked);
-      const headers = serveCached({ requestId: String(request.id), route: requested, req: asked, api: door.api, startedAt: now(), trace }, deps, hit);
-      reply.headers({ 'x-request-id': String(request.id), ...door.headers?.(String(request.id)), ...headers }).type(JSON_TYPE);
-      if (door.api === 'chat') return reply.send(hit.body);
+      const headers = { 'x-request-id': ex.id, ...door.headers?.(ex.id), ...serveCached({ requestId: ex.id, route: requested, req: asked, api: door.api, startedAt: now(), trace }, deps, hit) };
+      if (door.api === 'chat') return { status: 200, headers, body: hit.body };
       const completion = JSON.parse(hit.body.toString('utf8')) as ChatCompletion;
-      return reply.send(door.respond(completion, usageFromOpenAI(completion.usage) ?? emptyUsage(), { usd: 0, estimated: false }));
+      return { status: 200, headers, body: door.respond(completion, usageFromOpenAI(completion.usage) ?? emptyUsage(), { usd: 0, estimated: false }) };
     }
     // Rate limits: consumer limits before any budget is asked (a refused request reserves and
     // meters nothing); provider quotas are taken per attempt by dispatch.
@@ -249,14 +261,9 @@ export function buildApp(o: AppOptions): FastifyInstance {
       throw err;
     }
     const { route, req, hold, downgradedFrom } = admitted;
-    const extraHeaders: Record<string, string> = { ...door.headers?.(String(request.id)) };
+    const extraHeaders: Record<string, string> = door.headers ? door.headers(ex.id) : {};
     if (downgradedFrom) extraHeaders['x-paygo-downgraded'] = downgradedFrom;
-    if (consumer) {
-      const limitHeaders = consumer.headers;
-      Object.assign(extraHeaders, limitHeaders);
-      // Also on an error answer (the error handler keeps the reply's headers).
-      reply.headers(limitHeaders);
-    }
+    if (consumer) Object.assign(extraHeaders, consumer.headers);
     // Provider quotas of the route's targets, and providers' own backoffs of their credentials.
     const quota = limiter?.routeHasQuota(route)
       ? new ProviderQuotaGate(limiter, demand ?? (await requestDemand(route, req)))
@@ -269,11 +276,11 @@ export function buildApp(o: AppOptions): FastifyInstance {
       api: door.api,
       passthrough: door.passthrough,
       passthroughOnly: door.passthroughOnly,
-      requestId: String(request.id),
+      requestId: ex.id,
       route,
       req,
-      signal: clientSignal(reply),
-      raw: { req: request.raw, res: reply.raw },
+      signal: clientSignal(ex.res),
+      raw: { req: ex.req, res: ex.res },
       startedAt: now(),
       quota,
       onMetered:
@@ -289,73 +296,121 @@ export function buildApp(o: AppOptions): FastifyInstance {
     };
     if (req.stream) {
       try {
-        reply.hijack();
+        ex.hijack();
         await streamChat({ ...ctx, encoder: door.encoder }, deps);
       } catch (err) {
         // Nothing was written yet (streamChat writes headers only once committed).
         const apiError = err instanceof ApiError ? err : new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
-        if (!reply.raw.headersSent && !reply.raw.destroyed) {
+        if (!ex.res.headersSent && !ex.res.destroyed) {
           const { status, body } = door.error(apiError);
-          reply.raw.writeHead(status, { 'content-type': JSON_TYPE, 'x-request-id': ctx.requestId, ...extraHeaders, ...apiError.headers });
-          reply.raw.end(JSON.stringify(body));
+          ex.res.writeHead(status, { 'content-type': JSON_TYPE, 'x-request-id': ctx.requestId, ...extraHeaders, ...apiError.headers });
+          ex.res.end(JSON.stringify(body));
         }
       }
-      return reply;
+      return undefined;
     }
-    const out = await completeChat(ctx, deps);
+    let out;
+    try {
+      out = await completeChat(ctx, deps);
+    } catch (err) {
+      // The consumer limit's headers go on an error answer too.
+      if (consumer && err instanceof ApiError) Object.assign(err.headers, consumer.headers);
+      throw err;
+    }
     const headers = { 'x-request-id': ctx.requestId, ...extraHeaders, ...out.headers };
     const body = out.nativeBody ?? (door.api === 'chat' ? out.body : door.respond(out.body, out.usage, out.cost));
-    if (cacheKey === undefined) return reply.code(out.status).headers(headers).send(body);
+    if (cacheKey === undefined) return { status: out.status, headers, body };
     // A downgraded answer is not the route's own. The cached copy is the chat completion, its
     // cost 0: that is what a hit costs, whichever API asks.
     if (downgradedFrom === undefined) {
       const cached = Buffer.from(JSON.stringify({ ...out.body, usage: { ...out.body.usage, cost: 0 } }));
       responseCache.set(requested, cacheKey, { body: cached, target: out.record.target!, provider: out.record.provider!, responseModel: out.record.responseModel });
     }
-    return reply.code(out.status).headers({ ...headers, 'x-paygo-cache': 'miss' }).send(body);
+    return { status: out.status, headers: { ...headers, 'x-paygo-cache': 'miss' }, body };
   };
 
-  app.post('/v1/chat/completions', async (request, reply) => {
-    const req = parseBody(ChatRequestSchema, request.body);
-    return serveChat(request, reply, chatDoor(req), req);
-  });
-
-  // OpenAI's Responses API: state (store, previous_response_id, item references) is kept here,
-  // whichever provider answers.
-  app.post('/v1/responses', async (request, reply) => {
-    let turn;
-    try {
-      turn = parseResponsesRequest(request.body, responseStore, { now });
-    } catch (err) {
-      // What only OpenAI can answer (hosted tools, its own ids) passes through to the route's
-      // OpenAI and Azure targets, if it has any; otherwise the refusal stands.
-      const body = request.body as Record<string, unknown>;
-      if (!(err instanceof ApiError) || !PASSTHROUGH_ONLY.has(err.code) || typeof body.model !== 'string') throw err;
-      if (!resolve(body.model, request).targets.some((t) => t.adapter.nativeApis?.includes('responses'))) throw err;
-      return serveChat(request, reply, responsesPassthroughDoor(body, err), countableResponsesRequest(body, err));
-    }
-    return serveChat(request, reply, responsesDoor(turn), turn.chat);
+  /** The chat routes, each from its parsed body to an answer (or a stream written). */
+  const chatRoutes: Record<ChatRoutePath, (ex: ChatExchange) => Promise<Answer | undefined>> = {
+    '/v1/chat/completions': async (ex) => {
+      const req = parseBody(ChatRequestSchema, ex.body);
+      return serveChat(ex, chatDoor(req), req);
+    },
+    // OpenAI's Responses API: state (store, previous_response_id, item references) is kept here,
+    // whichever provider answers.
+    '/v1/responses': async (ex) => {
+      let turn;
+      try {
+        turn = parseResponsesRequest(ex.body, responseStore, { now });
+      } catch (err) {
+        // What only OpenAI can answer (hosted tools, its own ids) passes through to the route's
+        // OpenAI and Azure targets, if it has any; otherwise the refusal stands.
+        const body = ex.body as Record<string, unknown>;
+        if (!(err instanceof ApiError) || !PASSTHROUGH_ONLY.has(err.code) || typeof body.model !== 'string') throw err;
+        if (!resolve(body.model, ex).targets.some((t) => t.adapter.nativeApis?.includes('responses'))) throw err;
+        return serveChat(ex, responsesPassthroughDoor(body, err), countableResponsesRequest(body, err));
+      }
+      return serveChat(ex, responsesDoor(turn), turn.chat);
+    },
+    // Anthropic's Messages API. The client's key (x-api-key or Authorization) and anthropic-version
+    // are accepted and never forwarded, as the OpenAI key is; anthropic-beta reaches anthropic
+    // targets when the request passes through.
+    '/v1/messages': async (ex) => {
+      let turn;
+      try {
+        turn = parseMessagesRequest(ex.body);
+      } catch (err) {
+        // What only a Messages-speaking provider can take (documents, server tools, …) passes
+        // through to the route's anthropic and vertex-anthropic targets, if it has any.
+        const body = ex.body as Record<string, unknown>;
+        if (!(err instanceof ApiError) || !onlyNativeCanAnswer(err) || typeof body.model !== 'string' || typeof body.max_tokens !== 'number') throw err;
+        if (!resolve(body.model, ex).targets.some((t) => t.adapter.nativeApis?.includes('messages'))) throw err;
+        return serveChat(ex, messagesPassthroughDoor(body, ex.headers, err), countableMessagesRequest(body, err));
+      }
+      return serveChat(ex, messagesDoor(turn, ex.body as Record<string, unknown>, ex.headers), turn.chat);
+    },
+  };
+  for (const path of CHAT_ROUTE_PATHS) {
+    app.post(path, async (request, reply) => {
+      const answer = await chatRoutes[path]({
+        id: String(request.id),
+        body: request.body,
+        bodyBytes: request.bodyBytes,
+        headers: request.headers,
+        trace: request.trace,
+        req: request.raw,
+        res: reply.raw,
+        hijack: () => reply.hijack(),
+      });
+      if (answer === undefined) return reply;
+      reply.code(answer.status).headers(answer.headers);
+      return Buffer.isBuffer(answer.body) ? reply.type(JSON_TYPE).send(answer.body) : reply.send(answer.body);
+    });
+  }
+  front = createFastFront({
+    bodyLimit: o.bodyLimit,
+    closing: () => closing,
+    requestId,
+    startTrace: tracing && ((req) => tracing.startRequest(TRACED[req.url!]!, req.headers)),
+    serve: (path, ex) => chatRoutes[path](ex),
+    invalidJson: (err) => invalidRequest(jsonParseMessage(err), null, 'invalid_json'),
+    clientAborted: () => new ApiError(499, 'invalid_request_error', 'client_aborted', 'client went away'),
+    fail: (path, ex, err) => {
+      const apiError = answerError(err as ApiError, ex.id);
+      ex.trace?.fail(apiError);
+      const res = ex.res;
+      if (res.headersSent || res.destroyed) return void res.end();
+      const { status, headers, body } =
+        path === '/v1/messages'
+          ? { ...anthropicError(apiError), headers: { ...apiError.headers, 'request-id': ex.id } }
+          : { status: apiError.status, headers: apiError.headers, body: apiError.toJSON() };
+      const payload = JSON.stringify(body);
+      res.writeHead(status, { ...headers, 'content-type': JSON_TYPE, 'content-length': String(Buffer.byteLength(payload)) });
+      res.end(payload);
+    },
   });
   app.get<{ Params: { id: string } }>('/v1/responses/:id', async (request) => getStoredResponse(responseStore, request.params.id));
   app.delete<{ Params: { id: string } }>('/v1/responses/:id', async (request) => deleteStoredResponse(responseStore, request.params.id));
 
-  // Anthropic's Messages API. The client's key (x-api-key or Authorization) and anthropic-version
-  // are accepted and never forwarded, as the OpenAI key is; anthropic-beta reaches anthropic
-  // targets when the request passes through.
-  app.post('/v1/messages', async (request, reply) => {
-    let turn;
-    try {
-      turn = parseMessagesRequest(request.body);
-    } catch (err) {
-      // What only a Messages-speaking provider can take (documents, server tools, …) passes
-      // through to the route's anthropic and vertex-anthropic targets, if it has any.
-      const body = request.body as Record<string, unknown>;
-      if (!(err instanceof ApiError) || !onlyNativeCanAnswer(err) || typeof body.model !== 'string' || typeof body.max_tokens !== 'number') throw err;
-      if (!resolve(body.model, request).targets.some((t) => t.adapter.nativeApis?.includes('messages'))) throw err;
-      return serveChat(request, reply, messagesPassthroughDoor(body, request.headers, err), countableMessagesRequest(body, err));
-    }
-    return serveChat(request, reply, messagesDoor(turn, request.body as Record<string, unknown>, request.headers), turn.chat);
-  });
   app.post('/v1/messages/count_tokens', async (request, reply) => {
     const req = parseCountTokensRequest(request.body);
     const route = resolve(req.model, request);
@@ -371,7 +426,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
     const route = resolve(req.model, request);
     trace?.routed(route, req);
     const startedAt = now();
-    const signal = clientSignal(reply);
+    const signal = clientSignal(reply.raw);
     const rec: RequestRecord = {
       requestId: String(request.id), operation: 'embeddings', api: 'embeddings', namespace: route.namespace, route: route.name, requestModel: req.model,
       target: undefined, provider: undefined, providerModel: undefined, responseModel: undefined, stream: false, outcome: 'success',
