@@ -66,10 +66,14 @@ export interface ChatDeps extends Omit<DispatchOptions, 'signal'> {
  * Sends one attempt to its target. What the provider says of its rate limits (headers of any
  * answer, streams included: they come before the body) is noted before anything else.
  */
-export async function sendUpstream(target: RuntimeTarget, upstream: UpstreamRequest, signal: CancelSignal, deps: Pick<ChatDeps, 'backoffs'>): Promise<UpstreamResponse> {
-  const res = await target.transport.send(upstream, { signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
-  deps.backoffs?.observe(target.backoffKey, res.status, res.headers);
-  return res;
+export function sendUpstream(target: RuntimeTarget, upstream: UpstreamRequest, signal: CancelSignal, deps: Pick<ChatDeps, 'backoffs'>): Promise<UpstreamResponse> {
+  const sent = target.transport.send(upstream, { signal, headersTimeoutMs: target.timeoutMs, bodyTimeoutMs: target.timeoutMs });
+  const backoffs = deps.backoffs;
+  if (!backoffs) return sent;
+  return sent.then((res) => {
+    backoffs.observe(target.backoffKey, res.status, res.headers);
+    return res;
+  });
 }
 
 /**
@@ -128,8 +132,8 @@ export function upstreamHttpError(res: Pick<UpstreamResponse, 'status' | 'header
   return new UpstreamHttpError(res.status, `${target.name} (${target.provider}) answered ${res.status}: ${said}`, upstreamRetryAfter(res.headers, now), { code: info.code, type: info.type });
 }
 
-async function failIfNotOk(res: UpstreamResponse, target: RuntimeTarget, tctx: TargetContext, now: number): Promise<void> {
-  if (res.status >= 200 && res.status < 300) return;
+/** Reads a provider's error answer (up to 1 MiB) and throws it as the router's error. */
+async function failWith(res: UpstreamResponse, target: RuntimeTarget, tctx: TargetContext, now: number): Promise<never> {
   let text = '';
   try {
     text = await readAll(res.body, 1024 * 1024);
@@ -171,7 +175,7 @@ async function sendChat(ctx: ChatContext, deps: ChatDeps, target: RuntimeTarget,
     tried.target = target;
     if (ctx.trace) upstream = traced(upstream, ctx.trace);
     const res = await sendUpstream(target, upstream, dc.signal, deps);
-    await failIfNotOk(res, target, tctx, deps.now());
+    if (res.status < 200 || res.status >= 300) await failWith(res, target, tctx, deps.now());
     return { res, tctx, dc, native: native !== undefined };
   } catch (err) {
     dc.dispose();

@@ -252,9 +252,11 @@ export function buildApp(o: AppOptions): FastifyInstance {
     }
     let admitted;
     try {
-      admitted = o.budgets
-        ? await admitChat(o.budgets, o.getConfig()!, requested, asked)
-        : { route: requested, req: asked, hold: undefined, downgradedFrom: undefined };
+      // Awaited only when a budget covers the request (an await costs the stream's first byte).
+      admitted =
+        o.budgets && o.budgets.enforcer.covering(requested.namespace, requested.name, asked.model).length > 0
+          ? await admitChat(o.budgets, o.getConfig()!, requested, asked)
+          : { route: requested, req: asked, hold: undefined, downgradedFrom: undefined };
     } catch (err) {
       consumer?.settle(undefined);
       if (consumer && err instanceof ApiError) Object.assign(err.headers, consumer.headers);
@@ -292,12 +294,13 @@ export function buildApp(o: AppOptions): FastifyInstance {
               quota?.settle(used, now());
             }
           : settleBudget,
-      ...(cacheKey !== undefined ? { cache: 'miss' as const } : {}),
+      cache: cacheKey !== undefined ? ('miss' as const) : undefined,
+      encoder: door.encoder,
     };
     if (req.stream) {
       try {
         ex.hijack();
-        await streamChat({ ...ctx, encoder: door.encoder }, deps);
+        await streamChat(ctx, deps);
       } catch (err) {
         // Nothing was written yet (streamChat writes headers only once committed).
         const apiError = err instanceof ApiError ? err : new ApiError(500, 'server_error', 'internal_error', 'internal error in the paygo sidecar');
