@@ -5,6 +5,7 @@ import type { RequestTrace } from './tracing.js';
 /** The routes every chat request comes in by, one per API (sidecar/apis). */
 export const CHAT_ROUTE_PATHS = ['/v1/chat/completions', '/v1/responses', '/v1/messages'] as const;
 export type ChatRoutePath = (typeof CHAT_ROUTE_PATHS)[number];
+const CHAT_PATHS: ReadonlySet<string> = new Set(CHAT_ROUTE_PATHS);
 
 /** One request to a chat route, whether fastify or the fast front received it. */
 export interface ChatExchange {
@@ -40,8 +41,8 @@ export interface FastFrontOptions {
   invalidJson(err: Error): Error;
   /** What a trace records when the client left while sending its body. */
   clientAborted(): ApiError;
-  /** An error thrown by parsing or serving, written in the API's shape. */
-  fail(path: ChatRoutePath, ex: Pick<ChatExchange, 'id' | 'trace' | 'res'>, err: unknown): void;
+  /** An error thrown by parsing or serving: recorded on the trace, answered in the API's shape. */
+  failed(path: ChatRoutePath, ex: Pick<ChatExchange, 'id' | 'trace'>, err: unknown): Answer;
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -57,15 +58,21 @@ const JSON_TYPE = 'application/json; charset=utf-8';
  */
 export function createFastFront(o: FastFrontOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
-    if (req.method !== 'POST') return false;
+    if (req.method !== 'POST' || !CHAT_PATHS.has(req.url!)) return false;
     const path = req.url as ChatRoutePath;
-    if (path !== '/v1/chat/completions' && path !== '/v1/responses' && path !== '/v1/messages') return false;
     const type = req.headers['content-type'];
     if (type !== 'application/json' && !(type !== undefined && type.startsWith('application/json;'))) return false;
     const length = Number(req.headers['content-length']);
     if (!(length > 0 && length <= o.bodyLimit) || req.headers['transfer-encoding'] !== undefined || o.closing()) return false;
 
     const ex: ChatExchange = { id: o.requestId(req), body: undefined, bodyBytes: 0, headers: req.headers, trace: o.startTrace?.(req), req, res, hijack: noop };
+    const send = (answer: Answer) => {
+      // A stream already under way (or a client gone) only ends.
+      if (res.headersSent || res.destroyed) return void res.end();
+      const payload = Buffer.isBuffer(answer.body) ? answer.body : Buffer.from(JSON.stringify(answer.body));
+      res.writeHead(answer.status, { ...answer.headers, 'content-type': JSON_TYPE, 'content-length': String(payload.byteLength) });
+      res.end(payload);
+    };
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => {
       chunks.push(chunk);
@@ -78,18 +85,16 @@ export function createFastFront(o: FastFrontOptions): (req: IncomingMessage, res
       try {
         body = JSON.parse((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8'));
       } catch (err) {
-        o.fail(path, ex, o.invalidJson(err as Error));
+        send(o.failed(path, ex, o.invalidJson(err as Error)));
         return;
       }
       ex.body = body;
       o.serve(path, ex).then(
         (answer) => {
-          if (answer === undefined || res.headersSent || res.destroyed) return;
-          const payload = Buffer.isBuffer(answer.body) ? answer.body : Buffer.from(JSON.stringify(answer.body));
-          res.writeHead(answer.status, { ...answer.headers, 'content-type': JSON_TYPE, 'content-length': String(payload.byteLength) });
-          res.end(payload);
+          // undefined: the handler streamed its answer itself.
+          if (answer !== undefined) send(answer);
         },
-        (err: unknown) => o.fail(path, ex, err),
+        (err: unknown) => send(o.failed(path, ex, err)),
       );
     });
     return true;

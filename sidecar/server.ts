@@ -167,9 +167,8 @@ export function buildApp(o: AppOptions): FastifyInstance {
   // Errors before or outside a route's handler (invalid JSON, 413, 415, unknown URLs) in the
   // shape of the API the URL belongs to.
   const sendShaped = (request: FastifyRequest, reply: FastifyReply, err: ApiError): FastifyReply => {
-    if (!isMessagesUrl(request.url)) return sendError(reply, err);
-    const { status, body } = anthropicError(err);
-    return reply.code(status).headers({ ...err.headers, 'request-id': String(request.id) }).send(body);
+    const { status, headers, body } = errorAnswer(request.url, err, String(request.id));
+    return reply.code(status).headers(headers).send(body);
   };
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
     const apiError = answerError(err, String(request.id));
@@ -397,18 +396,10 @@ export function buildApp(o: AppOptions): FastifyInstance {
     serve: (path, ex) => chatRoutes[path](ex),
     invalidJson: (err) => invalidRequest(jsonParseMessage(err), null, 'invalid_json'),
     clientAborted: () => new ApiError(499, 'invalid_request_error', 'client_aborted', 'client went away'),
-    fail: (path, ex, err) => {
+    failed: (path, ex, err) => {
       const apiError = answerError(err as ApiError, ex.id);
       ex.trace?.fail(apiError);
-      const res = ex.res;
-      if (res.headersSent || res.destroyed) return void res.end();
-      const { status, headers, body } =
-        path === '/v1/messages'
-          ? { ...anthropicError(apiError), headers: { ...apiError.headers, 'request-id': ex.id } }
-          : { status: apiError.status, headers: apiError.headers, body: apiError.toJSON() };
-      const payload = JSON.stringify(body);
-      res.writeHead(status, { ...headers, 'content-type': JSON_TYPE, 'content-length': String(Buffer.byteLength(payload)) });
-      res.end(payload);
+      return errorAnswer(path, apiError, ex.id);
     },
   });
   app.get<{ Params: { id: string } }>('/v1/responses/:id', async (request) => getStoredResponse(responseStore, request.params.id));
@@ -502,6 +493,13 @@ export function jsonParseMessage(err: Error): string {
 
 /** The Responses refusals a provider that speaks the Responses API can still answer (the request passes through). */
 const PASSTHROUGH_ONLY = new Set(['unsupported_parameter', 'previous_response_not_found', 'item_not_found']);
+
+/** An error answer in the shape of the API the URL belongs to: Anthropic's for the Messages API, OpenAI's otherwise. */
+function errorAnswer(url: string, err: ApiError, requestId: string): Answer {
+  if (!isMessagesUrl(url)) return { status: err.status, headers: err.headers, body: err.toJSON() };
+  const { status, body } = anthropicError(err);
+  return { status, headers: { ...err.headers, 'request-id': requestId }, body };
+}
 
 /** The Anthropic Messages API's URLs (their errors take Anthropic's shape). */
 function isMessagesUrl(url: string): boolean {

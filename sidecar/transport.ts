@@ -152,11 +152,13 @@ export class PushedBody implements UpstreamBody, AsyncIterator<Uint8Array> {
  * following through a PushedBody. Cancelled by `signal` before or after the headers.
  */
 function dispatchRequest(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, signal: CancelSignal): Promise<UpstreamResponse> {
+  const cancelled = () => (signal.reason instanceof Error ? signal.reason : new TransportError('aborted', 'request aborted'));
+  // Already cancelled: nothing is sent.
+  if (signal.aborted) return Promise.reject(classify(cancelled()));
   return new Promise((resolve, reject) => {
     let controller: Dispatcher.DispatchController | undefined;
     let body: PushedBody | undefined;
     let settled = false;
-    const cancelled = () => (signal.reason instanceof Error ? signal.reason : new TransportError('aborted', 'request aborted'));
     const stopListening = signal.onAbort(() => {
       if (body) body.destroy(cancelled());
       else if (controller) controller.abort(cancelled());
@@ -224,7 +226,6 @@ export function createHttpTransport(opts: { connections?: number } = {}): Transp
   return {
     send(req, o) {
       const url = split(req.url);
-      if (o.signal.aborted) return Promise.reject(classify(o.signal.reason ?? new TransportError('aborted', 'request aborted')));
       return dispatchRequest(
         agent,
         { origin: url.origin, path: url.path, method: 'POST', headers: req.headers, body: req.body, headersTimeout: o.headersTimeoutMs, bodyTimeout: o.bodyTimeoutMs },
