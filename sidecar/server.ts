@@ -10,7 +10,7 @@ import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
 import { admitChat, type BudgetGate } from './budget/admission.js';
-import { ChatRequestSchema, EmbeddingsRequestSchema, type ChatCompletion, type ChatRequest } from './openai-schema.js';
+import { ChatRequestSchema, EmbeddingsRequestSchema, isPlainChatRequest, type ChatCompletion, type ChatRequest } from './openai-schema.js';
 import { chatDoor } from './apis/chat-completions.js';
 import { anthropicError, messagesDoor, messagesPassthroughDoor, parseCountTokensRequest, parseMessagesRequest } from './apis/messages.js';
 import { countableMessagesRequest, onlyNativeCanAnswer } from './apis/messages-passthrough.js';
@@ -334,7 +334,8 @@ export function buildApp(o: AppOptions): FastifyInstance {
   /** The chat routes, each from its parsed body to an answer (or a stream written). */
   const chatRoutes: Record<ChatRoutePath, (ex: ChatExchange) => Promise<Answer | undefined>> = {
     '/v1/chat/completions': async (ex) => {
-      const req = parseBody(ChatRequestSchema, ex.body);
+      // The plain request as it came; zod for the rest (same verdict, test/sidecar/openai-schema.test.ts).
+      const req = isPlainChatRequest(ex.body) ? ex.body : parseBody(ChatRequestSchema, ex.body);
       return serveChat(ex, chatDoor(req), req);
     },
     // OpenAI's Responses API: state (store, previous_response_id, item references) is kept here,
