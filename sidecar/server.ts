@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { formatIssues } from '../crds/src/meta.js';
 import { Cancel, sleep, type CancelSignal } from './cancel.js';
-import { completeChat, recordError, routingHeaders, sendUpstream, serveCached, streamChat, applyLimits, targetContext, traced, Tried, upstreamHttpError, type ChatDeps } from './chat.js';
+import { completeChat, dispatchOptions, recordError, routingHeaders, sendUpstream, serveCached, streamChat, applyLimits, targetContext, traced, Tried, upstreamHttpError, type ChatDeps } from './chat.js';
 import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.js';
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
@@ -453,7 +453,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
           }
         },
         // Embeddings count against no rate limit, but skip a target whose provider asked to back off.
-        { ...deps, signal, attempts: trace, quota: backoffGate() },
+        dispatchOptions(deps, signal, trace, backoffGate()),
       );
       rec.target = result.target.name;
       rec.provider = result.target.provider;
