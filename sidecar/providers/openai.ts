@@ -13,6 +13,7 @@ import {
 import { UpstreamProtocolError, UpstreamStreamError, type UpstreamErrorInfo } from './errors.js';
 import { safeCode, upstreamText } from './redact.js';
 import { errorBodyJson, isPlainObject, noErrorInfo, num, parseEventJson, unsupportedParameter } from './wire.js';
+import { copyWithout } from '../json-values.js';
 
 /**
  * A request parameter the provider documents as unsupported. A value that asks for nothing
@@ -408,6 +409,9 @@ function normalized(d: OpenAIDialect): OpenAIDialect {
   };
 }
 
+/** What chatRequest sets itself: the output cap under the dialect's name, the usage option. */
+const SET_BY_ADAPTER: ReadonlySet<string> = new Set(['max_tokens', 'max_completion_tokens', 'stream_options']);
+
 /** An adapter for one of the DIALECTS by name, or for a dialect declared elsewhere (azure.ts). */
 export function createOpenAIAdapter(name: keyof typeof DIALECTS | OpenAIDialect): ProviderAdapter {
   const declared = typeof name === 'string' ? DIALECTS[name] : name;
@@ -421,14 +425,15 @@ export function createOpenAIAdapter(name: keyof typeof DIALECTS | OpenAIDialect)
     defaultBaseURL: dialect.defaultBaseURL,
 
     chatRequest(req: ChatRequest, ctx: TargetContext, stream: boolean): UpstreamRequest {
-      // Rest/spread, not delete: a deleted key turns the object into a slow dictionary that
+      // A copy, not delete: a deleted key turns the object into a slow dictionary that
       // JSON.stringify then walks slowly (measured on the request path).
-      const { max_tokens, max_completion_tokens, stream_options: _clientStreamOptions, ...rest } = req;
+      const body = copyWithout(req, SET_BY_ADAPTER);
       // model: undefined (omitModel) is left out by JSON.stringify and drops the client's route name.
-      const body: Record<string, unknown> = { ...rest, model: dialect.omitModel ? undefined : ctx.model, stream };
+      body.model = dialect.omitModel ? undefined : ctx.model;
+      body.stream = stream;
       if (dialect.rejects !== undefined) rejectUnsupported(dialect, dialect.rejects, body, ctx.model);
       if (dialect.rejectsMessageName !== undefined) rejectMessageNames(dialect, dialect.rejectsMessageName, req.messages);
-      const maxTokens = max_completion_tokens ?? max_tokens;
+      const maxTokens = req.max_completion_tokens ?? req.max_tokens;
       if (maxTokens != null) body[dialect.maxTokensField] = maxTokens;
       if (stream && dialect.streamUsageOption) body.stream_options = { include_usage: true };
       return { url: urlOf(ctx, '/chat/completions'), headers: headersOf(ctx), body: JSON.stringify(body) };
