@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomToken } from '../random.js';
 import type { FinishReason } from '../openai-schema.js';
 import type { Usage } from '../usage.js';
 import { costField, type CallerCost } from './types.js';
@@ -59,7 +59,7 @@ export interface AnthropicErrorBody {
 
 /** Anthropic ids are opaque [A-Za-z0-9_-] strings (tool ids must match ^[a-zA-Z0-9_-]+$). */
 function randomId(prefix: string): string {
-  return prefix + randomBytes(18).toString('base64url');
+  return prefix + randomToken(18, 'base64url');
 }
 
 export function messageId(completionId: string | undefined): string {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomToken } from '../random.js';
 import { ApiError, invalidRequest } from '../errors.js';
 import type { ChatCompletion, ChatRequest, Message } from '../openai-schema.js';
 import type { Usage } from '../usage.js';
@@ -60,7 +60,7 @@ export interface ResponsesTurn {
 }
 
 const ID_BYTES = 24;
-const defaultRandom = (bytes: number) => randomBytes(bytes).toString('hex');
+const defaultRandom = (bytes: number) => randomToken(bytes, 'hex');
 
 /** OpenAI's answer to a previous_response_id it does not hold. */
 export function previousResponseNotFound(id: string): ApiError {
@@ -104,23 +104,22 @@ export function parseResponsesRequest(body: unknown, store: ResponseStore, ids: 
   if (messages.length === 0) throw invalidRequest('Invalid request: input must contain at least one item.', 'input');
 
   const effort = req.reasoning?.effort;
-  const chat = {
-    model: req.model,
-    messages,
-    ...(req.stream && { stream: true }),
-    ...(req.max_output_tokens != null && { max_completion_tokens: req.max_output_tokens }),
-    ...(req.temperature != null && { temperature: req.temperature }),
-    ...(req.top_p != null && { top_p: req.top_p }),
-    // OpenAI's chat API refuses tool_choice and parallel_tool_calls without tools.
-    ...(tools.chat.length > 0 && {
-      tools: tools.chat,
-      ...(toolChoice && { tool_choice: toolChoice.chat }),
-      ...(req.parallel_tool_calls != null && { parallel_tool_calls: req.parallel_tool_calls }),
-    }),
-    ...(req.user != null && { user: req.user }),
-    ...(format && { response_format: format }),
-    ...(effort != null && { reasoning_effort: effort }),
-  } as ChatRequest;
+  // Field by field, not conditional spreads: each spread into a literal goes through V8's runtime
+  // (tens of µs of a stream's first byte once the sidecar idled); the fields keep this order.
+  const chat: ChatRequest = { model: req.model, messages };
+  if (req.stream) chat.stream = true;
+  if (req.max_output_tokens != null) chat.max_completion_tokens = req.max_output_tokens;
+  if (req.temperature != null) chat.temperature = req.temperature;
+  if (req.top_p != null) chat.top_p = req.top_p;
+  // OpenAI's chat API refuses tool_choice and parallel_tool_calls without tools.
+  if (tools.chat.length > 0) {
+    chat.tools = tools.chat;
+    if (toolChoice) chat.tool_choice = toolChoice.chat;
+    if (req.parallel_tool_calls != null) chat.parallel_tool_calls = req.parallel_tool_calls;
+  }
+  if (req.user != null) chat.user = req.user;
+  if (format) chat.response_format = format;
+  if (effort != null) (chat as Record<string, unknown>).reasoning_effort = effort;
 
   const keepIt = req.store !== false;
   const echo: EchoFields = {
