@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { bool, count, list, oneOf, orNull, plainRequestCheck, record, text, within } from './plain-check.js';
 
 /**
  * The OpenAI Chat Completions request as the sidecar accepts it. Known fields are checked for
@@ -75,73 +76,35 @@ export const ChatRequestSchema = z.looseObject({
 });
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 
-/** ChatRequestSchema's own fields: a plain request may carry any other field (it passes through). */
-const CHAT_FIELDS: ReadonlySet<string> = new Set(Object.keys(ChatRequestSchema.shape));
-const PLAIN_ROLES: ReadonlySet<unknown> = new Set(['system', 'developer', 'user', 'assistant']);
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-const isCount = (v: unknown, min: number, max = Number.MAX_SAFE_INTEGER) => Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max;
-const isIn = (v: unknown, min: number, max: number) => typeof v === 'number' && v >= min && v <= max;
-
-/** One field of a plain request, checked as ChatRequestSchema checks it; false: a field this check leaves to zod. */
-function plainField(key: string, v: unknown): boolean {
-  switch (key) {
-    case 'model':
-      return typeof v === 'string' && v.length > 0;
-    case 'messages':
-      return Array.isArray(v) && v.length > 0 && v.every(isPlainMessage);
-    case 'stream':
-      return v === null || typeof v === 'boolean';
-    case 'max_tokens':
-    case 'max_completion_tokens':
-      return v === null || isCount(v, 1);
-    case 'temperature':
-      return v === null || isIn(v, 0, 2);
-    case 'top_p':
-      return v === null || isIn(v, 0, 1);
-    case 'n':
-      return v === null || isCount(v, 1, 128);
-    case 'seed':
-      return v === null || isCount(v, Number.MIN_SAFE_INTEGER);
-    case 'presence_penalty':
-    case 'frequency_penalty':
-      return v === null || isIn(v, -2, 2);
-    case 'stop':
-      return v === null || typeof v === 'string' || (Array.isArray(v) && v.length <= 16 && v.every((x) => typeof x === 'string'));
-    case 'parallel_tool_calls':
-      return typeof v === 'boolean';
-    case 'user':
-      return typeof v === 'string';
-    default:
-      // Tools, tool_choice, stream_options, response_format: zod's.
-      return false;
-  }
-}
-
-/** A system, developer, user or assistant message with text content and nothing else. */
-function isPlainMessage(m: unknown): boolean {
-  if (!isObject(m) || !PLAIN_ROLES.has(m.role) || typeof m.content !== 'string') return false;
-  for (const key in m) {
-    if (key !== 'role' && key !== 'content' && !(key === 'name' && typeof m.name === 'string')) return false;
-  }
-  return true;
-}
+const PLAIN_MESSAGE = record({ role: oneOf('system', 'developer', 'user', 'assistant'), content: text(), name: text() }, ['role', 'content']);
+const STOP_LIST = list(text(), 0, 16);
 
 /**
- * Whether a parsed body is a chat request of the common plain shape (text messages, scalar
- * options, any unknown fields), checked by hand exactly as ChatRequestSchema would accept it:
- * such a body is the request as it is. zod's check costs ≈ 50 µs of a stream's first byte once
- * the sidecar has idled and its code went cold, this one under 1 µs (test/bench/README.md).
- * Anything else (tools, content parts, tool messages, a value out of range) is left to zod,
- * which also words the errors. test/sidecar/openai-schema.test.ts holds it to zod's verdict.
+ * Whether a parsed body is a chat request of the plain shape — text messages of the system,
+ * developer, user and assistant roles, scalar options, any unknown fields — checked by hand as
+ * ChatRequestSchema would check it (plain-check.ts); tools, content parts, tool messages,
+ * stream_options and response_format are left to zod.
  */
-export function isPlainChatRequest(body: unknown): body is ChatRequest {
-  if (!isObject(body) || typeof body.model !== 'string' || !Array.isArray(body.messages)) return false;
-  for (const key in body) {
-    if (key === '__proto__') return false;
-    if (CHAT_FIELDS.has(key) && !plainField(key, body[key])) return false;
-  }
-  return true;
-}
+export const isPlainChatRequest = plainRequestCheck<ChatRequest>(
+  Object.keys(ChatRequestSchema.shape),
+  {
+    model: text(1),
+    messages: list(PLAIN_MESSAGE, 1),
+    stream: orNull(bool),
+    max_tokens: orNull(count(1)),
+    max_completion_tokens: orNull(count(1)),
+    temperature: orNull(within(0, 2)),
+    top_p: orNull(within(0, 1)),
+    n: orNull(count(1, 128)),
+    seed: orNull(count(Number.MIN_SAFE_INTEGER)),
+    presence_penalty: orNull(within(-2, 2)),
+    frequency_penalty: orNull(within(-2, 2)),
+    stop: orNull((v) => typeof v === 'string' || STOP_LIST(v)),
+    parallel_tool_calls: bool,
+    user: text(),
+  },
+  ['model', 'messages'],
+);
 
 export const EmbeddingsRequestSchema = z.looseObject({
   model: z.string().min(1),

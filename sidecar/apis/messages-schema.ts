@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { invalidRequest, type ApiError } from '../errors.js';
+import { bool, count, list, oneOf, orNull, plainRequestCheck, record, text, within } from '../plain-check.js';
 
 /**
  * Anthropic's Messages API request (POST /v1/messages, /v1/messages/count_tokens) as paygo's
@@ -156,6 +157,29 @@ const requestShape = {
 
 export const MessagesRequestSchema = z.looseObject(requestShape);
 export type MessagesRequest = z.infer<typeof MessagesRequestSchema>;
+
+const PLAIN_MESSAGE = record({ role: oneOf('user', 'assistant', 'system'), content: text() }, ['role', 'content']);
+
+/**
+ * Whether a parsed body is a Messages request of the plain shape — text messages, a text system
+ * prompt, scalar options, any unknown fields — checked by hand as MessagesRequestSchema would
+ * check it (plain-check.ts); content blocks, tools, thinking, metadata and the rest go to zod.
+ */
+export const isPlainMessagesRequest = plainRequestCheck<MessagesRequest>(
+  Object.keys(requestShape),
+  {
+    model: text(1),
+    max_tokens: count(1),
+    messages: list(PLAIN_MESSAGE, 1),
+    system: orNull(text()),
+    stop_sequences: orNull(list(text())),
+    temperature: orNull(within(0, 1)),
+    top_p: orNull(within(0, 1)),
+    top_k: orNull(count(0)),
+    stream: orNull(bool),
+  },
+  ['model', 'max_tokens', 'messages'],
+);
 
 /** count_tokens takes the same body without max_tokens (a max_tokens sent anyway is tolerated). */
 const { max_tokens: _maxTokens, stream: _stream, ...countShape } = requestShape;

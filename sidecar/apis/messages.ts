@@ -4,6 +4,7 @@ import type { Usage } from '../usage.js';
 import {
   CountTokensRequestSchema,
   MessagesRequestSchema,
+  isPlainMessagesRequest,
   parseWith,
   type AssistantBlockParam,
   type CountTokensRequest,
@@ -265,7 +266,8 @@ function respond(requestModel: string, completion: ChatCompletion, usage: Usage,
 
 /** Validates an Anthropic Messages request (400 naming the field) and translates it. */
 export function parseMessagesRequest(body: unknown): MessagesTurn {
-  const req = parseWith(MessagesRequestSchema, body);
+  // The plain request as it came; zod for the rest (same verdict, test/sidecar/apis/messages-schema.test.ts).
+  const req = isPlainMessagesRequest(body) ? body : parseWith(MessagesRequestSchema, body);
   const chat = translateRequest(req);
   return {
     chat,

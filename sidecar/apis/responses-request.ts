@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { bool, count, oneOf, orNull, plainRequestCheck, text, within } from '../plain-check.js';
 import { ApiError, invalidRequest } from '../errors.js';
 import type { ContentPart, Message, Tool, ToolCall, ToolChoice } from '../openai-schema.js';
 import type { FunctionToolEcho, InputItem, ResponseTextConfig, ResponseToolChoice, StoredItem } from './responses-types.js';
@@ -72,6 +73,35 @@ export const ResponsesRequestSchema = z.looseObject({
 });
 export type ResponsesRequest = z.infer<typeof ResponsesRequestSchema>;
 
+/**
+ * Whether a parsed body is a Responses request of the plain shape — input as text or items (the
+ * schema takes any items; they are checked as they are translated), scalar options, function
+ * tools as any list, any unknown fields — checked by hand as ResponsesRequestSchema would check
+ * it (plain-check.ts); text, reasoning and metadata go to zod.
+ */
+export const isPlainResponsesRequest = plainRequestCheck<ResponsesRequest>(
+  Object.keys(ResponsesRequestSchema.shape),
+  {
+    model: text(1),
+    input: (v) => typeof v === 'string' || Array.isArray(v),
+    instructions: orNull(text()),
+    previous_response_id: orNull(text(1)),
+    tools: orNull(Array.isArray),
+    tool_choice: () => true,
+    max_output_tokens: orNull(count(1)),
+    temperature: orNull(within(0, 2)),
+    top_p: orNull(within(0, 1)),
+    parallel_tool_calls: orNull(bool),
+    store: orNull(bool),
+    user: orNull(text()),
+    stream: orNull(bool),
+    truncation: orNull(oneOf('auto', 'disabled')),
+    background: orNull(bool),
+    top_logprobs: orNull(count(0, 20)),
+  },
+  ['model'],
+);
+
 /** A 400 naming the first issue's path, with zod's messages (which name expectations, never the values sent). */
 function invalid(error: z.ZodError, prefix: string): ApiError {
   const pathOf = (i: z.core.$ZodIssue) => [prefix, ...i.path.map(String)].filter(Boolean).join('.');
@@ -96,7 +126,8 @@ const unsupported = (message: string, param: string) => invalidRequest(message, 
 /** The body checked: the top-level fields typed, refusals raised. Items, tools and tool_choice are checked by their translators. */
 export function checkRequest(body: unknown): ResponsesRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw invalidRequest('The request body must be a JSON object.');
-  const req = check(ResponsesRequestSchema, body, '');
+  // The plain request as it came; zod for the rest (same verdict, test/sidecar/apis/responses.test.ts).
+  const req = isPlainResponsesRequest(body) ? body : check(ResponsesRequestSchema, body, '');
   const extra = req as Record<string, unknown>;
   if (extra.conversation != null) throw unsupported('conversation is not supported: paygo keeps responses, not conversations; chain them with previous_response_id.', 'conversation');
   if (extra.prompt != null) throw unsupported('prompt (a stored prompt template) is not supported: send instructions and input instead.', 'prompt');
