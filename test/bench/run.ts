@@ -763,14 +763,21 @@ async function main(): Promise<void> {
   // The same target as a ratio to its floor (the bare Node.js proxy in the same round): a Node.js
   // sidecar pays that proxy's cost before doing any work of its own, and it varies with the machine.
   const pacedFloor = paced?.byTarget['node-proxy'];
-  const floorRatio = (g: number) => {
-    const ratios = (pacedPaygo?.[g]?.addedPerRound ?? []).map((a, i) => a / (pacedFloor?.[g]?.addedPerRound[i] ?? NaN)).filter((r) => Number.isFinite(r) && r > 0);
+  const floorRatio = (target: string, g: number) => {
+    const ratios = (paced?.byTarget[target]?.[g]?.addedPerRound ?? []).map((a, i) => a / (pacedFloor?.[g]?.addedPerRound[i] ?? NaN)).filter((r) => Number.isFinite(r) && r > 0);
     return ratios.length ? median(ratios) : NaN;
   };
   check(
     `stream TTFB at every spacing: paygo's added p50 ≤ 2× the bare Node.js proxy's (same round; median over rounds)`,
-    pacedPaygo && pacedFloor ? PACED_GAPS_MS.map((g) => `${g} ms: ${fmt(floorRatio(g), 1)}×`).join(', ') : 'not measured (needs paygo and node-proxy in the paced rows)',
-    pacedPaygo && pacedFloor ? PACED_GAPS_MS.every((g) => floorRatio(g) <= 2) : null,
+    pacedPaygo && pacedFloor ? PACED_GAPS_MS.map((g) => `${g} ms: ${fmt(floorRatio('paygo', g), 1)}×`).join(', ') : 'not measured (needs paygo and node-proxy in the paced rows)',
+    pacedPaygo && pacedFloor ? PACED_GAPS_MS.every((g) => floorRatio('paygo', g) <= 2) : null,
+  );
+  // Every API: the same route through /v1/responses and /v1/messages.
+  const doors = ['paygo-responses', 'paygo-messages'].filter((t) => paced?.byTarget[t]);
+  check(
+    `stream TTFB at every spacing, /v1/responses and /v1/messages: added p50 ≤ 2× the bare Node.js proxy's`,
+    doors.length === 2 && pacedFloor ? doors.map((t) => `${t.slice('paygo-'.length)} ${PACED_GAPS_MS.map((g) => `${fmt(floorRatio(t, g), 1)}×`).join(' / ')}`).join('; ') : 'not measured (needs paygo-responses, paygo-messages and node-proxy in the paced rows)',
+    doors.length === 2 && pacedFloor ? doors.every((t) => PACED_GAPS_MS.every((g) => floorRatio(t, g) <= 2)) : null,
   );
   check('sidecar peak RSS ≤ 70 MB', `${fmt(mb(peak.hwm), 1)} MB (VmHWM; private ${fmt(mb(peak.anon), 1)} MB)`, Number.isFinite(peak.hwm) ? peak.hwm / 1024 <= 70 : null);
   check('sidecar private (anonymous) peak RSS ≤ 70 MB', `${fmt(mb(peak.anon), 1)} MB (the rest of VmHWM is mapped files, mostly the node binary)`, Number.isFinite(peak.anon) ? peak.anon / 1024 <= 70 : null);
