@@ -30,6 +30,13 @@ const OptionsSchema = z.object({
 });
 export type SidecarOptions = z.infer<typeof OptionsSchema>;
 
+/**
+ * Memory for stored /v1/responses answers, counted as their JSON length. The heap holds ≈ 2.5×
+ * that (bench, 2026-12-06: 64 MiB of them took the sidecar's RSS 111 → 273 MB), so 16 MiB keeps a
+ * sidecar with a full store under the injected 192Mi limit.
+ */
+export const RESPONSES_MAX_BYTES_DEFAULT = 16 * 1024 * 1024;
+
 export const USAGE = `Usage: paygo-sidecar [options]
   --config FILE          standalone config (multi-document YAML); default: the embedded examples/standalone.yaml
                          (env PAYGO_CONFIG)
@@ -59,8 +66,9 @@ export const USAGE = `Usage: paygo-sidecar [options]
                          how long /v1/responses answers stay retrievable (previous_response_id, item
                          references, GET) (default 86400; 0 = none are kept; env PAYGO_RESPONSES_TTL_SECONDS)
   --responses-max-bytes N
-                         memory for them; the least recently used go first (default 67108864;
-                         env PAYGO_RESPONSES_MAX_BYTES). Kept in <state-dir>/responses too (mode 0600)
+                         memory for them, as their JSON length (the heap holds ≈ 2.5× that); the least
+                         recently used go first (default 16777216; env PAYGO_RESPONSES_MAX_BYTES).
+                         Kept in <state-dir>/responses too (mode 0600)
   --help                 print this text and exit`;
 
 /** Parses argv and env once into validated options; throws an Error with a readable message. */
@@ -111,7 +119,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     targetReportIntervalMs: values['target-report-interval-ms'] ?? 15_000,
     otlpEndpoint: values['otlp-endpoint'] ?? (env.PAYGO_OTLP_ENDPOINT || undefined),
     responsesTtlSeconds: values['responses-ttl-seconds'] ?? env.PAYGO_RESPONSES_TTL_SECONDS ?? 86_400,
-    responsesMaxBytes: values['responses-max-bytes'] ?? env.PAYGO_RESPONSES_MAX_BYTES ?? 64 * 1024 * 1024,
+    responsesMaxBytes: values['responses-max-bytes'] ?? env.PAYGO_RESPONSES_MAX_BYTES ?? RESPONSES_MAX_BYTES_DEFAULT,
   });
   if (!parsed.success) throw new Error(`invalid options: ${formatIssues(parsed.error)}`);
   if (parsed.data.operator && values.config) throw new Error('--config and --operator exclude each other');

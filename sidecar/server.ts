@@ -10,6 +10,7 @@ import { ApiError, bodyTooLarge, invalidRequest, modelNotFound } from './errors.
 import { formatUsd } from '../crds/src/money.js';
 import type { Meter, MeterResult, RequestRecord } from './metering/record.js';
 import { admitChat, type BudgetGate } from './budget/admission.js';
+import { RESPONSES_MAX_BYTES_DEFAULT } from './options.js';
 import { ChatRequestSchema, EmbeddingsRequestSchema, isPlainChatRequest, type ChatCompletion, type ChatRequest } from './openai-schema.js';
 import { chatDoor } from './apis/chat-completions.js';
 import { anthropicError, messagesDoor, messagesPassthroughDoor, parseCountTokensRequest, parseMessagesRequest } from './apis/messages.js';
@@ -53,7 +54,7 @@ export interface AppOptions {
 }
 
 /** The defaults of --responses-ttl-seconds and --responses-max-bytes (options.ts). */
-export const RESPONSE_STORE_DEFAULTS = { ttlMs: 86_400_000, maxBytes: 64 * 1024 * 1024, maxEntries: 100_000 };
+export const RESPONSE_STORE_DEFAULTS = { ttlMs: 86_400_000, maxBytes: RESPONSES_MAX_BYTES_DEFAULT, maxEntries: 100_000 };
 
 declare module 'fastify' {
   interface FastifyRequest {
