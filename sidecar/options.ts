@@ -31,9 +31,9 @@ const OptionsSchema = z.object({
 export type SidecarOptions = z.infer<typeof OptionsSchema>;
 
 /**
- * Memory for stored /v1/responses answers, counted as their JSON length. The heap holds ≈ 2.5×
- * that (bench, 2026-12-06: 64 MiB of them took the sidecar's RSS 111 → 273 MB), so 16 MiB keeps a
- * sidecar with a full store under the injected 192Mi limit.
+ * Memory for stored /v1/responses answers, counted as their JSON length. The heap holds 2.5–3.5×
+ * that (make bench, 2026-12-06: a full 64 MiB store took the sidecar's peak RSS 111 → 273 MB, a
+ * 16 MiB one to 168 MB), so 16 MiB keeps a sidecar with a full store under the injected 192Mi limit.
  */
 export const RESPONSES_MAX_BYTES_DEFAULT = 16 * 1024 * 1024;
 
@@ -66,7 +66,7 @@ export const USAGE = `Usage: paygo-sidecar [options]
                          how long /v1/responses answers stay retrievable (previous_response_id, item
                          references, GET) (default 86400; 0 = none are kept; env PAYGO_RESPONSES_TTL_SECONDS)
   --responses-max-bytes N
-                         memory for them, as their JSON length (the heap holds ≈ 2.5× that); the least
+                         memory for them, as their JSON length (the heap holds 2.5–3.5× that); the least
                          recently used go first (default 16777216; env PAYGO_RESPONSES_MAX_BYTES).
                          Kept in <state-dir>/responses too (mode 0600)
   --help                 print this text and exit`;
