@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import { expect } from 'vitest';
 import type { z } from 'zod';
 import { seededRandom } from '../../sidecar/random.js';
 
@@ -43,6 +44,11 @@ export function randomMessage(rnd: () => number, pick: Pick, o: { plainRoles: re
   return m;
 }
 
+/** A messages list for BodySpace: now and then empty, else one or two messages drawn as randomMessage draws them. */
+export function messageLists(o: Parameters<typeof randomMessage>[2]): NonNullable<BodySpace['messages']>['make'] {
+  return (rnd, pick) => (rnd() < 0.05 ? [] : Array.from({ length: 1 + Math.floor(rnd() * 2) }, () => randomMessage(rnd, pick, o)));
+}
+
 /**
  * Judges `n` bodies both ways. A disagreement is a body the hand check takes that zod refuses,
  * or makes something else of.
@@ -66,3 +72,14 @@ export function compareWithZod(schema: z.ZodType, plain: (body: unknown) => bool
 export const NUMBERS: readonly unknown[] = [null, 0, 1, 2, 16, 20, 21, 128, 129, 1024, 0.5, 1.5, 2.5, -1, -2, -2.5, 2 ** 53, 2 ** 53 - 1, -(2 ** 53 - 1), 'x', true, [], {}];
 export const STRINGS: readonly unknown[] = ['text', '', null, 7, true, [], {}];
 export const BOOLEANS: readonly unknown[] = [true, false, null, 'true', 0];
+
+/**
+ * The test of a hand check: over 20,000 bodies it takes nothing zod refuses or would change, and
+ * neither side is empty (plain bodies were taken, valid ones outside the plain shape left to zod).
+ */
+export function expectZodVerdicts(schema: z.ZodType, plain: (body: unknown) => boolean, space: BodySpace, seed: number): void {
+  const { taken, zodOnly, disagreements } = compareWithZod(schema, plain, space, 20_000, seed);
+  expect(disagreements.slice(0, 3)).toEqual([]);
+  expect(taken).toBeGreaterThan(500);
+  expect(zodOnly).toBeGreaterThan(500);
+}
