@@ -126,7 +126,7 @@ const unsupported = (message: string, param: string) => invalidRequest(message, 
 /** The body checked: the top-level fields typed, refusals raised. Items, tools and tool_choice are checked by their translators. */
 export function checkRequest(body: unknown): ResponsesRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw invalidRequest('The request body must be a JSON object.');
-  // The plain request as it came; zod for the rest (same verdict, test/sidecar/apis/responses.test.ts).
+  // The plain request as it came; zod for the rest (same verdict, test/sidecar/apis/responses-request.test.ts).
   const req = isPlainResponsesRequest(body) ? body : check(ResponsesRequestSchema, body, '');
   const extra = req as Record<string, unknown>;
   if (extra.conversation != null) throw unsupported('conversation is not supported: paygo keeps responses, not conversations; chain them with previous_response_id.', 'conversation');
