@@ -3,14 +3,13 @@
  * accept it. zod's check of a request costs 40–80 µs of a stream's first byte once the sidecar
  * has idled and its code went cold (test/bench/README.md); these cost about 1 µs. A body of the
  * plain shape is the request as it is (the schemas are loose and transform nothing, so zod's
- * output equals it); anything else is left to zod, which also words the errors.
- * test/sidecar/plain-check.test.ts holds every checker to its schema's verdict.
+ * output equals it); anything else is left to zod, which also words the errors. Each checker
+ * is held to its schema's verdict by a differential test (test/support/plain-check.ts).
  */
+import { isPlainObject } from './json-values.js';
 
 /** One field's check; false means "leave the body to zod", not "invalid". */
 export type FieldCheck = (v: unknown) => boolean;
-
-export const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** z.number().int().min(min).max(max): zod's int is a safe integer. */
 export const count =
@@ -48,7 +47,7 @@ export const record = (fields: Record<string, FieldCheck>, required: readonly st
   // A Map: a field named "constructor" or "toString" must not find Object.prototype's.
   const checks = new Map(Object.entries(fields));
   return (v) => {
-    if (!isObject(v)) return false;
+    if (!isPlainObject(v)) return false;
     for (const key of required) if (!Object.hasOwn(v, key)) return false;
     for (const key in v) {
       const check = checks.get(key);
@@ -67,7 +66,7 @@ export function plainRequestCheck<T>(schemaFields: Iterable<string>, checks: Rec
   const known: ReadonlySet<string> = new Set(schemaFields);
   const byField = new Map(Object.entries(checks));
   return (body: unknown): body is T => {
-    if (!isObject(body)) return false;
+    if (!isPlainObject(body)) return false;
     for (const key of required) if (!Object.hasOwn(body, key)) return false;
     for (const key in body) {
       // JSON.parse makes "__proto__" an own field; zod's copy would set a prototype with it.
