@@ -39,6 +39,8 @@ interface Entry {
 /** Ids we issue (resp_ + hex); only these name files, so a client's id can never name a path. */
 const FILE_ID = /^resp_[0-9a-f]{1,128}$/;
 const FILE_VERSION = 1;
+/** How long file writes and deletes wait to be started together (ResponseStore.later). */
+const PERSIST_DELAY_MS = 200;
 
 export class ResponseStore {
   /** Least recently used first (Map order). */
@@ -54,6 +56,9 @@ export class ResponseStore {
   private readonly fileOps = new Map<string, Promise<void>>();
   /** Ids whose file may exist (loaded, or a write queued): only these need a delete. */
   private readonly onDisk = new Set<string>();
+  /** Per response id, the file operation asked for since the last flush (the last one wins). */
+  private readonly unflushed = new Map<string, { operation: 'write' | 'delete'; run: () => Promise<void> }>();
+  private flushTimer: NodeJS.Timeout | undefined;
   private tmpCounter = 0;
 
   constructor(private readonly o: ResponseStoreOptions) {
@@ -106,8 +111,9 @@ export class ResponseStore {
     return held;
   }
 
-  /** Waits for every queued file write and delete. */
+  /** Starts the file writes and deletes not started yet, and waits for all of them. */
   async close(): Promise<void> {
+    this.flush();
     while (this.fileOps.size > 0) await Promise.all([...this.fileOps.values()]);
   }
 
@@ -195,7 +201,7 @@ export class ResponseStore {
     if (file === undefined) return;
     const tmp = `${file}.${process.pid}.${++this.tmpCounter}.tmp`;
     this.onDisk.add(id);
-    this.queue(id, 'write', async () => {
+    this.later(id, 'write', async () => {
       try {
         await writeFile(tmp, text, { mode: 0o600 });
         await rename(tmp, file);
@@ -209,7 +215,25 @@ export class ResponseStore {
   private unpersist(id: string): void {
     const file = this.file(id);
     if (file === undefined || !this.onDisk.delete(id)) return;
-    this.queue(id, 'delete', () => rm(file, { force: true }));
+    this.later(id, 'delete', () => rm(file, { force: true }));
+  }
+
+  /**
+   * A file operation, started with the others at the next flush (PERSIST_DELAY_MS), not at once:
+   * its file system calls and their callbacks then came in the middle of the next request, and
+   * a stream's first byte after a model's pause paid for them. A write a delete replaces before
+   * the flush is never made. A crash loses what was not flushed yet.
+   */
+  private later(id: string, operation: 'write' | 'delete', run: () => Promise<void>): void {
+    this.unflushed.set(id, { operation, run });
+    this.flushTimer ??= setTimeout(() => this.flush(), PERSIST_DELAY_MS).unref();
+  }
+
+  private flush(): void {
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    for (const [id, { operation, run }] of this.unflushed) this.queue(id, operation, run);
+    this.unflushed.clear();
   }
 
   /** Reads the persisted entries back: expired and unreadable files are deleted, the rest inserted oldest first. */

@@ -193,6 +193,22 @@ describe('ResponseStore on disk', () => {
     expect(s.get(idOf(1))).toEqual(stored(1));
   });
 
+  it('starts its file writes together after a short delay, not during the request that stored them', async () => {
+    const dir = tempDir();
+    const s = store({ dir });
+    s.put(stored(1));
+    s.put(stored(2));
+    s.put(stored(3));
+    s.delete(idOf(3)); // before the flush: its file is never written
+    await new Promise((r) => setTimeout(r, 20));
+    expect(readdirSync(join(dir, 'responses'))).toEqual([]);
+    // The flush comes by itself (200 ms), without close().
+    const deadline = Date.now() + 5_000;
+    while (readdirSync(join(dir, 'responses')).filter((f) => f.endsWith('.json')).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await s.close();
+    expect(readdirSync(join(dir, 'responses')).sort()).toEqual([`${idOf(1)}.json`, `${idOf(2)}.json`]);
+  });
+
   it('only ids of our own form name files', async () => {
     const dir = tempDir();
     const s = store({ dir });
