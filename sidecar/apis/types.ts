@@ -116,7 +116,8 @@ export function passthroughOnlyDoor(shape: Pick<FrontDoor, 'api' | 'error' | 'he
   const unreachable = (): never => {
     throw reason;
   };
-  return { ...shape, passthrough, passthroughOnly: reason, encoder: unreachable, respond: unreachable };
+  // Field by field: a spread of `shape` (it holds functions) would take a new hidden class per request.
+  return { api: shape.api, error: shape.error, headers: shape.headers, passthrough, passthroughOnly: reason, encoder: unreachable, respond: unreachable };
 }
 
 /** StreamEncoder's twin for a provider's own events (Passthrough). */
