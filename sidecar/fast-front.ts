@@ -45,7 +45,8 @@ export interface FastFrontOptions {
   failed(path: ChatRoutePath, ex: Pick<ChatExchange, 'id' | 'trace'>, err: unknown): Answer;
 }
 
-const JSON_TYPE = 'application/json; charset=utf-8';
+/** The content type of every JSON answer, fastify's and the fast front's. */
+export const JSON_TYPE = 'application/json; charset=utf-8';
 
 /**
  * The chat routes' way in without fastify's per-request machinery (its request and reply

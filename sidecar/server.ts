@@ -20,7 +20,7 @@ import { ResponseStore } from './apis/response-store.js';
 import { deleteStoredResponse, getStoredResponse, parseResponsesRequest, responsesDoor, responsesPassthroughDoor } from './apis/responses.js';
 import { countableResponsesRequest } from './apis/responses-passthrough.js';
 import type { FrontDoor } from './apis/types.js';
-import { CHAT_ROUTE_PATHS, createFastFront, serverWithFastFront, type Answer, type ChatExchange, type ChatRoutePath } from './fast-front.js';
+import { CHAT_ROUTE_PATHS, createFastFront, JSON_TYPE, serverWithFastFront, type Answer, type ChatExchange, type ChatRoutePath } from './fast-front.js';
 import { UpstreamHttpError, UpstreamProtocolError } from './providers/errors.js';
 import { ResponseCache } from './response-cache.js';
 import { ProviderQuotaGate, requestDemand, reserveConsumer, usedBy, type ConsumerHold } from './ratelimit/holds.js';
@@ -87,8 +87,6 @@ function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   }
   return parsed.data;
 }
-
-const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** Builds the OpenAI-compatible data-plane app (not listening: call listen() or use inject()). */
 export function buildApp(o: AppOptions): FastifyInstance {

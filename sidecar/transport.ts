@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { CancelSignal } from './cancel.js';
@@ -262,8 +261,6 @@ export async function readAll(body: UpstreamBody, limitBytes = 64 * 1024 * 1024)
   }
   return parts.length === 1 ? parts[0]!.toString('utf8') : Buffer.concat(parts, size).toString('utf8');
 }
-
-export { Readable };
 
 /**
  * Waits for a promise other requests may share (a token fetch), but gives up as soon as this
